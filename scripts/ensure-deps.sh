@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what `npm start` / `npm test` need and is missing: npm packages, and
+# Debian's ffmpeg (plus chromium for the browser tests when called with --test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# npm dependencies: reinstall when node_modules is missing or older than the lockfile.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "lp-gateway: installing npm dependencies (npm ci)..."
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+need=()
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+if [ "${1:-}" = "--test" ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+fi
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "lp-gateway: installing ${need[*]} with apt-get..."
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "lp-gateway: missing ${need[*]}. Install it, then run this command again:" >&2
+    echo "  sudo apt-get install -y ${need[*]}" >&2
+    exit 1
+  fi
+fi
