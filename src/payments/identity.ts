@@ -1,0 +1,28 @@
+// Who the gateway is to an orchestrator: its address and the signatures go-livepeer
+// expects. Off-chain: the zero address and empty signatures (orchestrators skip the check).
+import { type Hex, type LocalAccount, getAddress, hexToBytes, keccak256, stringToBytes, zeroAddress } from 'viem';
+
+export interface GatewayIdentity {
+  readonly address: Hex;
+  /** EIP-191 signature over keccak256 of the checksummed address (OrchestratorRequest.sig). */
+  signOrchestratorRequest(): Promise<Uint8Array>;
+  /** EIP-191 signature over keccak256(message) (segment credentials). */
+  signHashOf(message: Uint8Array): Promise<Uint8Array>;
+}
+
+export const offchainIdentity: GatewayIdentity = {
+  address: zeroAddress,
+  signOrchestratorRequest: async () => new Uint8Array(0),
+  signHashOf: async () => new Uint8Array(0),
+};
+
+export function accountIdentity(account: LocalAccount): GatewayIdentity {
+  const address = getAddress(account.address);
+  const signRaw = async (hash: Hex) => hexToBytes(await account.signMessage({ message: { raw: hash } }));
+  return {
+    address,
+    // go-livepeer verifies against addr.Hex(), the EIP-55 form; a lowercase address fails.
+    signOrchestratorRequest: () => signRaw(keccak256(stringToBytes(address))),
+    signHashOf: (message) => signRaw(keccak256(message)),
+  };
+}

@@ -1,0 +1,76 @@
+// Media fixtures for tests: H.264 + Opus MPEG-TS made by ffmpeg, and decoding to pixels.
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface ClipOptions {
+  seconds: number;
+  width?: number;
+  height?: number;
+  fps?: number;
+  /** Seconds per GOP = per segment. */
+  gopSeconds?: number;
+}
+
+/** A testsrc2 clip cut into one MPEG-TS segment per GOP (H.264 without B-frames, Opus audio), as go-livepeer sends. */
+export async function makeSegments(opts: ClipOptions): Promise<Buffer[]> {
+  const { seconds, width = 320, height = 240, fps = 30, gopSeconds = 1 } = opts;
+  const dir = await mkdtemp(join(tmpdir(), 'lpgw-clip-'));
+  try {
+    const gop = Math.round(fps * gopSeconds);
+    await run('ffmpeg', [
+      ...['-hide_banner', '-loglevel', 'error'],
+      ...['-f', 'lavfi', '-i', `testsrc2=size=${width}x${height}:rate=${fps}`],
+      ...['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'],
+      ...['-t', String(seconds)],
+      ...['-c:v', 'libx264', '-preset', 'ultrafast', '-g', String(gop), '-keyint_min', String(gop)],
+      ...['-sc_threshold', '0', '-bf', '0', '-pix_fmt', 'yuv420p'],
+      ...['-c:a', 'libopus', '-b:a', '48k'],
+      ...['-f', 'segment', '-segment_time', String(gopSeconds), '-segment_format', 'mpegts'],
+      join(dir, 'seg%03d.ts'),
+    ]);
+    const names = (await readdir(dir)).filter((n) => n.endsWith('.ts')).sort();
+    return Promise.all(names.map((n) => readFile(join(dir, n))));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Decodes MPEG-TS video to grayscale frames of `width`×`height` pixels. */
+export async function decodeGray(ts: Buffer, width = 64, height = 48): Promise<Uint8Array[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'lpgw-decode-'));
+  try {
+    const input = join(dir, 'in.ts');
+    const output = join(dir, 'out.gray');
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(input, ts);
+    await run('ffmpeg', [
+      ...['-hide_banner', '-loglevel', 'error', '-i', input, '-an'],
+      ...['-vf', `scale=${width}:${height}`, '-pix_fmt', 'gray', '-f', 'rawvideo', output],
+    ]);
+    const raw = await readFile(output);
+    const size = width * height;
+    const frames: Uint8Array[] = [];
+    for (let i = 0; i + size <= raw.length; i += size) frames.push(raw.subarray(i, i + size));
+    return frames;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export function mean(frame: Uint8Array): number {
+  let sum = 0;
+  for (const v of frame) sum += v;
+  return sum / frame.length;
+}
+
+/** Mean absolute difference between two frames, after mapping `a` through `f`. */
+export function meanAbsDiff(a: Uint8Array, b: Uint8Array, f: (v: number) => number = (v) => v): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += Math.abs(f(a[i]) - b[i]);
+  return sum / a.length;
+}
