@@ -1,0 +1,347 @@
+import { readFileSync, statSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import {
+  bigint,
+  duration,
+  ethAddress,
+  Invalid,
+  iceServers,
+  int,
+  list,
+  listenAddr,
+  modelId,
+  oneOf,
+  optional,
+  orchUrl,
+  type Parser,
+  type Raw,
+  scalar,
+  string,
+  url,
+} from './parse.ts';
+import { Secret } from './secret.ts';
+
+/**
+ * One configuration key. Naming rule: top-level YAML keys keep go-livepeer's flag names
+ * (`httpAddr`, `maxPricePerUnit`); a key inside a YAML section has the flag name
+ * `<section><Leaf>` (`live.maxViewers` <-> `-liveMaxViewers`). The env var is always
+ * `LP_` + the flag name upper-cased (`LP_LIVEMAXVIEWERS`).
+ */
+export interface KeyDef<T> {
+  readonly flag: string;
+  /** YAML path: `['httpAddr']` or `['live', 'maxViewers']`. */
+  readonly yaml: readonly [string] | readonly [string, string];
+  readonly env: string;
+  /** Value placeholder for usage(): `host:port`, `int`, `wei`, `duration`... */
+  readonly type: string;
+  /** Built-in default as raw text; undefined = not set. */
+  readonly default: Raw | undefined;
+  readonly help: string;
+  /** Never show the value (errors show `<hidden>`; the Config holds a Secret). */
+  readonly secret: boolean;
+  readonly parse: Parser<T>;
+}
+
+export const SECTIONS = ['localOrchestrator', 'live', 'http'] as const;
+export type Section = (typeof SECTIONS)[number];
+
+interface Spec<T> {
+  type: string;
+  help: string;
+  parse: Parser<T>;
+  secret?: boolean;
+}
+
+function flagName(path: readonly [string] | readonly [string, string]): string {
+  return path.length === 1 ? path[0] : `${path[0]}${path[1][0].toUpperCase()}${path[1].slice(1)}`;
+}
+
+function def<T>(
+  path: readonly [string] | readonly [string, string],
+  dflt: Raw | undefined,
+  spec: Spec<T>,
+): KeyDef<T> {
+  const flag = flagName(path);
+  return {
+    flag,
+    yaml: path,
+    env: `LP_${flag.toUpperCase()}`,
+    type: spec.type,
+    default: dflt,
+    help: spec.help,
+    secret: spec.secret ?? false,
+    parse: spec.parse,
+  };
+}
+
+/** A key with a built-in default: always has a value. */
+function req<T>(path: readonly [string] | readonly [string, string], dflt: Raw, spec: Spec<T>): KeyDef<T> {
+  return def(path, dflt, spec);
+}
+
+/** A key that may be unset; an empty value also means unset. */
+function opt<T>(path: readonly [string] | readonly [string, string], spec: Spec<T>): KeyDef<T | undefined> {
+  return def(path, undefined, { ...spec, parse: optional(spec.parse) });
+}
+
+function absPath(s: string, cwd: string): string {
+  return isAbsolute(s) ? s : resolve(cwd, s);
+}
+
+const existingFile: Parser<string> = (raw, ctx) => {
+  const s = string(raw);
+  const p = absPath(s, ctx.cwd);
+  let isFile = false;
+  try {
+    isFile = statSync(p).isFile();
+  } catch {
+    throw new Invalid(p === s ? 'file not found' : `file not found (looked for ${p})`);
+  }
+  if (!isFile) throw new Invalid('is not a regular file');
+  return p;
+};
+
+const path: Parser<string> = (raw, ctx) => absPath(string(raw), ctx.cwd);
+
+/** go-livepeer semantics: the password itself, or the path of a file holding it (trimmed). */
+const password: Parser<Secret> = (raw, ctx) => {
+  const s = scalar(raw);
+  const p = absPath(s, ctx.cwd);
+  let isFile = false;
+  try {
+    isFile = statSync(p).isFile();
+  } catch {
+    // not a file: the value is the password itself
+  }
+  if (!isFile) return new Secret(s);
+  try {
+    return new Secret(readFileSync(p, 'utf8').trim());
+  } catch (err) {
+    throw new Invalid(`names a file that cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+};
+
+const secret: Parser<Secret> = (raw) => new Secret(scalar(raw));
+
+const wei = bigint({ min: 0n });
+const positiveBig = bigint({ min: 1n });
+const ms = duration({ min: 1 });
+
+export const NETWORKS = ['offchain', 'arbitrum-one-mainnet'] as const;
+
+/** Every key, in usage()/default.yaml order. */
+export const K = {
+  httpAddr: req(['httpAddr'], '127.0.0.1:8935', {
+    type: 'host:port',
+    help: 'Address the gateway HTTP server listens on; ":port" listens on all interfaces',
+    parse: listenAddr,
+  }),
+  orchAddr: req(['orchAddr'], '', {
+    type: 'list',
+    help: 'Comma-separated orchestrator addresses (host:port or https://host:port). Empty: start the embedded local orchestrator',
+    parse: list(orchUrl),
+  }),
+  orchWebhookUrl: opt(['orchWebhookUrl'], {
+    type: 'url',
+    help: 'Orchestrator discovery callback URL, returning the orchestrators to use',
+    parse: url(['http', 'https']),
+  }),
+  network: req(['network'], 'offchain', {
+    type: 'string',
+    help: `Network to use: ${NETWORKS.join(' or ')}`,
+    parse: oneOf(NETWORKS),
+  }),
+  ethUrl: opt(['ethUrl'], {
+    type: 'url',
+    help: 'Ethereum (Arbitrum) JSON-RPC URL; required unless -network=offchain',
+    parse: url(['http', 'https', 'ws', 'wss']),
+  }),
+  ethKeystorePath: opt(['ethKeystorePath'], {
+    type: 'path',
+    help: 'Path to the Ethereum keystore directory or key file',
+    parse: path,
+  }),
+  ethPassword: opt(['ethPassword'], {
+    type: 'string',
+    help: 'Password for the Ethereum account, or path to a file holding it',
+    parse: password,
+    secret: true,
+  }),
+  ethController: opt(['ethController'], {
+    type: 'address',
+    help: "Livepeer Controller contract address; default: the network's",
+    parse: ethAddress,
+  }),
+  maxPricePerUnit: req(['maxPricePerUnit'], '0', {
+    type: 'wei',
+    help: 'Maximum price (wei per pixelsPerUnit pixels) to pay an orchestrator; 0 = no limit',
+    parse: wei,
+  }),
+  pixelsPerUnit: req(['pixelsPerUnit'], '1', {
+    type: 'int',
+    help: 'Number of pixels that maxPricePerUnit is the price of',
+    parse: positiveBig,
+  }),
+  maxPricePerCapability: opt(['maxPricePerCapability'], {
+    type: 'path',
+    help: 'JSON file with maximum prices per capability/model, overriding maxPricePerUnit',
+    parse: existingFile,
+  }),
+  maxTicketEV: req(['maxTicketEV'], '3000000000000', {
+    type: 'wei',
+    help: 'Maximum acceptable expected value of one ticket',
+    parse: positiveBig,
+  }),
+  maxTotalEV: req(['maxTotalEV'], '20000000000000', {
+    type: 'wei',
+    help: 'Maximum acceptable expected value of one payment (all its tickets); >= maxTicketEV',
+    parse: positiveBig,
+  }),
+  depositMultiplier: req(['depositMultiplier'], '1', {
+    type: 'int',
+    help: 'Deposit multiplier used to determine the maximum acceptable ticket face value',
+    parse: int({ min: 1 }),
+  }),
+  livePaymentInterval: req(['livePaymentInterval'], '5s', {
+    type: 'duration',
+    help: 'How often to pay the orchestrator during a live stream',
+    parse: ms,
+  }),
+  orchSecret: opt(['orchSecret'], {
+    type: 'string',
+    help: 'Shared secret for authenticating with orchestrators',
+    parse: secret,
+    secret: true,
+  }),
+  v: req(['v'], '3', {
+    type: 'int',
+    help: 'Log verbosity 0..6: 0 warn, 1-3 info, 4-5 debug, 6 trace',
+    parse: int({ min: 0, max: 6 }),
+  }),
+  grpcTimeoutMs: req(['grpcTimeoutMs'], '3000', {
+    type: 'duration',
+    help: 'Timeout for each gRPC call to an orchestrator',
+    parse: ms,
+  }),
+
+  localOrchestratorServiceAddr: req(['localOrchestrator', 'serviceAddr'], '127.0.0.1:8936', {
+    type: 'host:port',
+    help: 'Address the embedded local orchestrator listens on',
+    parse: listenAddr,
+  }),
+  localOrchestratorModels: req(['localOrchestrator', 'models'], ['passthrough', 'invert', 'edges'], {
+    type: 'list',
+    help: 'Comma-separated model ids the local orchestrator advertises; each is also an effect name',
+    parse: list(modelId),
+  }),
+  localOrchestratorPricePerUnit: req(['localOrchestrator', 'pricePerUnit'], '0', {
+    type: 'wei',
+    help: 'Price (wei per pixelsPerUnit pixels) the local orchestrator charges',
+    parse: wei,
+  }),
+  localOrchestratorPixelsPerUnit: req(['localOrchestrator', 'pixelsPerUnit'], '1', {
+    type: 'int',
+    help: 'Number of pixels that the local orchestrator pricePerUnit is the price of',
+    parse: positiveBig,
+  }),
+  localOrchestratorCapacity: req(['localOrchestrator', 'capacity'], '8', {
+    type: 'int',
+    help: 'Maximum concurrent streams the local orchestrator accepts',
+    parse: int({ min: 1 }),
+  }),
+  localOrchestratorSecret: opt(['localOrchestrator', 'secret'], {
+    type: 'string',
+    help: 'Shared secret between the gateway and the local orchestrator; random when empty',
+    parse: secret,
+    secret: true,
+  }),
+
+  liveDefaultModel: req(['live', 'defaultModel'], 'invert', {
+    type: 'string',
+    help: 'Model used for a live stream that does not ask for one',
+    parse: (raw) => modelId(string(raw)),
+  }),
+  liveMinSegmentDurationMs: req(['live', 'minSegmentDurationMs'], '1000', {
+    type: 'duration',
+    help: 'Minimum duration of a media segment sent to the orchestrator',
+    parse: ms,
+  }),
+  livePliIntervalMs: req(['live', 'pliIntervalMs'], '2000', {
+    type: 'duration',
+    help: 'Minimum interval between keyframe requests (RTCP PLI) to a WebRTC publisher',
+    parse: ms,
+  }),
+  liveMaxViewers: req(['live', 'maxViewers'], '100', {
+    type: 'int',
+    help: 'Maximum WHEP viewers per stream',
+    parse: int({ min: 1 }),
+  }),
+  liveMaxStreams: req(['live', 'maxStreams'], '16', {
+    type: 'int',
+    help: 'Maximum concurrent live streams',
+    parse: int({ min: 1 }),
+  }),
+  liveIngestTimeoutMs: req(['live', 'ingestTimeoutMs'], '10000', {
+    type: 'duration',
+    help: 'End a stream when no input media arrives for this long',
+    parse: ms,
+  }),
+  liveNoOutputTimeoutMs: req(['live', 'noOutputTimeoutMs'], '2000', {
+    type: 'duration',
+    help: 'Consider the orchestrator stalled when no output arrives for this long',
+    parse: ms,
+  }),
+  liveWhipAuthToken: opt(['live', 'whipAuthToken'], {
+    type: 'string',
+    help: 'Bearer token WHIP publishers must send; empty = no authentication',
+    parse: secret,
+    secret: true,
+  }),
+  liveIceServers: req(['live', 'iceServers'], [], {
+    type: 'list',
+    help: 'ICE servers for WebRTC: JSON [{"urls":..,"username":..,"credential":..}] or comma-separated stun: URLs; empty = none',
+    parse: iceServers,
+  }),
+
+  httpBodyLimitBytes: req(['http', 'bodyLimitBytes'], '1048576', {
+    type: 'int',
+    help: 'Maximum HTTP request body size in bytes',
+    parse: int({ min: 1 }),
+  }),
+} as const;
+
+// biome-ignore lint/suspicious/noExplicitAny: a heterogeneous table of keys
+export type AnyKeyDef = KeyDef<any>;
+
+export const KEYS: readonly AnyKeyDef[] = Object.values(K);
+
+export const BY_FLAG: ReadonlyMap<string, AnyKeyDef> = new Map(KEYS.map((k) => [k.flag, k]));
+
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length];
+}
+
+/** The closest candidate to a misspelt name (case-insensitive, up to 2 edits), if any. */
+export function closest(name: string, candidates: Iterable<string>): string | undefined {
+  const lower = name.toLowerCase();
+  let best: string | undefined;
+  let bestD = Math.min(3, Math.ceil(name.length / 3) + 1);
+  for (const c of candidates) {
+    const d = distance(lower, c.toLowerCase());
+    if (d < bestD) {
+      best = c;
+      bestD = d;
+    }
+  }
+  return best;
+}
