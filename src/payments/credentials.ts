@@ -1,7 +1,7 @@
 // The headers a gateway sends with every paid request: Livepeer-Payment (the Payment
 // protobuf, base64) and Livepeer-Segment (signed SegData carrying the auth token).
 import { keccak256 } from 'viem';
-import { type Capabilities, type OrchestratorInfo, type SegData, encodeMessage } from '../wire/lp-rpc.ts';
+import { type Capabilities, encodeMessage, type OrchestratorInfo, type SegData } from '../wire/lp-rpc.ts';
 import type { GatewayIdentity } from './identity.ts';
 
 /** keccak256 of no bytes: the segment hash of payment-only requests. */

@@ -1,6 +1,14 @@
 // Who the gateway is to an orchestrator: its address and the signatures go-livepeer
 // expects. Off-chain: the zero address and empty signatures (orchestrators skip the check).
-import { type Hex, type LocalAccount, getAddress, hexToBytes, keccak256, stringToBytes, zeroAddress } from 'viem';
+import {
+  getAddress,
+  type Hex,
+  hexToBytes,
+  keccak256,
+  type LocalAccount,
+  stringToBytes,
+  zeroAddress,
+} from 'viem';
 
 export interface GatewayIdentity {
   readonly address: Hex;

@@ -116,7 +116,12 @@ function toWire(type: protobuf.Type, value: Record<string, unknown>): Record<str
   for (const [key, v] of Object.entries(value)) {
     const field = type.fields[key];
     if (v === undefined || v === null || !field) continue;
-    out[key] = convertField(field, v, (t, x) => toWire(t, x as Record<string, unknown>), (x) => String(x));
+    out[key] = convertField(
+      field,
+      v,
+      (t, x) => toWire(t, x as Record<string, unknown>),
+      (x) => String(x),
+    );
   }
   return out;
 }
@@ -195,6 +200,9 @@ export const Capability = {
   LiveVideoToVideo: 35,
   TextToSpeech: 36,
 } as const;
+
+/** go-livepeer's DefaultCapabilities (transcoding basics): its gateways ask every orchestrator for these. */
+export const DEFAULT_CAPABILITIES = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 26] as const;
 
 /** Capability n is bit n%64 of 64-bit word n/64. */
 export function capabilityBitstring(caps: number[]): bigint[] {

@@ -1,0 +1,51 @@
+// The gateway's HTTP surface: pages from public/, health, and what it knows of orchestrators.
+import { fileURLToPath } from 'node:url';
+import fastifyStatic from '@fastify/static';
+import Fastify, { type FastifyError, LogController } from 'fastify';
+import type { Logger } from 'pino';
+import { liveModels, type OrchestratorDirectory } from '../orchestrators/directory.ts';
+
+const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url));
+
+export interface GatewayAppOptions {
+  directory: OrchestratorDirectory;
+  bodyLimitBytes: number;
+  logger: Logger;
+}
+
+export async function buildGatewayApp(opts: GatewayAppOptions) {
+  const app = Fastify({
+    loggerInstance: opts.logger.child({ component: 'http' }),
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: opts.bodyLimitBytes,
+  });
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
+    if (status >= 500) req.log.error({ err }, 'request failed');
+    reply.code(status).send({ error: { code: err.code ?? 'INTERNAL', message: err.message } });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${req.url}` } });
+  });
+  await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/' });
+
+  app.get('/healthz', async () => ({ ok: true }));
+
+  app.get('/orchestrators', async () => {
+    const entries = await opts.directory.refresh();
+    return {
+      orchestrators: entries.map((e) => ({
+        url: e.url,
+        ok: !!e.info,
+        transcoder: e.info?.transcoder,
+        liveModels: liveModels(e.info),
+        pricePerUnit: e.info?.priceInfo?.pricePerUnit?.toString(),
+        pixelsPerUnit: e.info?.priceInfo?.pixelsPerUnit?.toString(),
+        latencyMs: e.latencyMs,
+        checkedAt: e.fetchedAt ? new Date(e.fetchedAt).toISOString() : undefined,
+        error: e.error,
+      })),
+    };
+  });
+  return app;
+}
