@@ -1,6 +1,6 @@
 // Media fixtures for tests: H.264 + Opus MPEG-TS made by ffmpeg, and decoding to pixels.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';

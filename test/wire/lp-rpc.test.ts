@@ -17,7 +17,8 @@ const PAYMENT_HEX =
 const PAYMENT_HEADER =
   'Cm0KFHOu17XeswIi+olvOZ1GzJnHvuV/EgQF9eEAGh3Wv5TV5XpCvD0ykHYEaRtMjKCM0uG5w9uMgzChjCIgxlp7uNY1HBz3DJWjFsxqkoOcmGaC2YvDX5WPSIP50qgqCBI0VniQq83vMgQBMS0AEhTzn9blGq2I9vTOariCcnnP/7kiZhokCAoSIEGxoGSXUq8bKLPcKaFVbu54HkpMOh9/U/kPqDTeCYxNIkUIARJB6Mn8WtBPQXn8XJLlo1vHfwltTDsIO0WkuKzrUQM2QDJJV4nuax20iLGCf/e13Cu27wdvJIbr6PrZd3w4rOFTcBwiRQgCEkHeWM9mmtnX94dRlyhw55dZW7ssh7tEzTvRmTmqAyu29ESyXQSQZIEBchVjFniwnbVLmTnXgKf5J0uz3ZG/EJzAHCJFCAMSQXVKaBLHXjH0GyEY8A3Jf+DQRicLrwnAz6i6da3KkFinBgmMWk1dVC8eH8oWInh4k4+NlmmbCjxTJr1IKKpX+xIbKgUIsAkQAQ==';
 
-const bigBytes = (v: bigint) => h(`0x${v.toString(16).padStart(Math.ceil(v.toString(16).length / 2) * 2, '0')}`);
+const bigBytes = (v: bigint) =>
+  h(`0x${v.toString(16).padStart(Math.ceil(v.toString(16).length / 2) * 2, '0')}`);
 
 const vectorPayment: Payment = {
   ticketParams: {
