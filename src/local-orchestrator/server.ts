@@ -69,11 +69,15 @@ export class LocalOrchestrator {
       loggerInstance: opts.logger.child({ component: 'local-orchestrator' }),
       logController: new LogController({ disableRequestLogging: true }),
       bodyLimit: 1024 * 1024,
-      serverFactory: (handler) =>
-        http2.createSecureServer({ ...tls, allowHTTP1: true }, (req, res) => {
+      serverFactory: (handler) => {
+        const server = http2.createSecureServer({ ...tls, allowHTTP1: true }, (req, res) => {
           if (isGrpcRequest(req)) void serveUnary(req, res, grpcMethods);
           else if (!this.trickle.handle(req, res)) handler(req, res);
-        }),
+        });
+        // Preconnected trickle requests wait for a whole segment or longer.
+        (server as unknown as { requestTimeout: number }).requestTimeout = 0;
+        return server;
+      },
     });
     this.registerRoutes();
   }
