@@ -1,0 +1,277 @@
+// WHIP ingest: a recvonly werift peer that hands every H.264 and Opus RTP packet to the caller.
+import type { Logger } from 'pino';
+import {
+  GenericNack,
+  PictureLossIndication,
+  RTCRtpCodecParameters,
+  type RTCRtpTransceiver,
+  RtcpPayloadSpecificFeedback,
+  RtcpTransportLayerFeedback,
+  type RtpPacket,
+} from 'werift';
+import { NackGenerator, type NackGeneratorOptions } from './nack-generator.ts';
+import {
+  declinedCodecs,
+  type NegotiatedCodec,
+  type PeerOptions,
+  PeerSession,
+  type PeerState,
+  type StateListener,
+  transceiverAt,
+} from './peer-session.ts';
+import { OfferRejectedError, planOffer, rewriteOffer } from './sdp.ts';
+
+/** Called once per RTP packet, in arrival order (no reordering). */
+export type RtpListener = (payload: Buffer, seq: number, timestamp: number, marker: boolean) => void;
+
+export interface IngestPeerOptions extends PeerOptions {
+  /** Tuning for the video NACK generator (retry interval, attempts, max age). */
+  nack?: Omit<NackGeneratorOptions, 'send'>;
+}
+
+export interface IngestTrackStats {
+  packetsReceived: number;
+  bytesReceived: number;
+  /** RFC 3550 cumulative loss as counted by werift's receiver statistics. */
+  packetsLost: number;
+  /** Generic NACK RTCP packets sent for this track (video only). */
+  nacksSent: number;
+  ssrc?: number;
+}
+
+export interface IngestStats {
+  video: IngestTrackStats & { plisSent: number };
+  audio: IngestTrackStats;
+  /** Date.now() of the last RTP packet of either kind. */
+  lastPacketAt?: number;
+}
+
+/** Feedback we answer for ingest video: our NackGenerator sends NACKs, requestKeyframe() sends PLI. */
+const VIDEO_FEEDBACK = ['nack', 'nack pli'] as const;
+
+class TrackTap {
+  readonly listeners = new Set<RtpListener>();
+  packets = 0;
+  bytes = 0;
+  ssrc: number | undefined;
+  constructor(
+    readonly transceiver: RTCRtpTransceiver,
+    readonly codec: NegotiatedCodec,
+  ) {}
+}
+
+export class IngestPeer {
+  readonly answerSdp: string;
+  /** The video payload types accepted in the answer; the offerer sends one of them. */
+  readonly videoCodecs: NegotiatedCodec[];
+  readonly audioCodec: NegotiatedCodec | undefined;
+  readonly #session: PeerSession;
+  readonly #video: TrackTap;
+  readonly #audio: TrackTap | undefined;
+  readonly #log: Logger | undefined;
+  readonly #nack: NackGenerator;
+  #lastPacketAt: number | undefined;
+  #plisSent = 0;
+
+  private constructor(
+    session: PeerSession,
+    answerSdp: string,
+    video: TrackTap,
+    videoCodecs: NegotiatedCodec[],
+    audio: TrackTap | undefined,
+    opts: IngestPeerOptions,
+  ) {
+    this.#session = session;
+    this.answerSdp = answerSdp;
+    this.#video = video;
+    this.videoCodecs = videoCodecs;
+    this.#audio = audio;
+    this.audioCodec = audio?.codec;
+    this.#log = opts.logger;
+    this.#nack = new NackGenerator({ ...opts.nack, send: (lost) => this.#sendNack(lost) });
+    this.#tap(video, (seq) => this.#nack.onPacket(seq));
+    if (audio) this.#tap(audio);
+  }
+
+  /**
+   * Answers a WHIP offer. Throws OfferRejectedError (status 400/406, see checkOffer) for an offer we
+   * cannot take. The answer is complete: it waits for ICE gathering (bounded by gatherTimeoutMs).
+   */
+  static async create(offerSdp: string, opts: IngestPeerOptions = {}): Promise<IngestPeer> {
+    const result = planOffer(offerSdp, 'publish');
+    if (!result.ok) throw new OfferRejectedError(result.status, result.reason);
+    const { plan } = result;
+    const rewritten = rewriteOffer(plan, {
+      video: { payloadTypes: plan.video.codecs.map((c) => c.payloadType), rtcpFeedback: VIDEO_FEEDBACK },
+      audio: plan.audio && { payloadTypes: [plan.audio.codecs[0].payloadType], rtcpFeedback: [] },
+    });
+    const videoCodecs: NegotiatedCodec[] = plan.video.codecs.map((c) => ({
+      payloadType: c.payloadType,
+      mimeType: 'video/H264',
+      clockRate: c.clockRate,
+      fmtp: c.fmtpLine,
+    }));
+    const audioOffered = plan.audio?.codecs[0];
+    const audioCodec: NegotiatedCodec | undefined = audioOffered && {
+      payloadType: audioOffered.payloadType,
+      mimeType: 'audio/opus',
+      clockRate: 48000,
+      channels: 2,
+      fmtp: audioOffered.fmtpLine,
+    };
+    let video: TrackTap | undefined;
+    let audio: TrackTap | undefined;
+    const { session, answerSdp } = await PeerSession.answer(
+      {
+        offerSdp: rewritten.sdp,
+        codecs: {
+          video: [
+            new RTCRtpCodecParameters({ mimeType: 'video/H264', clockRate: 90000 }),
+            ...declinedCodecs(rewritten, 'video'),
+          ],
+          audio: [
+            new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2 }),
+            ...declinedCodecs(rewritten, 'audio'),
+          ],
+        },
+        prepare: (pc) => {
+          video = new TrackTap(transceiverAt(pc, plan.video.section.index), videoCodecs[0]);
+          disableWeriftNack(video.transceiver);
+          if (plan.audio && audioCodec)
+            audio = new TrackTap(transceiverAt(pc, plan.audio.section.index), audioCodec);
+        },
+      },
+      opts,
+    );
+    if (!video) throw new Error('unreachable: video transceiver not prepared');
+    if (!plan.video.section.lines.some((l) => l.startsWith('a=ssrc:'))) {
+      // werift routes incoming RTP by the SSRCs signalled in the offer only.
+      opts.logger?.warn('webrtc: WHIP offer signals no a=ssrc for video; werift will drop its packets');
+    }
+    return new IngestPeer(session, answerSdp, video, videoCodecs, audio, opts);
+  }
+
+  get state(): PeerState {
+    return this.#session.state;
+  }
+
+  /** Date.now() of the last RTP packet (audio or video); lets a session time out on "no media". */
+  get lastPacketAt(): number | undefined {
+    return this.#lastPacketAt;
+  }
+
+  /**
+   * Video RTP as received. Padding-only packets (bandwidth probes) arrive with an empty payload so
+   * sequence numbers stay contiguous; skip them when depacketizing. Returns an unsubscribe function.
+   */
+  onVideoRtp(listener: RtpListener): () => void {
+    this.#video.listeners.add(listener);
+    return () => this.#video.listeners.delete(listener);
+  }
+
+  /** Opus RTP as received; never called when the offer had no acceptable audio. */
+  onAudioRtp(listener: RtpListener): () => void {
+    const audio = this.#audio;
+    if (!audio) return () => {};
+    audio.listeners.add(listener);
+    return () => audio.listeners.delete(listener);
+  }
+
+  /** 'connecting' → 'connected' → 'failed' | 'closed'. 'failed' covers ICE failure, remote gone, timeouts. */
+  onStateChange(listener: StateListener): () => void {
+    return this.#session.onStateChange(listener);
+  }
+
+  /**
+   * Sends an RTCP PLI for the video SSRC. No-op before the first video packet (SSRC unknown) or once
+   * closed. Sent even if the offer did not list `nack pli`: senders act on PLI regardless. Not throttled.
+   */
+  requestKeyframe(): void {
+    const ssrc = this.#video.ssrc;
+    if (ssrc === undefined || this.state === 'closed') return;
+    const receiver = this.#video.transceiver.receiver;
+    const pli = new RtcpPayloadSpecificFeedback({
+      feedback: new PictureLossIndication({ senderSsrc: receiver.rtcpSsrc, mediaSsrc: ssrc }),
+    });
+    this.#plisSent++;
+    receiver.dtlsTransport.sendRtcp([pli]).catch((err: unknown) => {
+      this.#log?.debug({ err }, 'webrtc: PLI not sent');
+    });
+  }
+
+  stats(): IngestStats {
+    return {
+      video: { ...this.#trackStats(this.#video), plisSent: this.#plisSent },
+      audio: this.#audio
+        ? this.#trackStats(this.#audio)
+        : { packetsReceived: 0, bytesReceived: 0, packetsLost: 0, nacksSent: 0 },
+      lastPacketAt: this.#lastPacketAt,
+    };
+  }
+
+  /** Closes the peer connection and releases its UDP sockets and timers. Idempotent. */
+  close(): Promise<void> {
+    this.#nack.close();
+    return this.#session.close();
+  }
+
+  #sendNack(lost: number[]): void {
+    const ssrc = this.#video.ssrc;
+    if (ssrc === undefined || this.state !== 'connected') return;
+    const receiver = this.#video.transceiver.receiver;
+    const nack = new RtcpTransportLayerFeedback({
+      feedback: new GenericNack({ senderSsrc: receiver.rtcpSsrc, mediaSourceSsrc: ssrc, lost }),
+    });
+    receiver.dtlsTransport.sendRtcp([nack]).catch((err: unknown) => {
+      this.#log?.debug({ err }, 'webrtc: NACK not sent');
+    });
+  }
+
+  #tap(tap: TrackTap, onSeq?: (seq: number) => void): void {
+    const track = tap.transceiver.receiver.track;
+    track.onReceiveRtp.subscribe((rtp: RtpPacket) => {
+      const { header, payload } = rtp;
+      this.#lastPacketAt = Date.now();
+      tap.ssrc ??= header.ssrc;
+      tap.packets++;
+      tap.bytes += payload.length;
+      if (header.ssrc === tap.ssrc) onSeq?.(header.sequenceNumber);
+      for (const listener of tap.listeners) {
+        try {
+          listener(payload, header.sequenceNumber, header.timestamp, header.marker);
+        } catch (err) {
+          this.#log?.error({ err }, 'webrtc: RTP listener threw');
+        }
+      }
+    });
+  }
+
+  #trackStats(tap: TrackTap): IngestTrackStats {
+    const records = tap.transceiver.receiver.collectStats(Date.now()) as {
+      type: string;
+      ssrc?: number;
+      packetsLost?: number;
+    }[];
+    const record = records.find(
+      (r) => r.type === 'inbound-rtp' && (tap.ssrc === undefined || r.ssrc === tap.ssrc),
+    );
+    return {
+      packetsReceived: tap.packets,
+      bytesReceived: tap.bytes,
+      packetsLost: Math.max(0, record?.packetsLost ?? 0),
+      nacksSent: tap === this.#video ? this.#nack.nacksSent : 0,
+      ssrc: tap.ssrc,
+    };
+  }
+}
+
+/**
+ * Hands werift's receiver copies of the video codecs without NACK feedback, so its own NACK handler
+ * stays off (see nack-generator.ts); the answer still offers NACK, which our generator honours.
+ */
+function disableWeriftNack(transceiver: RTCRtpTransceiver): void {
+  const codecs = transceiver.codecs.map(
+    (c) => new RTCRtpCodecParameters({ ...c, rtcpFeedback: c.rtcpFeedback.filter((f) => f.type !== 'nack') }),
+  );
+  transceiver.receiver.prepareReceive({ codecs, headerExtensions: [], encodings: [] });
+}
