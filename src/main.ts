@@ -1,8 +1,10 @@
 // lp-gateway's command line: read the config, start the gateway, and start the local
 // orchestrator beside it when no orchestrator is configured.
+import { networkInterfaces } from 'node:os';
 import pino from 'pino';
 import { type Config, ConfigError, loadConfig, usage } from './config/index.ts';
 import { buildGatewayApp } from './http/app.ts';
+import { LiveStreams } from './live/registry.ts';
 import { LocalOrchestrator } from './local-orchestrator/server.ts';
 import { OrchestratorDirectory } from './orchestrators/directory.ts';
 import { offchainIdentity } from './payments/identity.ts';
@@ -53,7 +55,28 @@ async function main(): Promise<void> {
     concurrency: 8,
     logger,
   });
-  const app = await buildGatewayApp({ directory, bodyLimitBytes: config.http.bodyLimitBytes, logger });
+  const live = config.live;
+  const streams = new LiveStreams({
+    directory,
+    identity: offchainIdentity,
+    limits: {
+      minSegmentDurationMs: live.minSegmentDurationMs,
+      pliIntervalMs: live.pliIntervalMs,
+      maxViewers: live.maxViewers,
+      ingestTimeoutMs: live.ingestTimeoutMs,
+      maxStreams: live.maxStreams,
+    },
+    grpcTimeoutMs: config.grpcTimeoutMs,
+    network: { hostAddresses: localHostAddresses() },
+    logger,
+  });
+  const app = await buildGatewayApp({
+    directory,
+    streams,
+    live: { iceServers: live.iceServers, whipAuthToken: live.whipAuthToken, defaultModel: live.defaultModel },
+    bodyLimitBytes: config.http.bodyLimitBytes,
+    logger,
+  });
   await app.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   await directory.refresh();
 
@@ -62,8 +85,10 @@ async function main(): Promise<void> {
   const lines = [
     '',
     `lp-gateway is running (network: ${config.network})`,
-    `  gateway:        ${base}/`,
-    `  orchestrators:  ${base}/orchestrators`,
+    `  gateway:          ${base}/`,
+    `  publish a camera: ${base}/publish.html`,
+    `  live streams:     ${base}/status.html`,
+    `  orchestrators:    ${base}/orchestrators`,
     local
       ? `  local orchestrator (embedded, models: ${config.localOrchestrator.models.join(', ')}): ${local.url}`
       : `  orchestrators configured: ${orchestrators.join(', ')}`,
@@ -76,12 +101,22 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    await streams.closeAll();
     await app.close();
     await local?.close();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+/** Loopback first (a browser on this machine), then this machine's own IPv4 addresses. */
+function localHostAddresses(): string[] {
+  const addresses = Object.values(networkInterfaces())
+    .flat()
+    .filter((i) => i && i.family === 'IPv4' && !i.internal)
+    .map((i) => i!.address);
+  return ['127.0.0.1', ...addresses];
 }
 
 main().catch((err) => {

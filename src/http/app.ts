@@ -3,12 +3,17 @@ import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyError, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import { LiveError } from '../live/errors.ts';
+import type { LiveStreams } from '../live/registry.ts';
 import { liveModels, type OrchestratorDirectory } from '../orchestrators/directory.ts';
+import { type LiveRoutesOptions, liveRoutes } from './live-routes.ts';
 
 const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url));
 
 export interface GatewayAppOptions {
   directory: OrchestratorDirectory;
+  streams: LiveStreams;
+  live: Omit<LiveRoutesOptions, 'streams'>;
   bodyLimitBytes: number;
   logger: Logger;
 }
@@ -19,7 +24,12 @@ export async function buildGatewayApp(opts: GatewayAppOptions) {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimitBytes,
   });
-  app.setErrorHandler((err: FastifyError, req, reply) => {
+  app.setErrorHandler((err: FastifyError | LiveError, req, reply) => {
+    if (err instanceof LiveError) {
+      if (err.status >= 500) req.log.warn({ code: err.code }, err.message);
+      if (err.status === 401) reply.header('WWW-Authenticate', 'Bearer');
+      return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
+    }
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
     if (status >= 500) req.log.error({ err }, 'request failed');
     reply.code(status).send({ error: { code: err.code ?? 'INTERNAL', message: err.message } });
@@ -28,6 +38,8 @@ export async function buildGatewayApp(opts: GatewayAppOptions) {
     reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${req.url}` } });
   });
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/' });
+
+  await app.register(liveRoutes, { ...opts.live, streams: opts.streams });
 
   app.get('/healthz', async () => ({ ok: true }));
 

@@ -16,6 +16,39 @@ export interface ClipOptions {
   gopSeconds?: number;
 }
 
+/** An H.264 elementary stream (Annex-B, baseline, no B-frames), darkened so an inverted copy is obvious. */
+export async function makeH264Clip(opts: ClipOptions & { dark?: boolean }): Promise<Buffer> {
+  const { seconds, width = 320, height = 240, fps = 30, gopSeconds = 1 } = opts;
+  const gop = Math.round(fps * gopSeconds);
+  const filter = `testsrc2=size=${width}x${height}:rate=${fps}${opts.dark === false ? '' : ',lutyuv=y=val*0.4'}`;
+  const { stdout } = await runBuffer('ffmpeg', [
+    ...['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', filter, '-t', String(seconds)],
+    ...['-c:v', 'libx264', '-preset', 'ultrafast', '-profile:v', 'baseline', '-g', String(gop)],
+    ...[
+      '-keyint_min',
+      String(gop),
+      '-sc_threshold',
+      '0',
+      '-bf',
+      '0',
+      '-pix_fmt',
+      'yuv420p',
+      '-f',
+      'h264',
+      '-',
+    ],
+  ]);
+  return stdout;
+}
+
+function runBuffer(cmd: string, args: string[]): Promise<{ stdout: Buffer }> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 }, (err, stdout) =>
+      err ? reject(err) : resolve({ stdout }),
+    );
+  });
+}
+
 /** A testsrc2 clip cut into one MPEG-TS segment per GOP (H.264 without B-frames, Opus audio), as go-livepeer sends. */
 export async function makeSegments(opts: ClipOptions): Promise<Buffer[]> {
   const { seconds, width = 320, height = 240, fps = 30, gopSeconds = 1 } = opts;
@@ -40,8 +73,13 @@ export async function makeSegments(opts: ClipOptions): Promise<Buffer[]> {
   }
 }
 
-/** Decodes MPEG-TS video to grayscale frames of `width`×`height` pixels. */
-export async function decodeGray(ts: Buffer, width = 64, height = 48): Promise<Uint8Array[]> {
+/** Decodes video (MPEG-TS, or a raw H.264 elementary stream with format 'h264') to grayscale frames. */
+export async function decodeGray(
+  ts: Buffer,
+  width = 64,
+  height = 48,
+  format: 'mpegts' | 'h264' = 'mpegts',
+): Promise<Uint8Array[]> {
   const dir = await mkdtemp(join(tmpdir(), 'lpgw-decode-'));
   try {
     const input = join(dir, 'in.ts');
@@ -49,7 +87,7 @@ export async function decodeGray(ts: Buffer, width = 64, height = 48): Promise<U
     const { writeFile } = await import('node:fs/promises');
     await writeFile(input, ts);
     await run('ffmpeg', [
-      ...['-hide_banner', '-loglevel', 'error', '-i', input, '-an'],
+      ...['-hide_banner', '-loglevel', 'error', '-f', format, '-i', input, '-an'],
       ...['-vf', `scale=${width}:${height}`, '-pix_fmt', 'gray', '-f', 'rawvideo', output],
     ]);
     const raw = await readFile(output);

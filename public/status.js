@@ -1,0 +1,44 @@
+const body = document.getElementById('streams');
+
+function cell(content) {
+  const td = document.createElement('td');
+  if (content instanceof Node) td.append(content);
+  else td.textContent = content;
+  return td;
+}
+
+async function load() {
+  try {
+    const { streams } = await (await fetch('/live/streams')).json();
+    if (!streams.length) {
+      body.replaceChildren(cell('No live stream.'));
+      return;
+    }
+    body.replaceChildren(
+      ...streams.map((s) => {
+        const watch = document.createElement('a');
+        watch.href = `/watch.html?stream=${encodeURIComponent(s.stream)}`;
+        watch.textContent = 'watch';
+        const tr = document.createElement('tr');
+        tr.append(
+          cell(s.stream),
+          cell(s.state),
+          cell(s.model),
+          cell(s.orchestrator ?? '—'),
+          cell(`${s.input.fps} / ${s.input.bitrateKbps}`),
+          cell(`${s.output.fps} / ${s.output.bitrateKbps}`),
+          cell(`${s.input.segments} / ${s.output.segments}`),
+          cell(String(s.viewers)),
+          cell(s.lastError ?? ''),
+          cell(watch),
+        );
+        return tr;
+      }),
+    );
+  } catch (err) {
+    body.replaceChildren(cell(`Could not load: ${err}`));
+  }
+}
+
+load();
+setInterval(load, 2000);

@@ -1,0 +1,168 @@
+// WHIP ingest, WHEP playback, param updates and status for live video-to-video, on
+// go-livepeer's paths (/live/video-to-video/{stream}/...) so existing clients work.
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { IceServer, Secret } from '../config/index.ts';
+import { LiveError } from '../live/errors.ts';
+import type { LiveStreams } from '../live/registry.ts';
+
+export interface LiveRoutesOptions {
+  streams: LiveStreams;
+  iceServers: readonly IceServer[];
+  whipAuthToken?: Secret;
+  defaultModel: string;
+}
+
+const BASE = '/live/video-to-video/:stream';
+const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+type StreamParams = { stream: string };
+type ResourceParams = { stream: string; id: string };
+
+export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opts) => {
+  app.addContentTypeParser('application/sdp', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+
+  // Browsers publish from other origins (and our own pages): allow them, and expose WHIP's headers.
+  app.addHook('onRequest', async (req, reply) => {
+    if (!req.url.startsWith('/live/')) return;
+    reply.header('Access-Control-Allow-Origin', '*');
+    reply.header('Access-Control-Expose-Headers', 'Location, Link, ETag, Accept-Patch');
+  });
+  app.options(`${BASE}/*`, async (_req, reply) => {
+    reply
+      .code(204)
+      .header('Access-Control-Allow-Methods', 'POST, DELETE, PATCH, OPTIONS')
+      .header('Access-Control-Allow-Headers', 'Content-Type, Authorization, If-Match')
+      .header('Accept-Post', 'application/sdp');
+    const links = iceLinks(opts.iceServers);
+    if (links.length) reply.header('Link', links);
+    return reply.send();
+  });
+
+  app.post<{ Params: StreamParams; Querystring: { model?: string }; Body: unknown }>(
+    `${BASE}/whip`,
+    async (req, reply) => {
+      requireBearer(req, opts.whipAuthToken);
+      const stream = streamName(req.params.stream);
+      const offer = sdpBody(req);
+      const modelId =
+        typeof req.query.model === 'string' && req.query.model ? req.query.model : opts.defaultModel;
+      const { sessionId, answerSdp } = await opts.streams.publish(stream, offer, { modelId, params: {} });
+      const location = `/live/video-to-video/${encodeURIComponent(stream)}/whip/${sessionId}`;
+      return created(reply, location, sessionId, answerSdp, opts.iceServers).send(answerSdp);
+    },
+  );
+
+  app.delete<{ Params: ResourceParams }>(`${BASE}/whip/:id`, async (req, reply) => {
+    requireBearer(req, opts.whipAuthToken);
+    await opts.streams.unpublish(req.params.stream, req.params.id);
+    return reply.code(200).send();
+  });
+
+  app.patch(`${BASE}/whip/:id`, async (_req, reply) => methodNotAllowed(reply));
+  app.patch(`${BASE}/whep/:id`, async (_req, reply) => methodNotAllowed(reply));
+
+  app.post<{ Params: StreamParams; Body: unknown }>(`${BASE}/whep`, async (req, reply) => {
+    const stream = streamName(req.params.stream);
+    const offer = sdpBody(req);
+    const { viewerId, answerSdp } = await opts.streams.view(stream, offer);
+    const location = `/live/video-to-video/${encodeURIComponent(stream)}/whep/${viewerId}`;
+    return created(reply, location, viewerId, answerSdp, opts.iceServers).send(answerSdp);
+  });
+
+  app.delete<{ Params: ResourceParams }>(`${BASE}/whep/:id`, async (req, reply) => {
+    await opts.streams.unview(req.params.stream, req.params.id);
+    return reply.code(200).send();
+  });
+
+  app.post<{ Params: StreamParams; Body: unknown }>(`${BASE}/update`, async (req, reply) => {
+    if (!isJson(req))
+      throw new LiveError(415, 'UNSUPPORTED_MEDIA_TYPE', 'update needs Content-Type: application/json');
+    const params = req.body;
+    if (!params || typeof params !== 'object' || Array.isArray(params)) {
+      throw new LiveError(400, 'BAD_PARAMS', 'update body must be a JSON object of pipeline params');
+    }
+    await opts.streams.update(req.params.stream, params as Record<string, unknown>);
+    return reply.code(200).send({ ok: true });
+  });
+
+  app.get<{ Params: StreamParams }>(`${BASE}/status`, async (req) => opts.streams.status(req.params.stream));
+
+  app.get('/live/streams', async () => ({ streams: opts.streams.list() }));
+};
+
+function streamName(name: string): string {
+  if (!STREAM_NAME.test(name)) {
+    throw new LiveError(400, 'BAD_STREAM_NAME', 'stream name must be 1-128 letters, digits, ".", "_" or "-"');
+  }
+  return name;
+}
+
+function sdpBody(req: FastifyRequest): string {
+  const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (type !== 'application/sdp') {
+    throw new LiveError(
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+      `offer must be Content-Type: application/sdp (got ${type || 'none'})`,
+    );
+  }
+  if (typeof req.body !== 'string' || req.body.trim() === '')
+    throw new LiveError(400, 'BAD_SDP', 'empty SDP offer');
+  return req.body;
+}
+
+function isJson(req: FastifyRequest): boolean {
+  return (req.headers['content-type'] ?? '').toLowerCase().startsWith('application/json');
+}
+
+function requireBearer(req: FastifyRequest, token: Secret | undefined): void {
+  if (!token) return;
+  const header = req.headers.authorization ?? '';
+  const match = /^Bearer\s+(.+)$/i.exec(header);
+  if (!match || !token.equals(match[1].trim())) {
+    throw new LiveError(401, 'UNAUTHORIZED', 'missing or wrong Bearer token');
+  }
+}
+
+function created(
+  reply: FastifyReply,
+  location: string,
+  id: string,
+  answerSdp: string,
+  iceServers: readonly IceServer[],
+): FastifyReply {
+  reply
+    .code(201)
+    .header('Content-Type', 'application/sdp')
+    .header('Location', location)
+    .header('ETag', `"${id}"`)
+    .header('Content-Length', Buffer.byteLength(answerSdp));
+  const links = iceLinks(iceServers);
+  if (links.length) reply.header('Link', links);
+  return reply;
+}
+
+function methodNotAllowed(reply: FastifyReply) {
+  // No trickle ICE: the answer already carries every candidate.
+  return reply
+    .code(405)
+    .header('Allow', 'DELETE')
+    .send({ error: { code: 'METHOD_NOT_ALLOWED', message: 'trickle ICE (PATCH) is not supported' } });
+}
+
+/** RFC 9725 §4.6: one Link per ICE server, TURN credentials as attributes. */
+export function iceLinks(servers: readonly IceServer[]): string[] {
+  const links: string[] = [];
+  for (const server of servers) {
+    for (const url of server.urls) {
+      let link = `<${url}>; rel="ice-server"`;
+      if (server.username !== undefined && server.credential) {
+        link += `; username="${quote(server.username)}"; credential="${quote(server.credential.reveal())}"; credential-type="password"`;
+      }
+      links.push(link);
+    }
+  }
+  return links;
+}
+
+const quote = (s: string) => s.replace(/["\\]/g, '\\$&');

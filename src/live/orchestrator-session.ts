@@ -1,0 +1,131 @@
+// The part of a live stream that belongs to one orchestrator: the job, and its four trickle
+// channels (input, output, control, events). Swapping orchestrators replaces only this.
+import type { Logger } from 'pino';
+import { type LiveJobUrls, startLiveVideoToVideo } from '../orchestrators/live-video.ts';
+import type { SelectedOrchestrator } from '../orchestrators/select.ts';
+import { OFFCHAIN_PAYMENT, segmentCredentials } from '../payments/credentials.ts';
+import type { GatewayIdentity } from '../payments/identity.ts';
+import {
+  type SegmentWriter,
+  TricklePublisher,
+  type TrickleSegment,
+  TrickleSubscriber,
+} from '../trickle/index.ts';
+
+/** go-livepeer's gateway keeps the control channel alive this often. */
+const CONTROL_KEEPALIVE_MS = 10_000;
+
+export interface OrchestratorSessionOptions {
+  orchestrator: SelectedOrchestrator;
+  identity: GatewayIdentity;
+  modelId: string;
+  params: Record<string, unknown>;
+  streamName: string;
+  requestId: string;
+  logger: Logger;
+  onOutputSegment: (segment: TrickleSegment) => Promise<void>;
+  onEvent: (event: Record<string, unknown>) => void;
+  onError: (reason: string) => void;
+}
+
+export class OrchestratorSession {
+  private readonly input: TricklePublisher;
+  private readonly output: TrickleSubscriber;
+  private readonly control: TricklePublisher;
+  private readonly events: TrickleSubscriber;
+  private readonly keepalive: NodeJS.Timeout;
+  private closed = false;
+
+  private constructor(
+    readonly urls: LiveJobUrls,
+    private readonly opts: OrchestratorSessionOptions,
+  ) {
+    const tls = { rejectUnauthorized: false, logger: opts.logger };
+    this.input = new TricklePublisher(urls.publishUrl, { ...tls, mimeType: 'video/MP2T' });
+    this.output = new TrickleSubscriber(urls.subscribeUrl, tls);
+    this.control = new TricklePublisher(urls.controlUrl, { ...tls, mimeType: 'application/json' });
+    this.events = new TrickleSubscriber(urls.eventsUrl, tls);
+    this.keepalive = setInterval(() => this.sendControl({ keep: 'alive' }), CONTROL_KEEPALIVE_MS);
+    void this.readOutput();
+    void this.readEvents();
+  }
+
+  static async start(opts: OrchestratorSessionOptions): Promise<OrchestratorSession> {
+    const { info } = opts.orchestrator;
+    const urls = await startLiveVideoToVideo(info.transcoder ?? opts.orchestrator.url, {
+      modelId: opts.modelId,
+      params: opts.params,
+      streamId: opts.streamName,
+      requestId: opts.requestId,
+      payment: OFFCHAIN_PAYMENT,
+      segment: await segmentCredentials(info, opts.identity, { manifestId: opts.requestId }),
+    });
+    opts.logger.info(
+      { orchestrator: opts.orchestrator.url, manifestId: urls.manifestId },
+      'live job started',
+    );
+    return new OrchestratorSession(urls, opts);
+  }
+
+  get orchestratorUrl(): string {
+    return this.opts.orchestrator.url;
+  }
+
+  /** A new input segment; the caller writes MPEG-TS into it as frames arrive. */
+  startInputSegment(): SegmentWriter {
+    return this.input.startSegment();
+  }
+
+  sendControl(params: Record<string, unknown>): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return this.control.writeSegment(JSON.stringify(params)).catch((err: Error) => {
+      if (!this.closed) this.opts.onError(`control channel: ${err.message}`);
+      throw err;
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.keepalive);
+    this.output.close();
+    this.events.close();
+    // Deleting the input channel tells the orchestrator the stream is over.
+    await Promise.allSettled([this.input.close({ deleteChannel: true }), this.control.close()]);
+  }
+
+  private async readOutput(): Promise<void> {
+    try {
+      for (;;) {
+        const segment = await this.output.next();
+        if (this.closed) return;
+        if (!segment) {
+          this.opts.onError('output channel closed by the orchestrator');
+          return;
+        }
+        await this.opts.onOutputSegment(segment);
+      }
+    } catch (err) {
+      if (!this.closed) this.opts.onError(`output channel: ${(err as Error).message}`);
+    }
+  }
+
+  private async readEvents(): Promise<void> {
+    try {
+      for (;;) {
+        const segment = await this.events.next();
+        if (this.closed || !segment) return;
+        const chunks: Buffer[] = [];
+        for await (const c of segment.body) chunks.push(c as Buffer);
+        try {
+          const event = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+          if (event && typeof event === 'object') this.opts.onEvent(event);
+        } catch {
+          this.opts.logger.debug('events channel: a message that is not JSON');
+        }
+      }
+    } catch (err) {
+      if (!this.closed) this.opts.logger.warn({ err: (err as Error).message }, 'events channel failed');
+    }
+  }
+}

@@ -1,0 +1,103 @@
+// All live streams of this gateway, by name. Enforces the limits and turns requests for
+// unknown streams into clear errors.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { OrchestratorDirectory } from '../orchestrators/directory.ts';
+import type { GatewayIdentity } from '../payments/identity.ts';
+import type { PeerNetworkOptions } from '../webrtc/index.ts';
+import { LiveError } from './errors.ts';
+import { LiveSession, type LiveSessionLimits, type LiveStatus } from './session.ts';
+
+export interface LiveStreamsOptions {
+  directory: OrchestratorDirectory;
+  identity: GatewayIdentity;
+  limits: LiveSessionLimits & { maxStreams: number };
+  grpcTimeoutMs: number;
+  network: PeerNetworkOptions;
+  logger: Logger;
+}
+
+export class LiveStreams {
+  private readonly sessions = new Map<string, LiveSession>();
+
+  constructor(private readonly opts: LiveStreamsOptions) {}
+
+  async publish(
+    stream: string,
+    offerSdp: string,
+    job: { modelId: string; params: Record<string, unknown> },
+  ): Promise<{ sessionId: string; answerSdp: string }> {
+    if (this.sessions.has(stream)) {
+      throw new LiveError(409, 'STREAM_LIVE', `stream "${stream}" already has a publisher`);
+    }
+    if (this.sessions.size >= this.opts.limits.maxStreams) {
+      throw new LiveError(
+        503,
+        'TOO_MANY_STREAMS',
+        `this gateway runs at most ${this.opts.limits.maxStreams} streams`,
+      );
+    }
+    const sessionId = randomBytes(12).toString('hex');
+    const session = new LiveSession({
+      stream,
+      sessionId,
+      modelId: job.modelId,
+      params: job.params,
+      directory: this.opts.directory,
+      identity: this.opts.identity,
+      limits: this.opts.limits,
+      grpcTimeoutMs: this.opts.grpcTimeoutMs,
+      network: this.opts.network,
+      logger: this.opts.logger.child({ stream }),
+      onEnd: () => {
+        if (this.sessions.get(stream) === session) this.sessions.delete(stream);
+      },
+    });
+    // Claim the name before any await so a second publisher gets 409.
+    this.sessions.set(stream, session);
+    try {
+      const answerSdp = await session.start(offerSdp);
+      return { sessionId, answerSdp };
+    } catch (err) {
+      await session.stop(`start failed: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
+  async unpublish(stream: string, sessionId: string): Promise<void> {
+    const session = this.get(stream);
+    if (session.sessionId !== sessionId)
+      throw new LiveError(404, 'NO_SUCH_SESSION', `no WHIP session ${sessionId}`);
+    await session.stop('publisher sent DELETE');
+  }
+
+  view(stream: string, offerSdp: string): Promise<{ viewerId: string; answerSdp: string }> {
+    return this.get(stream).addViewer(offerSdp);
+  }
+
+  async unview(stream: string, viewerId: string): Promise<void> {
+    await this.get(stream).removeViewer(viewerId);
+  }
+
+  update(stream: string, params: Record<string, unknown>): Promise<void> {
+    return this.get(stream).update(params);
+  }
+
+  status(stream: string): LiveStatus {
+    return this.get(stream).status();
+  }
+
+  list(): LiveStatus[] {
+    return [...this.sessions.values()].map((s) => s.status());
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.sessions.values()].map((s) => s.stop('gateway shutting down')));
+  }
+
+  private get(stream: string): LiveSession {
+    const session = this.sessions.get(stream);
+    if (!session) throw new LiveError(404, 'NO_SUCH_STREAM', `no live stream "${stream}"`);
+    return session;
+  }
+}

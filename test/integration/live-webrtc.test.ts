@@ -1,0 +1,211 @@
+// The live path end to end over real sockets on 127.0.0.1: a werift publisher sends an H.264
+// clip over WHIP, the gateway segments it to the local orchestrator over trickle, and a werift
+// WHEP viewer receives the processed video, which ffmpeg decodes.
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildGatewayApp } from '../../src/http/app.ts';
+import { LiveStreams } from '../../src/live/registry.ts';
+import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import { OrchestratorDirectory } from '../../src/orchestrators/directory.ts';
+import { offchainIdentity } from '../../src/payments/identity.ts';
+import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
+import { decodeGray, makeH264Clip, mean } from '../helpers/media.ts';
+import {
+  h264Frames,
+  type RtpFrame,
+  syntheticOpusFrames,
+  WhepTestViewer,
+  WhipTestPublisher,
+} from '../helpers/webrtc-clients.ts';
+
+const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+let orch: LocalOrchestrator;
+let streams: LiveStreams;
+let app: Awaited<ReturnType<typeof buildGatewayApp>>;
+let base: string;
+let clip: Buffer;
+const net = { ...LOOPBACK_NETWORK };
+
+beforeAll(async () => {
+  orch = await LocalOrchestrator.start({
+    serviceAddr: '127.0.0.1:0',
+    models: ['passthrough', 'invert', 'edges'],
+    pricePerUnit: 0n,
+    pixelsPerUnit: 1n,
+    capacity: 8,
+    logger,
+  });
+  const directory = new OrchestratorDirectory([orch.url], {
+    identity: offchainIdentity,
+    timeoutMs: 2000,
+    maxAgeMs: 10_000,
+    concurrency: 4,
+    logger,
+  });
+  streams = new LiveStreams({
+    directory,
+    identity: offchainIdentity,
+    limits: {
+      minSegmentDurationMs: 1000,
+      pliIntervalMs: 2000,
+      maxViewers: 2,
+      ingestTimeoutMs: 1500,
+      maxStreams: 8,
+    },
+    grpcTimeoutMs: 2000,
+    network: net,
+    logger,
+  });
+  app = await buildGatewayApp({
+    directory,
+    streams,
+    live: { iceServers: [], defaultModel: 'invert' },
+    bodyLimitBytes: 1024 * 1024,
+    logger,
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  clip = await makeH264Clip({ seconds: 5 });
+}, 60_000);
+
+afterAll(async () => {
+  await streams?.closeAll();
+  await app?.close();
+  await orch?.close();
+});
+
+const url = (stream: string, what: string) => `${base}/live/video-to-video/${stream}/${what}`;
+
+function activeResources(): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const r of process.getActiveResourcesInfo()) counts[r] = (counts[r] ?? 0) + 1;
+  return counts;
+}
+
+async function waitFor(
+  done: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Frames the viewer decoded that came after `from` (an index into viewer.frames). */
+async function meanLuma(viewer: WhepTestViewer, from: number): Promise<number[]> {
+  const start = Buffer.from([0, 0, 0, 1]);
+  const annexB = Buffer.concat(viewer.frames.slice(from).flatMap((f) => f.nalus.flatMap((n) => [start, n])));
+  const frames = await decodeGray(annexB, 64, 48, 'h264');
+  return frames.map(mean);
+}
+
+describe('live video-to-video over WHIP and WHEP', () => {
+  it('a WHEP viewer receives the orchestrator-processed video, and /update switches the effect', async () => {
+    const before = activeResources();
+    const publisher = await WhipTestPublisher.connect(url('cam1', 'whip?model=invert'));
+    expect(publisher.resourceUrl).toMatch(/\/live\/video-to-video\/cam1\/whip\/[0-9a-f]+$/);
+    const viewer = await WhepTestViewer.connect(url('cam1', 'whep'));
+    const video: RtpFrame[] = h264Frames(clip, 30);
+    const sent = await publisher.send({ video, audio: syntheticOpusFrames(250) });
+    expect(sent.videoFrames).toBe(150);
+
+    // ≥ 90 % of the sent frames reach the viewer (the last, still open segment may lag a little).
+    await waitFor(() => viewer.frames.length >= 0.9 * sent.videoFrames, 'frames at the viewer');
+    expect(viewer.audioPackets.length).toBeGreaterThan(100);
+    const inverted = await meanLuma(viewer, 0);
+    const input = (await decodeGray(clip, 64, 48, 'h264')).map(mean);
+    expect(mean(Uint8Array.from(input))).toBeLessThan(80); // the clip is dark...
+    expect(mean(Uint8Array.from(inverted))).toBeGreaterThan(170); // ...and the viewer sees it inverted
+
+    const status = await (await fetch(url('cam1', 'status'))).json();
+    expect(status.state).toBe('live');
+    expect(status.orchestrator).toBe(orch.url);
+    expect(status.input.segments).toBeGreaterThanOrEqual(4);
+    expect(status.output.segments).toBeGreaterThanOrEqual(3);
+    expect(status.viewers).toBe(1);
+    expect(status.orchestratorStatus?.type).toBe('status');
+
+    const update = await fetch(url('cam1', 'update'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ effect: 'passthrough' }),
+    });
+    expect(update.status).toBe(200);
+    await waitFor(
+      async () =>
+        ((await (await fetch(url('cam1', 'status'))).json()).orchestratorStatus?.inference_status?.effect ??
+          '') === 'passthrough',
+      'the orchestrator to take the new effect',
+    );
+    const mark = viewer.frames.length;
+    await publisher.send({ video: h264Frames(clip, 30, 1200, 10 * 90000) });
+    await waitFor(() => viewer.frames.length >= mark + 100, 'frames after the update');
+    const plain = await meanLuma(viewer, mark + 40);
+    expect(mean(Uint8Array.from(plain))).toBeLessThan(80);
+
+    await viewer.close();
+    await waitFor(
+      async () => (await (await fetch(url('cam1', 'status'))).json()).viewers === 0,
+      'viewer to leave',
+    );
+    await publisher.close(); // DELETE
+    expect((await fetch(url('cam1', 'status'))).status).toBe(404);
+    await waitFor(() => orch.jobs.size === 0, 'the orchestrator job to end');
+    // Every socket and timer the stream owned is gone.
+    await waitFor(
+      () => {
+        const after = activeResources();
+        return (
+          (after.UDPWRAP ?? 0) <= (before.UDPWRAP ?? 0) && (after.Timeout ?? 0) <= (before.Timeout ?? 0) + 2
+        );
+      },
+      `resources released: ${JSON.stringify(activeResources())} vs ${JSON.stringify(before)}`,
+    );
+  }, 60_000);
+
+  it('refuses a second publisher on a live stream name with 409', async () => {
+    const first = await WhipTestPublisher.connect(url('cam2', 'whip'));
+    try {
+      const err = await WhipTestPublisher.connect(url('cam2', 'whip')).catch((e: Error) => e);
+      expect(String(err)).toContain('409');
+    } finally {
+      await first.close();
+    }
+  }, 20_000);
+
+  it('answers 503 naming the model when no orchestrator offers it', async () => {
+    const err = await WhipTestPublisher.connect(url('cam3', 'whip?model=sdxl-turbo')).catch((e: Error) => e);
+    expect(String(err)).toContain('503');
+    expect(String(err)).toContain('sdxl-turbo');
+    expect((await fetch(url('cam3', 'status'))).status).toBe(404);
+  }, 20_000);
+
+  it('refuses a viewer over the per-stream limit with 429', async () => {
+    const publisher = await WhipTestPublisher.connect(url('cam4', 'whip'));
+    const viewers = [
+      await WhepTestViewer.connect(url('cam4', 'whep')),
+      await WhepTestViewer.connect(url('cam4', 'whep')),
+    ];
+    try {
+      const err = await WhepTestViewer.connect(url('cam4', 'whep')).catch((e: Error) => e);
+      expect(String(err)).toContain('429');
+    } finally {
+      for (const v of viewers) await v.close();
+      await publisher.close();
+    }
+  }, 20_000);
+
+  it('ends a stream whose publisher sends nothing, and releases it', async () => {
+    const publisher = await WhipTestPublisher.connect(url('cam5', 'whip'));
+    try {
+      expect((await fetch(url('cam5', 'status'))).status).toBe(200);
+      await waitFor(async () => (await fetch(url('cam5', 'status'))).status === 404, 'ingest timeout', 6000);
+    } finally {
+      await publisher.close();
+    }
+  }, 20_000);
+});
