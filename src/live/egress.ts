@@ -7,7 +7,8 @@ import { type DemuxedFrame, OPUS_CLOCK_RATE, packetizeH264, RtpTimeline, TsDemux
 import type { EgressPeer } from '../webrtc/index.ts';
 
 export interface EgressOptions {
-  onFrame: (bytes: number) => void;
+  /** Each video frame sent to the viewers, with its PTS, once it has gone out. */
+  onFrame: (bytes: number, pts90k: number, sentAtMs: number) => void;
   onError: (reason: string) => void;
   logger: Logger;
 }
@@ -51,7 +52,6 @@ export class Egress {
     for (const frame of frames) {
       if (frame.kind === 'video') {
         this.lastFrameAt = now;
-        this.opts.onFrame(frame.annexB.length);
         const timestamp = this.videoTimeline.timestampFor(frame.pts90k, now);
         const packets = packetizeH264(frame.annexB);
         const seqs = packets.map(() => this.videoTimeline.nextSequenceNumber());
@@ -64,6 +64,7 @@ export class Egress {
             viewer.peer.sendVideo(packets[i].payload, seqs[i], timestamp, packets[i].marker);
           }
         }
+        this.opts.onFrame(frame.annexB.length, frame.pts90k, Date.now());
       } else if (frame.codec === 'opus') {
         const timestamp = this.audioTimeline.timestampFor(frame.pts90k, now);
         const seq = this.audioTimeline.nextSequenceNumber();

@@ -20,7 +20,8 @@ export interface IngestOptions {
   /** A new trickle segment to write into; undefined while no orchestrator is ready. */
   startSegment: () => SegmentWriter | undefined;
   requestKeyframe: () => void;
-  onFrame: (bytes: number) => void;
+  /** Each video frame written, with the PTS it got and when its last packet arrived. */
+  onFrame: (bytes: number, pts90k: number, arrivedAtMs: number) => void;
   onError: (reason: string) => void;
   logger: Logger;
 }
@@ -137,7 +138,7 @@ export class Ingest {
     if (!segment) return;
     const bytes = this.muxer.writeVideo({ annexB: au.annexB, pts90k: pts, keyframe: au.keyframe });
     segment.writer.write(bytes);
-    this.opts.onFrame(au.annexB.length);
+    this.opts.onFrame(au.annexB.length, pts, this.lastPacket ?? Date.now());
   }
 
   private onAudio(payload: Uint8Array, ts: number): void {

@@ -9,6 +9,7 @@ import { checkOffer, EgressPeer, IngestPeer, type PeerNetworkOptions } from '../
 import { Egress } from './egress.ts';
 import { LiveError } from './errors.ts';
 import { Ingest } from './ingest.ts';
+import { FrameLatency } from './latency.ts';
 import { OrchestratorSession } from './orchestrator-session.ts';
 import { RateMeter } from './rate-meter.ts';
 
@@ -47,6 +48,8 @@ export interface LiveStatus {
   input: { fps: number; bitrateKbps: number; segments: number; framesDropped: number };
   output: { fps: number; bitrateKbps: number; segments: number };
   viewers: number;
+  /** Ingest arrival → egress send per frame, over recent frames (includes the orchestrator's time). */
+  latencyMs: { p50: number; p95: number; frames: number } | null;
   lastError: string | null;
   orchestratorStatus: Record<string, unknown> | null;
   endReason?: string;
@@ -68,6 +71,7 @@ export class LiveSession {
   private endReason?: string;
   private readonly inputRate = new RateMeter();
   private readonly outputRate = new RateMeter();
+  private readonly latency = new FrameLatency();
   private segmentsOut = 0;
 
   constructor(private readonly opts: LiveSessionOptions) {
@@ -77,12 +81,18 @@ export class LiveSession {
       minSegmentDurationMs: opts.limits.minSegmentDurationMs,
       startSegment: () => this.orchestrator?.startInputSegment(),
       requestKeyframe: () => this.ingestPeer?.requestKeyframe(),
-      onFrame: (bytes) => this.inputRate.add(bytes),
+      onFrame: (bytes, pts, at) => {
+        this.inputRate.add(bytes);
+        this.latency.frameIn(pts, at);
+      },
       onError: (reason) => this.fail(reason),
       logger: opts.logger,
     });
     this.egress = new Egress({
-      onFrame: (bytes) => this.outputRate.add(bytes),
+      onFrame: (bytes, pts, at) => {
+        this.outputRate.add(bytes);
+        this.latency.frameOut(pts, at);
+      },
       onError: (reason) => this.fail(reason),
       logger: opts.logger,
     });
@@ -187,6 +197,7 @@ export class LiveSession {
       input: { ...this.inputRate.read(), segments: ingest.segments, framesDropped: ingest.framesDropped },
       output: { ...this.outputRate.read(), segments: this.segmentsOut },
       viewers: this.viewers.size,
+      latencyMs: this.latency.read(),
       lastError: this.lastError,
       orchestratorStatus: this.orchestratorStatus,
       endReason: this.endReason,

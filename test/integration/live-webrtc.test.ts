@@ -128,6 +128,8 @@ describe('live video-to-video over WHIP and WHEP', () => {
     expect(status.output.segments).toBeGreaterThanOrEqual(3);
     expect(status.viewers).toBe(1);
     expect(status.orchestratorStatus?.type).toBe('status');
+    expect(status.latencyMs.frames).toBeGreaterThan(100);
+    expect(status.input.fps).toBeGreaterThan(0);
 
     const update = await fetch(url('cam1', 'update'), {
       method: 'POST',
