@@ -37,7 +37,7 @@ async function exchange(url, pc, headers = {}) {
     } catch {}
     throw new Error(message);
   }
-  const location = new URL(res.headers.get('Location'), url).toString();
+  const location = new URL(res.headers.get('Location'), new URL(url, window.location.href)).toString();
   await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
   return location;
 }

@@ -45,7 +45,11 @@ export class OrchestratorSession {
     this.output = new TrickleSubscriber(urls.subscribeUrl, tls);
     this.control = new TricklePublisher(urls.controlUrl, { ...tls, mimeType: 'application/json' });
     this.events = new TrickleSubscriber(urls.eventsUrl, tls);
-    this.keepalive = setInterval(() => this.sendControl({ keep: 'alive' }), CONTROL_KEEPALIVE_MS);
+    // A failed keepalive is already reported through onError.
+    this.keepalive = setInterval(
+      () => this.sendControl({ keep: 'alive' }).catch(() => {}),
+      CONTROL_KEEPALIVE_MS,
+    );
     void this.readOutput();
     void this.readEvents();
   }

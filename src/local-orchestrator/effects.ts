@@ -95,8 +95,7 @@ function ffmpegEffect(effect: string, filter: string): EffectRun {
         for await (const chunk of stdout) output.write(chunk as Buffer);
       })();
       try {
-        await done;
-        await forward;
+        await Promise.all([done, forward]);
       } catch (err) {
         output.abort();
         throw new Error(`effect ${effect} failed: ${(err as Error).message.split('\n')[0]}`);
