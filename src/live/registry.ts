@@ -17,8 +17,13 @@ export interface LiveStreamsOptions {
   logger: Logger;
 }
 
+/** Ended streams stay visible in status for a while, so a client can see why one ended. */
+const ENDED_KEPT = 64;
+const ENDED_KEPT_MS = 10 * 60_000;
+
 export class LiveStreams {
   private readonly sessions = new Map<string, LiveSession>();
+  private readonly ended = new Map<string, { status: LiveStatus; at: number }>();
 
   constructor(private readonly opts: LiveStreamsOptions) {}
 
@@ -50,7 +55,9 @@ export class LiveStreams {
       network: this.opts.network,
       logger: this.opts.logger.child({ stream }),
       onEnd: () => {
-        if (this.sessions.get(stream) === session) this.sessions.delete(stream);
+        if (this.sessions.get(stream) !== session) return;
+        this.sessions.delete(stream);
+        this.remember(stream, session.status());
       },
     });
     // Claim the name before any await so a second publisher gets 409.
@@ -83,8 +90,13 @@ export class LiveStreams {
     return this.get(stream).update(params);
   }
 
+  /** A live stream's status, or the last status of one that ended recently. */
   status(stream: string): LiveStatus {
-    return this.get(stream).status();
+    const live = this.sessions.get(stream);
+    if (live) return live.status();
+    const ended = this.ended.get(stream);
+    if (ended && Date.now() - ended.at < ENDED_KEPT_MS) return ended.status;
+    throw new LiveError(404, 'NO_SUCH_STREAM', `no live stream "${stream}"`);
   }
 
   list(): LiveStatus[] {
@@ -93,6 +105,12 @@ export class LiveStreams {
 
   async closeAll(): Promise<void> {
     await Promise.all([...this.sessions.values()].map((s) => s.stop('gateway shutting down')));
+  }
+
+  private remember(stream: string, status: LiveStatus): void {
+    this.ended.delete(stream);
+    this.ended.set(stream, { status, at: Date.now() });
+    if (this.ended.size > ENDED_KEPT) this.ended.delete(this.ended.keys().next().value as string);
   }
 
   private get(stream: string): LiveSession {

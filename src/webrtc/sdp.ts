@@ -422,6 +422,11 @@ function rewriteSection(
   rtcpFeedback: readonly string[],
 ): string[] {
   const keep = new Set(payloadTypes.map(String));
+  // rtx/FEC are never kept, so neither are their SSRCs (the later members of an ssrc-group): werift
+  // takes the first a=ssrc of a section as the media SSRC.
+  const repairSsrcs = new Set(
+    section.lines.filter((l) => l.startsWith('a=ssrc-group:')).flatMap((l) => l.split(' ').slice(2)),
+  );
   const out = [
     mLine(
       section,
@@ -435,7 +440,8 @@ function rewriteSection(
       if (payloadType !== '*' && !keep.has(payloadType)) continue;
       if (attribute === 'rtcp-fb' && !rtcpFeedback.includes(value.trim())) continue;
     } else if (line.startsWith('a=ssrc-group:')) {
-      // The FID group names the rtx SSRC; rtx is never kept.
+      continue;
+    } else if (line.startsWith('a=ssrc:') && repairSsrcs.has(line.slice('a=ssrc:'.length).split(' ')[0])) {
       continue;
     }
     out.push(line);

@@ -188,7 +188,8 @@ describe('in the browser', () => {
     await publisher.click('#stop');
     await until(
       'the stream to end',
-      async () => (await fetch(`${base}/live/video-to-video/browser1/status`)).status === 404,
+      async () =>
+        (await (await fetch(`${base}/live/video-to-video/browser1/status`)).json()).state === 'ended',
     );
     expect(errors).toEqual([]);
     await watcher.close();

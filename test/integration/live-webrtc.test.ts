@@ -95,6 +95,10 @@ async function waitFor(
   }
 }
 
+async function status(stream: string) {
+  return (await fetch(url(stream, 'status'))).json();
+}
+
 /** Frames the viewer decoded that came after `from` (an index into viewer.frames). */
 async function meanLuma(viewer: WhepTestViewer, from: number): Promise<number[]> {
   const start = Buffer.from([0, 0, 0, 1]);
@@ -149,13 +153,29 @@ describe('live video-to-video over WHIP and WHEP', () => {
     const plain = await meanLuma(viewer, mark + 40);
     expect(mean(Uint8Array.from(plain))).toBeLessThan(80);
 
+    // One SSRC for the viewer's whole life; sequence numbers and timestamps run on across segments.
+    const packets = viewer.videoPackets;
+    expect(new Set(packets.map((p) => p.ssrc)).size).toBe(1);
+    let gaps = 0;
+    let backwards = 0;
+    for (let i = 1; i < packets.length; i++) {
+      if (((packets[i].seq - packets[i - 1].seq) & 0xffff) !== 1) gaps++;
+      if (((packets[i].timestamp - packets[i - 1].timestamp) | 0) < 0) backwards++;
+    }
+    expect(gaps).toBeLessThanOrEqual(2);
+    expect(backwards).toBe(0);
+
     await viewer.close();
     await waitFor(
       async () => (await (await fetch(url('cam1', 'status'))).json()).viewers === 0,
       'viewer to leave',
     );
     await publisher.close(); // DELETE
-    expect((await fetch(url('cam1', 'status'))).status).toBe(404);
+    const ended = await (await fetch(url('cam1', 'status'))).json();
+    expect(ended.state).toBe('ended');
+    expect(ended.endReason).toBe('publisher sent DELETE');
+    // A WHEP viewer can no longer join an ended stream.
+    expect(String(await WhepTestViewer.connect(url('cam1', 'whep')).catch((e: Error) => e))).toContain('404');
     await waitFor(() => orch.jobs.size === 0, 'the orchestrator job to end');
     // Every socket and timer the stream owned is gone.
     await waitFor(
@@ -168,6 +188,56 @@ describe('live video-to-video over WHIP and WHEP', () => {
       `resources released: ${JSON.stringify(activeResources())} vs ${JSON.stringify(before)}`,
     );
   }, 60_000);
+
+  it('a viewer that joins mid-stream sees video within about one segment', async () => {
+    const publisher = await WhipTestPublisher.connect(url('late', 'whip?model=passthrough'));
+    try {
+      const sending = publisher.send({ video: h264Frames(clip, 30) });
+      await new Promise((r) => setTimeout(r, 1800));
+      const joined = Date.now();
+      const viewer = await WhepTestViewer.connect(url('late', 'whep'));
+      try {
+        await waitFor(() => viewer.frames.length > 0, 'a first frame', 4000);
+        // A segment is one second here; allow for the join itself and a loaded machine.
+        expect(Date.now() - joined).toBeLessThan(3500);
+        expect(viewer.frames[0].keyframe).toBe(true);
+      } finally {
+        await viewer.close();
+      }
+      await sending;
+    } finally {
+      await publisher.close();
+    }
+  }, 20_000);
+
+  it('406 naming the codecs when the offer has no H.264', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const offer = await readFile(
+      new URL('../webrtc/fixtures/chrome-vp8-only-offer.sdp', import.meta.url),
+      'utf8',
+    );
+    const res = await fetch(url('vp8', 'whip'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp' },
+      body: offer,
+    });
+    expect(res.status).toBe(406);
+    const { error } = await res.json();
+    expect(error.message).toContain('VP8');
+    expect(error.message).toContain('H264');
+    expect((await (await fetch(url('vp8', 'status'))).json()).state).toBe('ended');
+  });
+
+  it('ends the stream when the publisher disappears without DELETE', async () => {
+    const publisher = await WhipTestPublisher.connect(url('gone', 'whip?model=passthrough'));
+    await publisher.send({ video: h264Frames(clip, 30).slice(0, 15) });
+    await publisher.pc.close(); // no DELETE: the peer connection just goes away
+    await waitFor(async () => (await status('gone')).state === 'ended', 'the stream to end', 8000);
+    // werift sends no goodbye, so the ingest timeout is what notices (1.5 s in this suite).
+    expect((await status('gone')).endReason).toContain('no media from the publisher');
+    publisher.resourceUrl = undefined;
+    await publisher.close();
+  }, 20_000);
 
   it('refuses a second publisher on a live stream name with 409', async () => {
     const first = await WhipTestPublisher.connect(url('cam2', 'whip'));
@@ -183,7 +253,9 @@ describe('live video-to-video over WHIP and WHEP', () => {
     const err = await WhipTestPublisher.connect(url('cam3', 'whip?model=sdxl-turbo')).catch((e: Error) => e);
     expect(String(err)).toContain('503');
     expect(String(err)).toContain('sdxl-turbo');
-    expect((await fetch(url('cam3', 'status'))).status).toBe(404);
+    const status = await (await fetch(url('cam3', 'status'))).json();
+    expect(status.state).toBe('ended');
+    expect(status.endReason).toContain('sdxl-turbo');
   }, 20_000);
 
   it('refuses a viewer over the per-stream limit with 429', async () => {
@@ -205,7 +277,8 @@ describe('live video-to-video over WHIP and WHEP', () => {
     const publisher = await WhipTestPublisher.connect(url('cam5', 'whip'));
     try {
       expect((await fetch(url('cam5', 'status'))).status).toBe(200);
-      await waitFor(async () => (await fetch(url('cam5', 'status'))).status === 404, 'ingest timeout', 6000);
+      await waitFor(async () => (await status('cam5')).state === 'ended', 'ingest timeout', 6000);
+      expect((await status('cam5')).endReason).toContain('no media from the publisher');
     } finally {
       await publisher.close();
     }
