@@ -51,9 +51,9 @@ export class Ingest {
   constructor(private readonly opts: IngestOptions) {
     this.video = new H264Depacketizer({
       onAccessUnit: (au) => this.onAccessUnit(au),
-      onFrameDropped: (reason) => {
-        if (reason === 'waiting-for-keyframe' && !this.segment) return; // normal at start
-        this.framesDropped++;
+      onFrameDropped: () => {
+        // Before the first segment, frames waiting for a keyframe are expected, not losses.
+        if (this.segment) this.framesDropped++;
         this.requestKeyframeSoon();
       },
     });

@@ -116,6 +116,8 @@ describe('live video-to-video over WHIP and WHEP', () => {
     const video: RtpFrame[] = h264Frames(clip, 30);
     const sent = await publisher.send({ video, audio: syntheticOpusFrames(250) });
     expect(sent.videoFrames).toBe(150);
+    // PLI when the publisher connects and then every pliIntervalMs (2 s here) over a 5 s stream.
+    expect(sent.keyframeRequests).toBeGreaterThanOrEqual(2);
 
     // ≥ 90 % of the sent frames reach the viewer (the last, still open segment may lag a little).
     await waitFor(() => viewer.frames.length >= 0.9 * sent.videoFrames, 'frames at the viewer');

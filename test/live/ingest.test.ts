@@ -1,0 +1,118 @@
+// The segmenter: RTP in, MPEG-TS segments out, cut only at keyframes no sooner than the minimum.
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { Ingest } from '../../src/live/ingest.ts';
+import type { SegmentWriter } from '../../src/trickle/index.ts';
+import { decodeGray, makeH264Clip } from '../helpers/media.ts';
+import { h264Frames } from '../helpers/webrtc-clients.ts';
+
+class MemorySegment implements SegmentWriter {
+  readonly chunks: Uint8Array[] = [];
+  ended = false;
+  constructor(readonly seq: number) {}
+  write(chunk: Uint8Array): boolean {
+    this.chunks.push(chunk);
+    return true;
+  }
+  waitForDrain(): Promise<void> {
+    return Promise.resolve();
+  }
+  async end(): Promise<void> {
+    this.ended = true;
+  }
+  abort(): void {}
+  bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+function feed(opts: { gopSeconds: number; minSegmentDurationMs: number; clip: Buffer }) {
+  const segments: MemorySegment[] = [];
+  let keyframeRequests = 0;
+  const ingest = new Ingest({
+    minSegmentDurationMs: opts.minSegmentDurationMs,
+    startSegment: () => {
+      const s = new MemorySegment(segments.length);
+      segments.push(s);
+      return s;
+    },
+    requestKeyframe: () => keyframeRequests++,
+    onFrame: () => {},
+    onError: (reason) => {
+      throw new Error(reason);
+    },
+    logger: pino({ level: 'silent' }),
+  });
+  let seq = 1000;
+  for (const frame of h264Frames(opts.clip, 30, 1200, 12345)) {
+    for (const p of frame.payloads) ingest.pushVideo(p.payload, seq++ & 0xffff, frame.timestamp, p.marker);
+  }
+  ingest.close();
+  return { segments, keyframeRequests };
+}
+
+describe('ingest segmenter', () => {
+  it('cuts on keyframes, never sooner than the minimum duration, and each segment decodes alone', async () => {
+    // Keyframes every 0.5 s, minimum 1 s: every other keyframe starts a segment.
+    const clip = await makeH264Clip({ seconds: 4, gopSeconds: 0.5 });
+    const { segments } = feed({ clip, gopSeconds: 0.5, minSegmentDurationMs: 1000 });
+    expect(segments.length).toBe(4);
+    expect(segments.every((s) => s.ended)).toBe(true);
+    for (const segment of segments) {
+      const frames = await decodeGray(segment.bytes());
+      expect(frames.length).toBe(30);
+    }
+  }, 30_000);
+
+  it('streams a segment frame by frame: bytes are written before the segment ends', async () => {
+    const clip = await makeH264Clip({ seconds: 1 });
+    const segments: MemorySegment[] = [];
+    const ingest = new Ingest({
+      minSegmentDurationMs: 1000,
+      startSegment: () => {
+        const s = new MemorySegment(segments.length);
+        segments.push(s);
+        return s;
+      },
+      requestKeyframe: () => {},
+      onFrame: () => {},
+      onError: () => {},
+      logger: pino({ level: 'silent' }),
+    });
+    const frames = h264Frames(clip, 30);
+    let seq = 0;
+    for (const p of frames[0].payloads) ingest.pushVideo(p.payload, seq++, frames[0].timestamp, p.marker);
+    // The reorder buffer holds the very first packets briefly (≤ 100 ms) in case earlier ones overtook.
+    await new Promise((r) => setTimeout(r, 150));
+    expect(segments.length).toBe(1);
+    expect(segments[0].chunks.length).toBeGreaterThan(0); // the keyframe is out already
+    expect(segments[0].ended).toBe(false);
+    ingest.close();
+  });
+
+  it('drops frames before the first keyframe and asks for one', async () => {
+    const clip = await makeH264Clip({ seconds: 2 });
+    const frames = h264Frames(clip, 30).slice(5); // starts mid-GOP
+    const segments: MemorySegment[] = [];
+    let requests = 0;
+    const ingest = new Ingest({
+      minSegmentDurationMs: 1000,
+      startSegment: () => {
+        const s = new MemorySegment(segments.length);
+        segments.push(s);
+        return s;
+      },
+      requestKeyframe: () => requests++,
+      onFrame: () => {},
+      onError: () => {},
+      logger: pino({ level: 'silent' }),
+    });
+    let seq = 0;
+    for (const f of frames)
+      for (const p of f.payloads) ingest.pushVideo(p.payload, seq++, f.timestamp, p.marker);
+    ingest.close();
+    expect(requests).toBeGreaterThan(0);
+    expect(segments.length).toBe(1); // only from the keyframe at 1 s on
+    expect((await decodeGray(segments[0].bytes())).length).toBe(30);
+  }, 30_000);
+});
