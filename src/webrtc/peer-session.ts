@@ -22,6 +22,7 @@ export interface NegotiatedCodec {
   /** The a=fmtp value, as offered. */
   fmtp?: string;
 }
+
 export type StateListener = (state: PeerState) => void;
 
 export interface PeerTimeoutOptions {
@@ -93,6 +94,7 @@ export class PeerSession {
         ...weriftNetworkConfig(opts),
         codecs: params.codecs,
         headerExtensions: params.headerExtensions ?? { video: [], audio: [] },
+        // As answerer we follow the offer's BUNDLE group (browsers, OBS: one transport for all).
         bundlePolicy: 'max-compat',
       },
       opts,

@@ -1,0 +1,280 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import {
+  checkOffer,
+  EgressPeer,
+  IngestPeer,
+  LOOPBACK_NETWORK,
+  OfferRejectedError,
+} from '../../src/webrtc/index.ts';
+import { h264Profile, parseSdp, planOffer, rewriteOffer } from '../../src/webrtc/sdp.ts';
+
+const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
+
+const chromeWhip = fixture('chrome-whip-offer.sdp');
+const chromeWhep = fixture('chrome-whep-offer.sdp');
+const firefoxWhip = fixture('firefox-whip-offer.sdp');
+const obsWhip = fixture('obs-whip-offer.sdp');
+const vp8Only = fixture('chrome-vp8-only-offer.sdp');
+const h264Mode0 = fixture('chrome-h264-mode0-offer.sdp');
+const pcmuAudio = fixture('pcmu-audio-whip-offer.sdp');
+
+/** The codecs of the m-section of `kind` in an SDP, as `name fmtp` strings. */
+function answeredCodecs(sdp: string, kind: string) {
+  const section = parseSdp(sdp).media.find((m) => m.kind === kind);
+  if (!section) return undefined;
+  return {
+    port: section.port,
+    direction: section.direction,
+    codecs: section.codecs.map((c) => ({
+      pt: c.payloadType,
+      name: c.name,
+      fmtp: c.fmtp,
+      fb: c.rtcpFeedback,
+    })),
+  };
+}
+
+describe('checkOffer', () => {
+  it.each([
+    ['empty', ''],
+    ['not SDP', 'hello'],
+    ['no v=0 first', 'o=- 1 1 IN IP4 0.0.0.0\r\nv=0\r\n'],
+  ])('rejects %s with 400', (_, sdp) => {
+    const result = checkOffer(sdp, 'publish');
+    expect(result).toMatchObject({ ok: false, status: 400 });
+    expect(result.ok === false && result.reason).toMatch(/v=0/);
+  });
+
+  it('rejects an SDP without m= lines with 400', () => {
+    expect(checkOffer('v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n', 'publish')).toEqual({
+      ok: false,
+      status: 400,
+      reason: 'SDP has no m= line',
+    });
+  });
+
+  it('rejects an offer without ICE credentials or fingerprint with 400', () => {
+    const noIce = chromeWhip
+      .split('\r\n')
+      .filter((l) => !l.startsWith('a=ice-ufrag'))
+      .join('\r\n');
+    expect(checkOffer(noIce, 'publish')).toMatchObject({
+      ok: false,
+      status: 400,
+      reason: expect.stringMatching(/ICE/),
+    });
+    const noFingerprint = obsWhip
+      .split('\r\n')
+      .filter((l) => !l.startsWith('a=fingerprint'))
+      .join('\r\n');
+    expect(checkOffer(noFingerprint, 'publish')).toMatchObject({
+      ok: false,
+      status: 400,
+      reason: expect.stringMatching(/fingerprint/),
+    });
+  });
+
+  it('rejects a malformed m= line with 400', () => {
+    const broken = obsWhip.replace('m=video 9 UDP/TLS/RTP/SAVPF 96', 'm=video nine');
+    expect(checkOffer(broken, 'publish')).toMatchObject({ ok: false, status: 400 });
+  });
+
+  it('rejects VP8/VP9-only with 406 naming what was offered and what is accepted', () => {
+    const result = checkOffer(vp8Only, 'publish');
+    expect(result).toEqual({
+      ok: false,
+      status: 406,
+      reason: 'no acceptable video codec: offered VP8, VP9; accepted H264 (packetization-mode=1)',
+    });
+  });
+
+  it('rejects H.264 packetization-mode=0 only with 406', () => {
+    const result = checkOffer(h264Mode0, 'publish');
+    expect(result).toMatchObject({ ok: false, status: 406 });
+    expect(result.ok === false && result.reason).toContain('H264 (packetization-mode=0)');
+  });
+
+  it('rejects a publish offer whose video is recvonly (a WHEP offer) with 400', () => {
+    expect(checkOffer(chromeWhep, 'publish')).toMatchObject({
+      ok: false,
+      status: 400,
+      reason: expect.stringMatching(/recvonly/),
+    });
+  });
+
+  it('accepts Chrome: every packetization-mode=1 H.264 profile, and Opus', () => {
+    const result = checkOffer(chromeWhip, 'publish');
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.video?.payloadTypes).toEqual([102, 106, 127, 112]);
+    expect(result.video?.codecs[1]).toBe(
+      'H264/90000 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
+    );
+    expect(result.audio?.codecs).toEqual(['opus/48000/2 minptime=10;useinbandfec=1']);
+  });
+
+  it('accepts Firefox (fmtp before rtpmap, session fingerprint)', () => {
+    const result = checkOffer(firefoxWhip, 'publish');
+    expect(result).toMatchObject({
+      ok: true,
+      video: { payloadTypes: [126], mid: '1' },
+      audio: { payloadTypes: [109] },
+    });
+  });
+
+  it('accepts OBS (libdatachannel: session-level ICE and fingerprint, high profile)', () => {
+    const result = checkOffer(obsWhip, 'publish');
+    expect(result).toMatchObject({ ok: true, video: { payloadTypes: [96] }, audio: { payloadTypes: [111] } });
+    expect(result.ok && result.video?.codecs[0]).toContain('profile-level-id=64001f');
+  });
+
+  it('accepts a publisher without usable audio (audio is optional)', () => {
+    const result = checkOffer(pcmuAudio, 'publish');
+    expect(result).toMatchObject({ ok: true, video: { payloadTypes: [96] } });
+    expect(result.ok && result.audio).toBeUndefined();
+  });
+
+  it('accepts a Chrome WHEP offer for viewing but not a sendonly one', () => {
+    expect(checkOffer(chromeWhep, 'view')).toMatchObject({
+      ok: true,
+      video: { payloadTypes: [102, 106, 127, 112] },
+    });
+    expect(checkOffer(chromeWhip, 'view')).toMatchObject({ ok: false, status: 400 });
+    expect(checkOffer(vp8Only.replaceAll('a=sendonly', 'a=recvonly'), 'view')).toMatchObject({
+      ok: false,
+      status: 406,
+    });
+  });
+});
+
+describe('rewriteOffer', () => {
+  it('keeps only the chosen payload types and feedback, and declines other sections', () => {
+    const result = planOffer(pcmuAudio, 'publish');
+    if (!result.ok) throw new Error(result.reason);
+    const rewritten = rewriteOffer(result.plan, { video: { payloadTypes: [96], rtcpFeedback: ['nack'] } });
+    const parsed = parseSdp(rewritten.sdp);
+    expect(parsed.media[0]).toMatchObject({ kind: 'audio', direction: 'inactive', formats: ['0'] });
+    expect(parsed.media[1].codecs[0].rtcpFeedback).toEqual(['nack']);
+    expect(rewritten.declinedMimeTypes).toEqual([
+      { mimeType: 'audio/PCMU', clockRate: 8000, channels: undefined },
+    ]);
+  });
+
+  it('drops rtx payload types and the rtx SSRC, whatever order the a=ssrc lines come in', () => {
+    // Put the rtx SSRC's line first: werift would otherwise take it for the media SSRC.
+    const lines = firefoxWhip.split('\r\n');
+    const [rtx] = lines.splice(
+      lines.findIndex((l) => l.startsWith('a=ssrc:3436468089')),
+      1,
+    );
+    lines.splice(
+      lines.findIndex((l) => l.startsWith('a=ssrc:1649052140')),
+      0,
+      rtx,
+    );
+    const result = planOffer(lines.join('\r\n'), 'publish');
+    if (!result.ok) throw new Error(result.reason);
+    const rewritten = rewriteOffer(result.plan, {
+      video: { payloadTypes: [126], rtcpFeedback: ['nack', 'nack pli'] },
+    });
+    const video = parseSdp(rewritten.sdp).media[1];
+    expect(video.formats).toEqual(['126']);
+    expect(video.lines.filter((l) => l.startsWith('a=ssrc'))).toEqual([
+      'a=ssrc:1649052140 cname:{2a4c6e8f-1b3d-4f5a-8c7e-9d0b1a2c3e4f}',
+    ]);
+    expect(video.codecs[0].rtcpFeedback).toEqual(['nack', 'nack pli']);
+  });
+});
+
+describe('answers from realistic offers', () => {
+  const opts = { ...LOOPBACK_NETWORK, connectTimeoutMs: 60_000 };
+
+  it.each([
+    ['Chrome', chromeWhip, [102, 106, 127, 112]],
+    ['Firefox', firefoxWhip, [126]],
+    ['OBS (high profile)', obsWhip, [96]],
+  ])('IngestPeer answers %s with recvonly H.264 packetization-mode=1 and Opus', async (_, offer, pts) => {
+    const peer = await IngestPeer.create(offer, opts);
+    try {
+      const video = answeredCodecs(peer.answerSdp, 'video');
+      expect(video?.direction).toBe('recvonly');
+      expect(video?.codecs.map((c) => c.pt)).toEqual(pts);
+      for (const codec of video?.codecs ?? []) {
+        expect(codec.name.toLowerCase()).toBe('h264');
+        expect(codec.fmtp['packetization-mode']).toBe('1');
+        expect(codec.fb).toEqual(['nack', 'nack pli']);
+      }
+      const audio = answeredCodecs(peer.answerSdp, 'audio');
+      expect(audio?.direction).toBe('recvonly');
+      expect(audio?.codecs.map((c) => c.name.toLowerCase())).toEqual(['opus']);
+      expect(peer.answerSdp).toMatch(/a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 \d+ typ host/);
+      expect(peer.answerSdp).toContain('a=end-of-candidates');
+      expect(peer.answerSdp).not.toMatch(/typ (srflx|relay)/);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  it('IngestPeer rejects the G.711 audio section with port 0 and drops it from BUNDLE', async () => {
+    const peer = await IngestPeer.create(pcmuAudio, opts);
+    try {
+      const audio = answeredCodecs(peer.answerSdp, 'audio');
+      expect(audio?.port).toBe(0);
+      expect(peer.answerSdp).toMatch(/a=group:BUNDLE 1\r\n/);
+      expect(peer.audioCodec).toBeUndefined();
+      expect(answeredCodecs(peer.answerSdp, 'video')?.direction).toBe('recvonly');
+    } finally {
+      await peer.close();
+    }
+  });
+
+  it('IngestPeer.create throws OfferRejectedError with the status', async () => {
+    await expect(IngestPeer.create(vp8Only, opts)).rejects.toMatchObject({
+      name: 'OfferRejectedError',
+      status: 406,
+    });
+    await expect(IngestPeer.create('nope', opts)).rejects.toBeInstanceOf(OfferRejectedError);
+  });
+
+  it('EgressPeer answers Chrome WHEP with one sendonly H.264 (constrained baseline by default)', async () => {
+    const peer = await EgressPeer.create(chromeWhep, opts);
+    try {
+      const video = answeredCodecs(peer.answerSdp, 'video');
+      expect(video?.direction).toBe('sendonly');
+      expect(video?.codecs).toHaveLength(1);
+      expect(video?.codecs[0]).toMatchObject({ pt: 106, fb: ['ccm fir', 'nack', 'nack pli'] });
+      expect(peer.videoCodec.payloadType).toBe(106);
+      expect(peer.audioCodec?.payloadType).toBe(111);
+      expect(answeredCodecs(peer.answerSdp, 'audio')?.direction).toBe('sendonly');
+      // One stream id for both tracks so players get a single MediaStream.
+      const msids = [...peer.answerSdp.matchAll(/^a=msid:(\S+) \S+$/gm)].map((m) => m[1]);
+      expect(msids).toHaveLength(2);
+      expect(new Set(msids).size).toBe(1);
+      expect(peer.answerSdp).toContain(`a=ssrc:${peer.videoSsrc} `);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  it('h264Profile classifies profile-level-ids', () => {
+    expect(['42e01f', '42001f', '4d001f', '640c1f', '64001f', 'f4001f'].map(h264Profile)).toEqual([
+      'constrained-baseline',
+      'baseline',
+      'main',
+      'high',
+      'high',
+      'idc-f4',
+    ]);
+  });
+
+  it('EgressPeer prefers the H.264 profile of the stream it will send', async () => {
+    const peer = await EgressPeer.create(chromeWhep, { ...opts, h264ProfileLevelId: '640c1f' });
+    try {
+      expect(peer.videoCodec.payloadType).toBe(112);
+      expect(peer.videoCodec.fmtp).toContain('profile-level-id=64001f');
+    } finally {
+      await peer.close();
+    }
+  });
+});
