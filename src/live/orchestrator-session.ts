@@ -75,9 +75,22 @@ export class OrchestratorSession {
     return this.opts.orchestrator.url;
   }
 
-  /** A new input segment; the caller writes MPEG-TS into it as frames arrive. */
+  /**
+   * A new input segment; the caller writes MPEG-TS into it as frames arrive. A failed segment
+   * is reported through onError (the orchestrator is in trouble), not to the caller.
+   */
   startInputSegment(): SegmentWriter {
-    return this.input.startSegment();
+    const writer = this.input.startSegment();
+    return {
+      seq: writer.seq,
+      write: (chunk) => writer.write(chunk),
+      waitForDrain: () => writer.waitForDrain(),
+      abort: () => writer.abort(),
+      end: () =>
+        writer.end().catch((err: Error) => {
+          if (!this.closed) this.opts.onError(`input segment ${writer.seq}: ${err.message}`);
+        }),
+    };
   }
 
   sendControl(params: Record<string, unknown>): Promise<void> {

@@ -3,15 +3,26 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { OrchestratorDirectory } from '../orchestrators/directory.ts';
+import { selectLiveOrchestrator } from '../orchestrators/select.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
 import type { PeerNetworkOptions } from '../webrtc/index.ts';
 import { LiveError } from './errors.ts';
 import { LiveSession, type LiveSessionLimits, type LiveStatus } from './session.ts';
 
+/** Failover limits when not configured (go-livepeer allows 2 swaps per 3 minutes; we allow a few more). */
+const FAILOVER_DEFAULTS = {
+  noOutputTimeoutMs: 2000,
+  maxSwaps: 3,
+  swapWindowMs: 60_000,
+  noOrchestratorGraceMs: 30_000,
+};
+type FailoverLimits = keyof typeof FAILOVER_DEFAULTS;
+
 export interface LiveStreamsOptions {
   directory: OrchestratorDirectory;
   identity: GatewayIdentity;
-  limits: LiveSessionLimits & { maxStreams: number };
+  limits: Omit<LiveSessionLimits, FailoverLimits> &
+    Partial<Pick<LiveSessionLimits, FailoverLimits>> & { maxStreams: number };
   grpcTimeoutMs: number;
   network: PeerNetworkOptions;
   logger: Logger;
@@ -48,10 +59,15 @@ export class LiveStreams {
       sessionId,
       modelId: job.modelId,
       params: job.params,
-      directory: this.opts.directory,
+      selectOrchestrator: (modelId, exclude) =>
+        selectLiveOrchestrator(this.opts.directory, modelId, {
+          identity: this.opts.identity,
+          timeoutMs: this.opts.grpcTimeoutMs,
+          exclude,
+        }),
+      onOrchestratorFailed: () => {},
       identity: this.opts.identity,
-      limits: this.opts.limits,
-      grpcTimeoutMs: this.opts.grpcTimeoutMs,
+      limits: { ...FAILOVER_DEFAULTS, ...this.opts.limits },
       network: this.opts.network,
       logger: this.opts.logger.child({ stream }),
       onEnd: () => {

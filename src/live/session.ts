@@ -2,9 +2,9 @@
 // orchestrator, the output reader, and the WHEP viewers. close() releases all of it.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { OrchestratorDirectory } from '../orchestrators/directory.ts';
-import { NoOrchestratorError, selectLiveOrchestrator } from '../orchestrators/select.ts';
+import type { SelectedOrchestrator } from '../orchestrators/select.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
+import type { SegmentWriter } from '../trickle/index.ts';
 import { checkOffer, EgressPeer, IngestPeer, type PeerNetworkOptions } from '../webrtc/index.ts';
 import { Egress } from './egress.ts';
 import { LiveError } from './errors.ts';
@@ -18,6 +18,13 @@ export interface LiveSessionLimits {
   pliIntervalMs: number;
   maxViewers: number;
   ingestTimeoutMs: number;
+  /** An orchestrator that sends no output this long while input flows is swapped out. */
+  noOutputTimeoutMs: number;
+  /** At most this many swaps within swapWindowMs; one more ends the stream. */
+  maxSwaps: number;
+  swapWindowMs: number;
+  /** With no orchestrator available, keep the publisher this long while retrying. */
+  noOrchestratorGraceMs: number;
 }
 
 export interface LiveSessionOptions {
@@ -25,17 +32,29 @@ export interface LiveSessionOptions {
   sessionId: string;
   modelId: string;
   params: Record<string, unknown>;
-  directory: OrchestratorDirectory;
+  /** Picks an orchestrator that can run the model, skipping `exclude`; rejects with the reasons when none can. */
+  selectOrchestrator: (modelId: string, exclude: ReadonlySet<string>) => Promise<SelectedOrchestrator>;
+  /** Told when an orchestrator failed this stream, so selection can avoid it for a while. */
+  onOrchestratorFailed: (url: string, reason: string) => void;
   identity: GatewayIdentity;
   limits: LiveSessionLimits;
-  grpcTimeoutMs: number;
   /** Where WebRTC peers listen and which host candidates they announce. */
   network: PeerNetworkOptions;
   logger: Logger;
   onEnd: () => void;
 }
 
-export type LiveState = 'starting' | 'live' | 'ended';
+/** `degraded`: the publisher is connected but no orchestrator is running the stream right now. */
+export type LiveState = 'starting' | 'live' | 'degraded' | 'ended';
+
+export interface SwapRecord {
+  at: string;
+  from: string;
+  to: string | null;
+  reason: string;
+  /** Time from the failure being noticed to the new job running. */
+  tookMs: number | null;
+}
 
 export interface LiveStatus {
   stream: string;
@@ -52,6 +71,7 @@ export interface LiveStatus {
   latencyMs: { p50: number; p95: number; frames: number } | null;
   lastError: string | null;
   orchestratorStatus: Record<string, unknown> | null;
+  swaps: SwapRecord[];
   endReason?: string;
 }
 
@@ -73,17 +93,24 @@ export class LiveSession {
   private readonly outputRate = new RateMeter();
   private readonly latency = new FrameLatency();
   private segmentsOut = 0;
+  private readonly swaps: SwapRecord[] = [];
+  /** Set while a replacement orchestrator is being found; failures reported meanwhile are ignored. */
+  private swapping = false;
+  /** When the current orchestrator got its first input frame, and when output last came back. */
+  private firstInputAt?: number;
+  private lastOutputAt?: number;
 
   constructor(private readonly opts: LiveSessionOptions) {
     this.sessionId = opts.sessionId;
     this.params = { ...opts.params };
     this.ingest = new Ingest({
       minSegmentDurationMs: opts.limits.minSegmentDurationMs,
-      startSegment: () => this.orchestrator?.startInputSegment(),
+      startSegment: () => this.startInputSegment(),
       requestKeyframe: () => this.ingestPeer?.requestKeyframe(),
       onFrame: (bytes, pts, at) => {
         this.inputRate.add(bytes);
         this.latency.frameIn(pts, at);
+        if (this.orchestrator) this.firstInputAt ??= at;
       },
       onError: (reason) => this.fail(reason),
       logger: opts.logger,
@@ -92,6 +119,7 @@ export class LiveSession {
       onFrame: (bytes, pts, at) => {
         this.outputRate.add(bytes);
         this.latency.frameOut(pts, at);
+        this.lastOutputAt = at;
       },
       onError: (reason) => this.fail(reason),
       logger: opts.logger,
@@ -107,10 +135,10 @@ export class LiveSession {
     // ICE gathering and the orchestrator job start run side by side: time to first frame matters.
     const [peer, orchestrator] = await Promise.all([
       IngestPeer.create(offerSdp, { ...this.opts.network, logger: log }),
-      this.startOrchestrator(),
-    ]).catch(async (err) => {
-      throw err instanceof NoOrchestratorError ? new LiveError(503, 'NO_ORCHESTRATOR', err.message) : err;
-    });
+      this.startOrchestrator(new Set()).catch((err: Error) => {
+        throw new LiveError(503, 'NO_ORCHESTRATOR', err.message);
+      }),
+    ]);
     this.ingestPeer = peer;
     this.orchestrator = orchestrator;
     // stop() may have run while we were waiting.
@@ -130,7 +158,7 @@ export class LiveSession {
       }
     });
     this.timers.push(setInterval(() => this.ingest.requestKeyframeNow(), this.opts.limits.pliIntervalMs));
-    this.timers.push(setInterval(() => this.checkIngestTimeout(), 1000));
+    this.timers.push(setInterval(() => this.watchdog(), 250));
     return peer.answerSdp;
   }
 
@@ -171,8 +199,9 @@ export class LiveSession {
   }
 
   async update(params: Record<string, unknown>): Promise<void> {
-    if (!this.orchestrator) throw new LiveError(409, 'NOT_READY', 'stream has no orchestrator yet');
     this.params = { ...params };
+    // Without an orchestrator right now, the params go to the next one when it starts.
+    if (!this.orchestrator) return;
     try {
       await this.orchestrator.sendControl(params);
     } catch (err) {
@@ -200,6 +229,7 @@ export class LiveSession {
       latencyMs: this.latency.read(),
       lastError: this.lastError,
       orchestratorStatus: this.orchestratorStatus,
+      swaps: [...this.swaps],
       endReason: this.endReason,
     };
   }
@@ -230,35 +260,155 @@ export class LiveSession {
     ]);
   }
 
-  private async startOrchestrator(): Promise<OrchestratorSession> {
-    const selected = await selectLiveOrchestrator(this.opts.directory, this.opts.modelId, {
-      identity: this.opts.identity,
-      timeoutMs: this.opts.grpcTimeoutMs,
-    });
-    return OrchestratorSession.start({
-      orchestrator: selected,
-      identity: this.opts.identity,
-      modelId: this.opts.modelId,
-      params: this.params,
-      streamName: this.opts.stream,
-      requestId: `${this.opts.stream}-${this.sessionId.slice(0, 8)}`,
-      logger: this.opts.logger,
-      onOutputSegment: async (segment) => {
-        this.segmentsOut++;
-        await this.egress.pushSegment(segment.body);
-      },
-      onEvent: (event) => {
-        if (event.type === 'status') this.orchestratorStatus = event;
-        else if (event.type === 'error') this.lastError = `orchestrator: ${String(event.message)}`;
-      },
-      onError: (reason) => this.fail(reason),
-    });
+  /**
+   * Starts a job on the best orchestrator that is not excluded, trying the next one when a job
+   * start fails. Rejects with every reason when none is left.
+   */
+  private async startOrchestrator(exclude: Set<string>): Promise<OrchestratorSession> {
+    const reasons: string[] = [];
+    for (;;) {
+      let selected: SelectedOrchestrator;
+      try {
+        selected = await this.opts.selectOrchestrator(this.opts.modelId, exclude);
+      } catch (err) {
+        throw new Error([...reasons, (err as Error).message].join('; '));
+      }
+      try {
+        const session: OrchestratorSession = await OrchestratorSession.start({
+          orchestrator: selected,
+          identity: this.opts.identity,
+          modelId: this.opts.modelId,
+          params: this.params,
+          streamName: this.opts.stream,
+          requestId: `${this.opts.stream}-${this.sessionId.slice(0, 8)}-${this.swaps.length}`,
+          logger: this.opts.logger,
+          onOutputSegment: async (segment) => {
+            if (session !== this.orchestrator) return;
+            this.segmentsOut++;
+            await this.egress.pushSegment(segment.body);
+          },
+          onEvent: (event) => {
+            if (session !== this.orchestrator) return;
+            if (event.type === 'status') this.orchestratorStatus = event;
+            else if (event.type === 'error') this.failover(`orchestrator reported: ${String(event.message)}`);
+          },
+          onError: (reason) => {
+            if (session === this.orchestrator) this.failover(reason);
+          },
+        });
+        return session;
+      } catch (err) {
+        const reason = (err as Error).message;
+        reasons.push(reason);
+        exclude.add(selected.url);
+        this.opts.onOrchestratorFailed(selected.url, `job start failed: ${reason}`);
+        this.opts.logger.warn({ orchestrator: selected.url, reason }, 'job start failed; trying another');
+      }
+    }
   }
 
-  private checkIngestTimeout(): void {
-    const last = this.ingest.lastPacketAt() ?? this.startedAt;
-    if (Date.now() - last > this.opts.limits.ingestTimeoutMs) {
+  private startInputSegment(): SegmentWriter | undefined {
+    if (!this.orchestrator || this.swapping) return undefined;
+    try {
+      return this.orchestrator.startInputSegment();
+    } catch (err) {
+      this.failover(`input channel: ${(err as Error).message}`);
+      return undefined;
+    }
+  }
+
+  /**
+   * Replaces the orchestrator: the publisher and the viewers stay connected. Ingest starts a new
+   * segment at the next keyframe (asked for at once) on the new job, and egress splices its
+   * output into the same RTP timelines.
+   */
+  private failover(reason: string): void {
+    if (this.ended || this.swapping || !this.orchestrator) return;
+    const failed = this.orchestrator;
+    const noticed = Date.now();
+    this.swapping = true;
+    this.lastError = reason;
+    this.opts.logger.warn({ orchestrator: failed.orchestratorUrl, reason }, 'orchestrator failed; swapping');
+    this.opts.onOrchestratorFailed(failed.orchestratorUrl, reason);
+    this.orchestrator = undefined;
+    this.orchestratorStatus = null;
+    this.ingest.cut();
+    void failed.close();
+    const record: SwapRecord = {
+      at: new Date(noticed).toISOString(),
+      from: failed.orchestratorUrl,
+      to: null,
+      reason,
+      tookMs: null,
+    };
+    this.swaps.push(record);
+    const recent = this.swaps.filter(
+      (s) => noticed - Date.parse(s.at) < this.opts.limits.swapWindowMs,
+    ).length;
+    if (recent > this.opts.limits.maxSwaps) {
+      void this.stop(
+        `too many orchestrator failures (${recent} within ${this.opts.limits.swapWindowMs} ms); last: ${reason}`,
+      );
+      return;
+    }
+    void this.replaceOrchestrator(record, noticed, new Set([failed.orchestratorUrl]));
+  }
+
+  private async replaceOrchestrator(
+    record: SwapRecord,
+    noticed: number,
+    exclude: Set<string>,
+  ): Promise<void> {
+    const graceEnds = noticed + this.opts.limits.noOrchestratorGraceMs;
+    while (!this.ended) {
+      try {
+        const next = await this.startOrchestrator(exclude);
+        if (this.ended) {
+          await next.close();
+          return;
+        }
+        this.orchestrator = next;
+        this.firstInputAt = undefined;
+        this.lastOutputAt = undefined;
+        this.swapping = false;
+        if (this.state === 'degraded') this.state = 'live';
+        record.to = next.orchestratorUrl;
+        record.tookMs = Date.now() - noticed;
+        this.opts.logger.info(
+          { from: record.from, to: record.to, tookMs: record.tookMs },
+          'orchestrator swapped',
+        );
+        this.ingest.requestKeyframeNow();
+        return;
+      } catch (err) {
+        this.state = 'degraded';
+        this.lastError = `no orchestrator available: ${(err as Error).message}`;
+        if (Date.now() >= graceEnds) {
+          await this.stop(
+            `no orchestrator available for ${this.opts.limits.noOrchestratorGraceMs} ms: ${(err as Error).message}`,
+          );
+          return;
+        }
+        // Orchestrators that failed this swap may be back after a pause; try them again too.
+        exclude.clear();
+        await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(0, graceEnds - Date.now()))));
+      }
+    }
+  }
+
+  /** Ends silent publishers, and swaps out an orchestrator that stopped sending output. */
+  private watchdog(): void {
+    const now = Date.now();
+    const lastIn = this.ingest.lastPacketAt() ?? this.startedAt;
+    if (now - lastIn > this.opts.limits.ingestTimeoutMs) {
       void this.stop(`no media from the publisher for ${this.opts.limits.ingestTimeoutMs} ms`);
+      return;
+    }
+    if (!this.orchestrator || this.swapping || this.firstInputAt === undefined) return;
+    const inputFlowing = now - lastIn < 1000;
+    const since = Math.max(this.lastOutputAt ?? 0, this.firstInputAt);
+    if (inputFlowing && now - since > this.opts.limits.noOutputTimeoutMs) {
+      this.failover(`no output for ${now - since} ms while input flows`);
     }
   }
 
