@@ -1,0 +1,148 @@
+// Failover a viewer barely notices: the orchestrator running a stream goes away, the gateway
+// moves the stream to another one, and the WHEP viewer's connection, SSRC and timelines stay.
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildGatewayApp } from '../../src/http/app.ts';
+import { LiveStreams } from '../../src/live/registry.ts';
+import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import { OrchestratorDirectory } from '../../src/orchestrators/directory.ts';
+import { offchainIdentity } from '../../src/payments/identity.ts';
+import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
+import { makeH264Clip } from '../helpers/media.ts';
+import { h264Frames, WhepTestViewer, WhipTestPublisher } from '../helpers/webrtc-clients.ts';
+
+const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+});
+
+async function localOrchestrator(models = ['passthrough', 'invert']) {
+  const orch = await LocalOrchestrator.start({
+    serviceAddr: '127.0.0.1:0',
+    models,
+    pricePerUnit: 0n,
+    pixelsPerUnit: 1n,
+    capacity: 4,
+    logger,
+  });
+  cleanups.push(() => orch.close());
+  return orch;
+}
+
+async function gateway(
+  orchestrators: string[],
+  limits: Partial<{ noOutputTimeoutMs: number; noOrchestratorGraceMs: number }> = {},
+) {
+  const directory = new OrchestratorDirectory(orchestrators, {
+    identity: offchainIdentity,
+    timeoutMs: 1000,
+    maxAgeMs: 10_000,
+    concurrency: 4,
+    logger,
+  });
+  const streams = new LiveStreams({
+    directory,
+    identity: offchainIdentity,
+    limits: {
+      minSegmentDurationMs: 1000,
+      pliIntervalMs: 2000,
+      maxViewers: 4,
+      ingestTimeoutMs: 5000,
+      maxStreams: 4,
+      ...limits,
+    },
+    grpcTimeoutMs: 1000,
+    network: LOOPBACK_NETWORK,
+    logger,
+  });
+  const app = await buildGatewayApp({
+    directory,
+    streams,
+    live: { iceServers: [], defaultModel: 'passthrough' },
+    bodyLimitBytes: 1024 * 1024,
+    logger,
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  cleanups.push(async () => {
+    await streams.closeAll();
+    await app.close();
+  });
+  const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  return {
+    url: (stream: string, what: string) => `${base}/live/video-to-video/${stream}/${what}`,
+    status: async (stream: string) => (await fetch(`${base}/live/video-to-video/${stream}/status`)).json(),
+  };
+}
+
+async function waitFor(
+  done: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('failover', () => {
+  it('moves the stream to another orchestrator when the first one shuts down; the viewer stays', async () => {
+    const first = await localOrchestrator();
+    const second = await localOrchestrator();
+    const gw = await gateway([first.url, second.url]);
+    const clip = await makeH264Clip({ seconds: 8 });
+    const publisher = await WhipTestPublisher.connect(gw.url('f1', 'whip?model=passthrough'));
+    cleanups.push(() => publisher.close());
+    const viewer = await WhepTestViewer.connect(gw.url('f1', 'whep'));
+    cleanups.push(() => viewer.close());
+    const sending = publisher.send({ video: h264Frames(clip, 30) });
+
+    await waitFor(() => viewer.frames.length > 60, 'frames through the first orchestrator');
+    expect((await gw.status('f1')).orchestrator).toBe(first.url);
+    const before = viewer.frames.length;
+    await first.close();
+
+    await waitFor(async () => (await gw.status('f1')).orchestrator === second.url, 'the swap');
+    await waitFor(() => viewer.frames.length > before + 60, 'frames through the second orchestrator');
+    await sending;
+
+    const status = await gw.status('f1');
+    expect(status.state).toBe('live');
+    expect(status.swaps).toHaveLength(1);
+    expect(status.swaps[0].from).toBe(first.url);
+    expect(status.swaps[0].to).toBe(second.url);
+    expect(status.swaps[0].reason.length).toBeGreaterThan(0);
+    // Same viewer connection: one SSRC, sequence numbers and timestamps never go back.
+    const packets = viewer.videoPackets;
+    expect(new Set(packets.map((p) => p.ssrc)).size).toBe(1);
+    for (let i = 1; i < packets.length; i++) {
+      expect((packets[i].timestamp - packets[i - 1].timestamp) | 0).toBeGreaterThanOrEqual(0);
+    }
+    const seqJumps = packets.filter((p, i) => i > 0 && ((p.seq - packets[i - 1].seq) & 0xffff) !== 1).length;
+    expect(seqJumps).toBeLessThanOrEqual(1);
+    expect(publisher.stats().keyframeRequests).toBeGreaterThanOrEqual(2);
+  }, 40_000);
+
+  it('with no orchestrator left, reports it, keeps the publisher for the grace period, then ends', async () => {
+    const only = await localOrchestrator();
+    const gw = await gateway([only.url], { noOrchestratorGraceMs: 2000 });
+    const clip = await makeH264Clip({ seconds: 6 });
+    const publisher = await WhipTestPublisher.connect(gw.url('f2', 'whip?model=passthrough'));
+    cleanups.push(() => publisher.close());
+    const sending = publisher.send({ video: h264Frames(clip, 30) });
+    await waitFor(async () => (await gw.status('f2')).output.segments > 0, 'output');
+    await only.close();
+    await waitFor(async () => (await gw.status('f2')).state === 'degraded', 'degraded state', 5000);
+    expect((await gw.status('f2')).lastError).toContain('no orchestrator');
+    await waitFor(
+      async () => (await gw.status('f2')).state === 'ended',
+      'the end after the grace period',
+      8000,
+    );
+    expect((await gw.status('f2')).endReason).toContain('no orchestrator available');
+    await sending;
+  }, 30_000);
+});
