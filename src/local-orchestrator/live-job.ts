@@ -3,8 +3,9 @@
 // the -control channel and reports on the -events channel. It reaches its channels over
 // HTTP, as a model runner beside a go-livepeer orchestrator does.
 import type { Logger } from 'pino';
-import { TricklePublisher, TrickleSubscriber } from '../trickle/index.ts';
-import { type EffectRun, isEffect, prepareEffect } from './effects.ts';
+import { formatFault, type OrchestratorFault } from '../config/fault.ts';
+import { type SegmentWriter, TricklePublisher, TrickleSubscriber } from '../trickle/index.ts';
+import { type EffectRun, isEffect, prepareEffect, type SegmentSink } from './effects.ts';
 
 export interface LiveJobOptions {
   manifestId: string;
@@ -17,6 +18,11 @@ export interface LiveJobOptions {
   inputTimeoutMs: number;
   logger: Logger;
   onEnd: (reason: string) => void;
+  /**
+   * For tests and demos: `stall-output-after` and `events-error-after` take effect here, counted
+   * from start(); other kinds are the server's business and are ignored.
+   */
+  fault?: OrchestratorFault;
 }
 
 export interface LiveJobStatus {
@@ -37,6 +43,8 @@ export class LiveJob {
   private lastInputAt = Date.now();
   private lastError?: string;
   private ended = false;
+  /** An injected fault hit: no more output bytes nor events, but input is still read. */
+  private halted = false;
   private readonly input: TrickleSubscriber;
   private readonly output: TricklePublisher;
   private readonly control: TrickleSubscriber;
@@ -72,6 +80,10 @@ export class LiveJob {
         if (Date.now() - this.lastInputAt > this.opts.inputTimeoutMs) this.stop('no input');
       }, 1000),
     );
+    const fault = this.opts.fault;
+    if (fault?.kind === 'stall-output-after' || fault?.kind === 'events-error-after') {
+      this.timers.push(setTimeout(() => this.injectFault(fault), fault.afterMs));
+    }
     this.reportStatus();
   }
 
@@ -106,11 +118,16 @@ export class LiveJob {
         if (!segment || this.ended) break;
         this.segmentsIn++;
         this.lastInputAt = Date.now();
+        if (this.halted) {
+          // A hung model: its input is still read (and dropped), nothing comes out.
+          for await (const _ of segment.body) this.lastInputAt = Date.now();
+          continue;
+        }
         const run = this.takeEffectRun();
-        const out = this.output.startSegment();
+        const out = this.haltable(this.output.startSegment());
         try {
           await run.run(segment.body, out);
-          this.segmentsOut++;
+          if (!this.halted) this.segmentsOut++;
         } catch (err) {
           this.fail(`segment ${segment.seq}: ${(err as Error).message}`);
         }
@@ -120,6 +137,35 @@ export class LiveJob {
       this.fail(`input: ${(err as Error).message}`);
       this.stop('input failed');
     }
+  }
+
+  /**
+   * The output segment as the effect sees it. Once halted, bytes are dropped and the segment is
+   * left open, as a hung model leaves it; end() resolves anyway so the input keeps being read.
+   */
+  private haltable(out: SegmentWriter): SegmentSink {
+    return {
+      write: (chunk) => (this.halted ? true : out.write(chunk)),
+      end: () => (this.halted ? Promise.resolve() : out.end()),
+      abort: () => {
+        if (!this.halted) out.abort();
+      },
+    };
+  }
+
+  private injectFault(fault: OrchestratorFault): void {
+    if (this.ended || this.halted) return;
+    const what = formatFault(fault);
+    if (fault.kind === 'events-error-after') {
+      const message = `live-video-to-video runner failed: injected fault ${what}`;
+      this.lastError = message;
+      this.sendEvent({ type: 'error', message, timestamp: Date.now() });
+    }
+    this.halted = true;
+    this.opts.logger.warn(
+      { manifestId: this.opts.manifestId, fault: what },
+      'injected fault: output and status events stop',
+    );
   }
 
   // Use the process started ahead for this effect, and start the next one.
@@ -200,7 +246,7 @@ export class LiveJob {
   }
 
   private sendEvent(event: Record<string, unknown>): void {
-    if (this.ended) return;
+    if (this.ended || this.halted) return;
     this.events.writeSegment(JSON.stringify(event)).catch((err: Error) => {
       this.opts.logger.debug({ manifestId: this.opts.manifestId, err: err.message }, 'event not delivered');
     });

@@ -2,9 +2,11 @@
 // HTTPS (live-video-to-video, payment, trickle) on one TLS port, like go-livepeer's.
 import { randomBytes } from 'node:crypto';
 import http2, { type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import { formatFault, NO_FAULT, type OrchestratorFault, orchestratorFault } from '../config/fault.ts';
+import { Invalid } from '../config/parse.ts';
 import { TrickleServer } from '../trickle/index.ts';
 import {
   Capability,
@@ -46,6 +48,16 @@ export interface LocalOrchestratorOptions {
   logger: Logger;
   statusIntervalMs?: number;
   inputTimeoutMs?: number;
+  /**
+   * FOR TESTS AND DEMOS ONLY: fail like a real orchestrator can (see src/config/fault.ts), given
+   * parsed or as written in config (`stall-output-after:3s`). Default: none.
+   */
+  fault?: OrchestratorFault | string;
+  /**
+   * With `exit-after`: exit the process (status 1), as main.ts, which runs it on its own, asks.
+   * Otherwise (embedded, in-process tests) it stops listening and destroys every connection.
+   */
+  faultExitsProcess?: boolean;
 }
 
 export class LocalOrchestrator {
@@ -53,6 +65,11 @@ export class LocalOrchestrator {
   /** `https://host:port`, known once listening. */
   url = '';
   private readonly secret: Uint8Array;
+  private readonly fault: OrchestratorFault;
+  /** Open client connections (raw and TLS) and HTTP/2 sessions, so an injected crash can drop them. */
+  private readonly connections = new Set<{ destroy(): void }>();
+  private exitTimer?: NodeJS.Timeout;
+  private crashed = false;
   private readonly trickle: TrickleServer;
   private readonly app: FastifyInstance<Http2SecureServer, Http2ServerRequest, Http2ServerResponse, Logger>;
 
@@ -61,6 +78,7 @@ export class LocalOrchestrator {
     tls: { key: string; cert: string },
   ) {
     this.secret = opts.secret ?? randomBytes(32);
+    this.fault = parseFaultOption(opts.fault);
     this.trickle = new TrickleServer({ basePath: TRICKLE_PATH, logger: opts.logger });
     const grpcMethods = { [GET_ORCHESTRATOR_PATH]: (m: Uint8Array) => this.getOrchestrator(m) };
     this.app = Fastify({
@@ -76,6 +94,13 @@ export class LocalOrchestrator {
         });
         // Preconnected trickle requests wait for a whole segment or longer.
         (server as unknown as { requestTimeout: number }).requestTimeout = 0;
+        const track = (c: Socket | http2.Http2Session) => {
+          this.connections.add(c);
+          c.once('close', () => this.connections.delete(c));
+        };
+        server.on('connection', track);
+        server.on('secureConnection', track);
+        server.on('session', track);
         return server;
       },
     });
@@ -95,13 +120,36 @@ export class LocalOrchestrator {
     const address = orch.app.server.address() as AddressInfo;
     orch.url = `https://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
     opts.logger.info({ url: orch.url, models: opts.models }, 'local orchestrator listening');
+    if (orch.fault.kind !== 'none') {
+      opts.logger.warn({ fault: formatFault(orch.fault) }, 'fault injection enabled (for tests and demos)');
+    }
     return orch;
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.exitTimer);
+    if (this.crashed) return; // an injected crash already tore everything down
     for (const job of this.jobs.values()) job.stop('orchestrator shutting down');
     this.trickle.close();
     await this.app.close();
+  }
+
+  /** The `exit-after` fault: die as a crashed orchestrator does, without a goodbye to anyone. */
+  private crash(): void {
+    if (this.crashed) return;
+    this.crashed = true;
+    const what = formatFault(this.fault);
+    if (this.opts.faultExitsProcess) {
+      process.stderr.write(`local orchestrator: injected fault ${what}: exiting\n`);
+      process.exit(1);
+    }
+    this.opts.logger.warn({ fault: what }, 'injected fault: dropping every connection');
+    this.app.server.close();
+    for (const c of this.connections) c.destroy();
+    this.connections.clear();
+    // Nobody is left to hear the jobs end or their channels close.
+    for (const job of this.jobs.values()) job.stop('orchestrator crashed (injected fault)');
+    this.trickle.close();
   }
 
   /**
@@ -214,6 +262,14 @@ export class LocalOrchestrator {
         }
         const denied = this.checkCredentials(req.headers);
         if (denied) return reply.code(denied.status).type('text/plain; charset=utf-8').send(denied.message);
+        if (this.fault.kind === 'fail-start') {
+          return reply
+            .code(500)
+            .type('text/plain; charset=utf-8')
+            .send(
+              `failed to start live-video-to-video runner for ${body.model_id}: injected fault fail-start`,
+            );
+        }
 
         const mid = randomBytes(8).toString('hex');
         const base = `${this.url}${TRICKLE_PATH}${mid}`;
@@ -229,6 +285,7 @@ export class LocalOrchestrator {
           statusIntervalMs: this.opts.statusIntervalMs ?? 1000,
           inputTimeoutMs: this.opts.inputTimeoutMs ?? 30_000,
           logger: this.opts.logger,
+          fault: this.fault,
           onEnd: () => {
             this.jobs.delete(mid);
             for (const suffix of ['', '-out', '-control', '-events'])
@@ -237,6 +294,9 @@ export class LocalOrchestrator {
         });
         this.jobs.set(mid, job);
         job.start();
+        if (this.fault.kind === 'exit-after' && !this.exitTimer) {
+          this.exitTimer = setTimeout(() => this.crash(), this.fault.afterMs);
+        }
         this.opts.logger.info(
           { manifestId: mid, model: body.model_id, stream: body.stream_id },
           'live job started',
@@ -275,6 +335,17 @@ export class LocalOrchestrator {
       if (err instanceof CredentialError) return err;
       throw err;
     }
+  }
+}
+
+function parseFaultOption(fault: OrchestratorFault | string | undefined): OrchestratorFault {
+  if (fault === undefined) return NO_FAULT;
+  if (typeof fault !== 'string') return fault;
+  try {
+    return orchestratorFault(fault);
+  } catch (err) {
+    if (err instanceof Invalid) throw new Error(`local orchestrator: fault ${err.message} (got ${fault})`);
+    throw err;
   }
 }
 
