@@ -20,13 +20,17 @@ import { randomBytes } from 'node:crypto';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type FlagLookup, parseArgv } from './argv.ts';
+import type { CapabilityPrices } from './capability-prices.ts';
 import { ConfigError, show } from './errors.ts';
+import type { OrchestratorFault } from './fault.ts';
 import { type IceServer, Invalid, type ListenAddr, type Raw } from './parse.ts';
 import { type AnyKeyDef, BY_FLAG, closest, K, KEYS, type KeyDef, type NETWORKS } from './schema.ts';
 import { Secret } from './secret.ts';
 import { readYamlFile, type Setting } from './yaml.ts';
 
+export type { CapabilityMaxPrice, CapabilityPrices, Ratio } from './capability-prices.ts';
 export { ConfigError } from './errors.ts';
+export type { OrchestratorFault } from './fault.ts';
 export type { IceServer, ListenAddr } from './parse.ts';
 export { Secret } from './secret.ts';
 
@@ -44,6 +48,8 @@ export type Config = {
   /** Normalised `https://host:port` URLs; empty = use the embedded local orchestrator. */
   readonly orchAddr: readonly string[];
   readonly orchWebhookUrl: string | undefined;
+  /** Milliseconds between -orchWebhookUrl requests. */
+  readonly orchWebhookRefreshInterval: number;
   readonly network: Network;
   /** Set whenever network is not `offchain`. */
   readonly ethUrl: string | undefined;
@@ -56,8 +62,8 @@ export type Config = {
   readonly maxPricePerUnit: bigint;
   /** >= 1n. */
   readonly pixelsPerUnit: bigint;
-  /** Absolute path of an existing JSON file. */
-  readonly maxPricePerCapability: string | undefined;
+  /** Parsed and checked at start-up (go-livepeer's JSON format; see capability-prices.ts). */
+  readonly maxPricePerCapability: CapabilityPrices | undefined;
   readonly maxTicketEV: bigint;
   /** >= maxTicketEV. */
   readonly maxTotalEV: bigint;
@@ -69,6 +75,10 @@ export type Config = {
   readonly v: number;
   readonly logLevel: LogLevel;
   readonly grpcTimeoutMs: number;
+  /** Maximum GetOrchestrator calls in flight when refreshing orchestrator info. */
+  readonly discoveryConcurrency: number;
+  /** Milliseconds after which an orchestrator's cached GetOrchestrator answer is refreshed. */
+  readonly orchInfoMaxAge: number;
 
   readonly localOrchestrator: {
     readonly serviceAddr: ListenAddr;
@@ -79,6 +89,8 @@ export type Config = {
     readonly capacity: number;
     /** Random (32 bytes hex) when not configured. */
     readonly secret: Secret;
+    /** For tests and demos only: how it should fail; `{ kind: 'none' }` by default. */
+    readonly fault: OrchestratorFault;
   };
   readonly live: {
     readonly defaultModel: string;
@@ -88,6 +100,9 @@ export type Config = {
     readonly maxStreams: number;
     readonly ingestTimeoutMs: number;
     readonly noOutputTimeoutMs: number;
+    readonly maxSwaps: number;
+    readonly swapWindowMs: number;
+    readonly noOrchestratorGraceMs: number;
     readonly whipAuthToken: Secret | undefined;
     /** Empty by default: no public STUN server is contacted unless configured. */
     readonly iceServers: readonly IceServer[];
@@ -215,15 +230,16 @@ function build(
 
   const httpAddr = value(K.httpAddr);
   const orchAddr = value(K.orchAddr);
+  const orchWebhookUrl = value(K.orchWebhookUrl);
   const serviceAddr = value(K.localOrchestratorServiceAddr);
   const models = value(K.localOrchestratorModels);
   const defaultModel = value(K.liveDefaultModel);
-  if (orchAddr.length === 0) {
+  if (orchAddr.length === 0 && orchWebhookUrl === undefined) {
     // The embedded local orchestrator will run: check it can serve the default model.
     if (models.length === 0) {
       fail(
         K.localOrchestratorModels,
-        'must list at least one model when -orchAddr is empty',
+        'must list at least one model when -orchAddr and -orchWebhookUrl are empty',
         '',
         sourceOf(K.localOrchestratorModels),
       );
@@ -231,7 +247,7 @@ function build(
     if (!models.includes(defaultModel)) {
       fail(
         K.liveDefaultModel,
-        `must be one of -localOrchestratorModels (${models.join(',')}) when -orchAddr is empty`,
+        `must be one of -localOrchestratorModels (${models.join(',')}) when -orchAddr and -orchWebhookUrl are empty`,
         defaultModel,
       );
     }
@@ -250,7 +266,8 @@ function build(
     configFile,
     httpAddr,
     orchAddr,
-    orchWebhookUrl: value(K.orchWebhookUrl),
+    orchWebhookUrl,
+    orchWebhookRefreshInterval: value(K.orchWebhookRefreshInterval),
     network,
     ethUrl,
     ethKeystorePath: value(K.ethKeystorePath),
@@ -267,6 +284,8 @@ function build(
     v,
     logLevel: logLevelFor(v),
     grpcTimeoutMs: value(K.grpcTimeoutMs),
+    discoveryConcurrency: value(K.discoveryConcurrency),
+    orchInfoMaxAge: value(K.orchInfoMaxAge),
     localOrchestrator: {
       serviceAddr,
       models,
@@ -274,6 +293,7 @@ function build(
       pixelsPerUnit: value(K.localOrchestratorPixelsPerUnit),
       capacity: value(K.localOrchestratorCapacity),
       secret: value(K.localOrchestratorSecret) ?? new Secret(randomBytes(32).toString('hex')),
+      fault: value(K.localOrchestratorFault),
     },
     live: {
       defaultModel,
@@ -283,6 +303,9 @@ function build(
       maxStreams: value(K.liveMaxStreams),
       ingestTimeoutMs: value(K.liveIngestTimeoutMs),
       noOutputTimeoutMs: value(K.liveNoOutputTimeoutMs),
+      maxSwaps: value(K.liveMaxSwaps),
+      swapWindowMs: value(K.liveSwapWindowMs),
+      noOrchestratorGraceMs: value(K.liveNoOrchestratorGraceMs),
       whipAuthToken: value(K.liveWhipAuthToken),
       iceServers: value(K.liveIceServers),
     },

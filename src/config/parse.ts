@@ -152,14 +152,14 @@ export function oneOf<const T extends string>(values: readonly T[]): Parser<T> {
 const HOSTNAME =
   /^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?)*\.?$/;
 
-function port(text: string, got: string): number {
+function port(text: string, got: string, min = 1): number {
   if (!/^\d{1,5}$/.test(text))
     throw new Invalid(
       text === '' ? 'is missing a port (expected host:port)' : 'has a port that is not a number',
       got,
     );
   const p = Number(text);
-  if (p < 1 || p > 65535) throw new Invalid('has a port outside 1..65535', got);
+  if (p < min || p > 65535) throw new Invalid(`has a port outside ${min}..65535`, got);
   return p;
 }
 
@@ -186,12 +186,21 @@ function joinHostPort(h: string, p: number): string {
 
 /** A listen address as Go's net.Listen takes it: `host:port`, `:port` (all interfaces) or `[v6]:port`. */
 export function listenAddr(raw: Raw): ListenAddr {
+  return parseListenAddr(raw, 1);
+}
+
+/** Like listenAddr, but port 0 is allowed too: it picks a free port at start-up. */
+export function listenAddrOrFreePort(raw: Raw): ListenAddr {
+  return parseListenAddr(raw, 0);
+}
+
+function parseListenAddr(raw: Raw, minPort: number): ListenAddr {
   const s = scalar(raw);
   if (s === '') throw new Invalid('must be host:port or :port, not empty');
   if (s.includes('://')) throw new Invalid('must be host:port or :port, without a scheme');
   const [h, p] = splitHostPort(s);
   if (!s.includes(':')) throw new Invalid('is missing a port (expected host:port or :port)');
-  const portNum = port(p, s);
+  const portNum = port(p, s, minPort);
   const hostName = h === '' ? '0.0.0.0' : host(h, s);
   return { host: hostName, port: portNum, addr: joinHostPort(hostName, portNum) };
 }

@@ -1,5 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
+import { type CapabilityPrices, parseCapabilityPrices } from './capability-prices.ts';
+import { orchestratorFault } from './fault.ts';
 import {
   bigint,
   duration,
@@ -9,6 +11,7 @@ import {
   int,
   list,
   listenAddr,
+  listenAddrOrFreePort,
   modelId,
   oneOf,
   optional,
@@ -103,6 +106,26 @@ const existingFile: Parser<string> = (raw, ctx) => {
 
 const path: Parser<string> = (raw, ctx) => absPath(string(raw), ctx.cwd);
 
+/** go-livepeer's -maxPricePerCapability: the JSON itself, or the path of a file holding it. */
+const capabilityPrices: Parser<CapabilityPrices> = (raw, ctx) => {
+  const s = string(raw);
+  if (s.startsWith('{')) return { source: 'inline JSON', entries: parseCapabilityPrices(s) };
+  const file = existingFile(raw, ctx);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Invalid(`names a file that cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  if (text.trim() === '') throw new Invalid(`names an empty file (${file})`);
+  try {
+    return { source: file, entries: parseCapabilityPrices(text) };
+  } catch (err) {
+    if (err instanceof Invalid) throw new Invalid(`${file}: ${err.message}`);
+    throw err;
+  }
+};
+
 /** go-livepeer semantics: the password itself, or the path of a file holding it (trimmed). */
 const password: Parser<Secret> = (raw, ctx) => {
   const s = scalar(raw);
@@ -143,8 +166,13 @@ export const K = {
   }),
   orchWebhookUrl: opt(['orchWebhookUrl'], {
     type: 'url',
-    help: 'Orchestrator discovery callback URL, returning the orchestrators to use',
+    help: 'Orchestrator discovery webhook: GET returns a JSON array [{"address":"https://host:port"}] of the orchestrators to use (go-livepeer\'s format)',
     parse: url(['http', 'https']),
+  }),
+  orchWebhookRefreshInterval: req(['orchWebhookRefreshInterval'], '1m', {
+    type: 'duration',
+    help: 'How often to ask -orchWebhookUrl again; a bad answer keeps the previous list',
+    parse: ms,
   }),
   network: req(['network'], 'offchain', {
     type: 'string',
@@ -183,9 +211,9 @@ export const K = {
     parse: positiveBig,
   }),
   maxPricePerCapability: opt(['maxPricePerCapability'], {
-    type: 'path',
-    help: 'JSON file with maximum prices per capability/model, overriding maxPricePerUnit',
-    parse: existingFile,
+    type: 'path|json',
+    help: 'Maximum prices per capability/model, overriding maxPricePerUnit: a JSON file, or the JSON itself, in go-livepeer\'s format {"capabilities_prices":[{"pipeline","model_id","price_per_unit","pixels_per_unit","currency"}]}',
+    parse: capabilityPrices,
   }),
   maxTicketEV: req(['maxTicketEV'], '3000000000000', {
     type: 'wei',
@@ -220,14 +248,24 @@ export const K = {
   }),
   grpcTimeoutMs: req(['grpcTimeoutMs'], '3000', {
     type: 'duration',
-    help: 'Timeout for each gRPC call to an orchestrator',
+    help: 'Timeout for each gRPC call to an orchestrator (and for each -orchWebhookUrl request)',
+    parse: ms,
+  }),
+  discoveryConcurrency: req(['discoveryConcurrency'], '8', {
+    type: 'int',
+    help: 'Maximum GetOrchestrator calls in flight at once when refreshing what orchestrators offer',
+    parse: int({ min: 1, max: 1000 }),
+  }),
+  orchInfoMaxAge: req(['orchInfoMaxAge'], '60s', {
+    type: 'duration',
+    help: "Refresh an orchestrator's GetOrchestrator answer (models, price, latency) in the background once it is this old",
     parse: ms,
   }),
 
   localOrchestratorServiceAddr: req(['localOrchestrator', 'serviceAddr'], '127.0.0.1:8936', {
     type: 'host:port',
-    help: 'Address the embedded local orchestrator listens on',
-    parse: listenAddr,
+    help: 'Address the embedded local orchestrator listens on; port 0 picks a free port',
+    parse: listenAddrOrFreePort,
   }),
   localOrchestratorModels: req(['localOrchestrator', 'models'], ['passthrough', 'invert', 'edges'], {
     type: 'list',
@@ -254,6 +292,11 @@ export const K = {
     help: 'Shared secret between the gateway and the local orchestrator; random when empty',
     parse: secret,
     secret: true,
+  }),
+  localOrchestratorFault: req(['localOrchestrator', 'fault'], 'none', {
+    type: 'fault',
+    help: 'For tests and demos: make the local orchestrator fail: none, fail-start, stall-output-after:<duration>, exit-after:<duration>, events-error-after:<duration>',
+    parse: orchestratorFault,
   }),
 
   liveDefaultModel: req(['live', 'defaultModel'], 'invert', {
@@ -289,6 +332,21 @@ export const K = {
   liveNoOutputTimeoutMs: req(['live', 'noOutputTimeoutMs'], '2000', {
     type: 'duration',
     help: 'Consider the orchestrator stalled when no output arrives for this long',
+    parse: ms,
+  }),
+  liveMaxSwaps: req(['live', 'maxSwaps'], '3', {
+    type: 'int',
+    help: 'Orchestrator swaps allowed per stream within liveSwapWindowMs; one more ends the stream',
+    parse: int({ min: 0 }),
+  }),
+  liveSwapWindowMs: req(['live', 'swapWindowMs'], '60000', {
+    type: 'duration',
+    help: 'The window liveMaxSwaps counts swaps in',
+    parse: ms,
+  }),
+  liveNoOrchestratorGraceMs: req(['live', 'noOrchestratorGraceMs'], '30000', {
+    type: 'duration',
+    help: 'With no orchestrator available, keep the publisher connected this long while retrying',
     parse: ms,
   }),
   liveWhipAuthToken: opt(['live', 'whipAuthToken'], {

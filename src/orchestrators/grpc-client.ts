@@ -86,7 +86,7 @@ function toOrchestratorError(orchestrator: string, err: grpc.ServiceError): Orch
       if (/handshake|certificate|ssl|tls/i.test(details)) {
         return new OrchestratorError('tls', orchestrator, `TLS failed: ${details}`);
       }
-      return new OrchestratorError('unreachable', orchestrator, `unreachable: ${details}`);
+      return new OrchestratorError('unreachable', orchestrator, `unreachable: ${connectError(details)}`);
     case grpc.status.INTERNAL:
       if (/parse|decode|deserializ|invalid wire|index out of range/i.test(details)) {
         return new OrchestratorError('invalid-reply', orchestrator, `malformed OrchestratorInfo: ${details}`);
@@ -95,6 +95,15 @@ function toOrchestratorError(orchestrator: string, err: grpc.ServiceError): Orch
     default:
       return new OrchestratorError('refused', orchestrator, details, err.code);
   }
+}
+
+/** grpc-js's "No connection established. Last error: Error: connect ECONNREFUSED …. Resolution note: " → the error. */
+function connectError(details: string): string {
+  const short = details
+    .replace(/^No connection established\. Last error: (Error: )?/, '')
+    .replace(/\.?\s*Resolution note:.*$/s, '')
+    .trim();
+  return short || details;
 }
 
 function validateInfo(orchestrator: string, info: OrchestratorInfo): OrchestratorInfo {

@@ -375,7 +375,10 @@ describe('values', () => {
     expect(load(['-ethController', addr]).ethController).toBe(addr);
     expect(fails(() => load(['-ethController', '0x123'])).key).toBe('ethController');
     const prices = write('prices.json', '{}');
-    expect(load(['-maxPricePerCapability', 'prices.json']).maxPricePerCapability).toBe(prices);
+    expect(load(['-maxPricePerCapability', 'prices.json']).maxPricePerCapability).toEqual({
+      source: prices,
+      entries: [],
+    });
     const e = fails(() => load(['-maxPricePerCapability', 'missing.json']));
     expect(e.key).toBe('maxPricePerCapability');
     expect(e.message).toContain('not found');
