@@ -29,7 +29,13 @@ async function load() {
           cell(`${s.output.fps} / ${s.output.bitrateKbps}`),
           cell(`${s.input.segments} / ${s.output.segments}`),
           cell(String(s.viewers)),
-          cell(s.lastError ?? ''),
+          cell(s.latencyMs ? `${s.latencyMs.p50} / ${s.latencyMs.p95}` : '—'),
+          cell(
+            s.swaps.length
+              ? `${s.swaps.length}: ${s.swaps.map((w) => `${w.from} → ${w.to ?? '…'} (${w.reason})`).join('; ')}`
+              : '0',
+          ),
+          cell(s.endReason ?? s.lastError ?? ''),
           cell(watch),
         );
         return tr;

@@ -6,7 +6,9 @@ import { type Config, ConfigError, loadConfig, usage } from './config/index.ts';
 import { buildGatewayApp } from './http/app.ts';
 import { LiveStreams } from './live/registry.ts';
 import { LocalOrchestrator } from './local-orchestrator/server.ts';
-import { OrchestratorDirectory } from './orchestrators/directory.ts';
+import { type DiscoverySource, StaticSource, WebhookSource } from './orchestrators/discovery.ts';
+import { OrchestratorPool } from './orchestrators/pool.ts';
+import { PriceCeiling } from './orchestrators/price.ts';
 import { offchainIdentity } from './payments/identity.ts';
 
 async function main(): Promise<void> {
@@ -34,7 +36,7 @@ async function main(): Promise<void> {
 
   let local: LocalOrchestrator | undefined;
   let orchestrators = [...config.orchAddr];
-  if (orchestrators.length === 0) {
+  if (orchestrators.length === 0 && config.orchWebhookUrl === undefined) {
     const lo = config.localOrchestrator;
     local = await LocalOrchestrator.start({
       serviceAddr: lo.serviceAddr.addr,
@@ -43,21 +45,40 @@ async function main(): Promise<void> {
       pixelsPerUnit: lo.pixelsPerUnit,
       capacity: lo.capacity,
       secret: Buffer.from(lo.secret.reveal(), 'utf8'),
+      fault: lo.fault,
       logger,
     });
     orchestrators = [local.url];
   }
 
-  const directory = new OrchestratorDirectory(orchestrators, {
+  const sources: DiscoverySource[] = [];
+  if (orchestrators.length > 0) sources.push(new StaticSource(orchestrators, local ? 'local' : 'orchAddr'));
+  if (config.orchWebhookUrl !== undefined) {
+    sources.push(
+      new WebhookSource({
+        url: config.orchWebhookUrl,
+        refreshIntervalMs: config.orchWebhookRefreshInterval,
+        timeoutMs: config.grpcTimeoutMs,
+        logger,
+      }),
+    );
+  }
+  const pool = new OrchestratorPool({
+    sources,
     identity: offchainIdentity,
-    timeoutMs: config.grpcTimeoutMs,
-    maxAgeMs: 60_000,
-    concurrency: 8,
+    grpcTimeoutMs: config.grpcTimeoutMs,
+    infoMaxAgeMs: config.orchInfoMaxAge,
+    concurrency: config.discoveryConcurrency,
+    priceCeiling: new PriceCeiling({
+      maxPricePerUnit: config.maxPricePerUnit,
+      pixelsPerUnit: config.pixelsPerUnit,
+      perCapability: config.maxPricePerCapability?.entries,
+    }),
     logger,
   });
   const live = config.live;
   const streams = new LiveStreams({
-    directory,
+    pool,
     identity: offchainIdentity,
     limits: {
       minSegmentDurationMs: live.minSegmentDurationMs,
@@ -65,20 +86,25 @@ async function main(): Promise<void> {
       maxViewers: live.maxViewers,
       ingestTimeoutMs: live.ingestTimeoutMs,
       maxStreams: live.maxStreams,
+      noOutputTimeoutMs: live.noOutputTimeoutMs,
+      maxSwaps: live.maxSwaps,
+      swapWindowMs: live.swapWindowMs,
+      noOrchestratorGraceMs: live.noOrchestratorGraceMs,
     },
     grpcTimeoutMs: config.grpcTimeoutMs,
     network: { hostAddresses: localHostAddresses() },
     logger,
   });
   const app = await buildGatewayApp({
-    directory,
+    pool,
     streams,
     live: { iceServers: live.iceServers, whipAuthToken: live.whipAuthToken, defaultModel: live.defaultModel },
     bodyLimitBytes: config.http.bodyLimitBytes,
     logger,
   });
   await app.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
-  await directory.refresh();
+  pool.start();
+  await pool.refresh();
 
   const shown = config.httpAddr.host === '0.0.0.0' ? '127.0.0.1' : config.httpAddr.host;
   const base = `http://${shown.includes(':') ? `[${shown}]` : shown}:${config.httpAddr.port}`;
@@ -91,7 +117,10 @@ async function main(): Promise<void> {
     `  orchestrators:    ${base}/orchestrators`,
     local
       ? `  local orchestrator (embedded, models: ${config.localOrchestrator.models.join(', ')}): ${local.url}`
-      : `  orchestrators configured: ${orchestrators.join(', ')}`,
+      : `  orchestrator sources: ${[
+          ...(orchestrators.length ? [orchestrators.join(', ')] : []),
+          ...(config.orchWebhookUrl ? [`from webhook ${config.orchWebhookUrl}`] : []),
+        ].join('; ')}`,
     '',
   ];
   console.log(lines.join('\n'));
@@ -101,6 +130,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    pool.stop();
     await streams.closeAll();
     await app.close();
     await local?.close();

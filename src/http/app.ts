@@ -5,13 +5,13 @@ import Fastify, { type FastifyError, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { LiveError } from '../live/errors.ts';
 import type { LiveStreams } from '../live/registry.ts';
-import { liveModels, type OrchestratorDirectory } from '../orchestrators/directory.ts';
+import type { OrchestratorPool } from '../orchestrators/pool.ts';
 import { type LiveRoutesOptions, liveRoutes } from './live-routes.ts';
 
 const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url));
 
 export interface GatewayAppOptions {
-  directory: OrchestratorDirectory;
+  pool: OrchestratorPool;
   streams: LiveStreams;
   live: Omit<LiveRoutesOptions, 'streams'>;
   bodyLimitBytes: number;
@@ -43,21 +43,10 @@ export async function buildGatewayApp(opts: GatewayAppOptions) {
 
   app.get('/healthz', async () => ({ ok: true }));
 
-  app.get('/orchestrators', async () => {
-    const entries = await opts.directory.refresh();
-    return {
-      orchestrators: entries.map((e) => ({
-        url: e.url,
-        ok: !!e.info,
-        transcoder: e.info?.transcoder,
-        liveModels: liveModels(e.info),
-        pricePerUnit: e.info?.priceInfo?.pricePerUnit?.toString(),
-        pixelsPerUnit: e.info?.priceInfo?.pixelsPerUnit?.toString(),
-        latencyMs: e.latencyMs,
-        checkedAt: e.fetchedAt ? new Date(e.fetchedAt).toISOString() : undefined,
-        error: e.error,
-      })),
-    };
+  // Every known orchestrator with its state and why; `?model=ID` gives the states for that model.
+  app.get<{ Querystring: { model?: string } }>('/orchestrators', async (req) => {
+    const model = typeof req.query.model === 'string' && req.query.model !== '' ? req.query.model : undefined;
+    return { model: model ?? null, orchestrators: opts.pool.list(model) };
   });
   return app;
 }

@@ -9,7 +9,6 @@ import type { EgressPeer } from '../webrtc/index.ts';
 export interface EgressOptions {
   /** Each video frame sent to the viewers, with its PTS, once it has gone out. */
   onFrame: (bytes: number, pts90k: number, sentAtMs: number) => void;
-  onError: (reason: string) => void;
   logger: Logger;
 }
 
@@ -36,15 +35,11 @@ export class Egress {
     this.viewers.delete(id);
   }
 
-  /** Streams one output segment to the viewers as its bytes arrive. */
+  /** Streams one output segment to the viewers as its bytes arrive; rejects if the segment is cut off. */
   async pushSegment(body: Readable): Promise<void> {
     const demuxer = new TsDemuxer();
-    try {
-      for await (const chunk of body) this.send(demuxer.push(chunk as Uint8Array));
-      this.send(demuxer.flush());
-    } catch (err) {
-      this.opts.onError(`output segment: ${(err as Error).message}`);
-    }
+    for await (const chunk of body) this.send(demuxer.push(chunk as Uint8Array));
+    this.send(demuxer.flush());
   }
 
   private send(frames: DemuxedFrame[]): void {

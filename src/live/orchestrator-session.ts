@@ -41,7 +41,13 @@ export class OrchestratorSession {
     private readonly opts: OrchestratorSessionOptions,
   ) {
     const tls = { rejectUnauthorized: false, logger: opts.logger };
-    this.input = new TricklePublisher(urls.publishUrl, { ...tls, mimeType: 'video/MP2T' });
+    this.input = new TricklePublisher(urls.publishUrl, {
+      ...tls,
+      mimeType: 'video/MP2T',
+      onSegmentFailed: (seq, err) => {
+        if (!this.closed) this.opts.onError(`input segment ${seq}: ${err.message}`);
+      },
+    });
     this.output = new TrickleSubscriber(urls.subscribeUrl, tls);
     this.control = new TricklePublisher(urls.controlUrl, { ...tls, mimeType: 'application/json' });
     this.events = new TrickleSubscriber(urls.eventsUrl, tls);
@@ -120,7 +126,13 @@ export class OrchestratorSession {
           this.opts.onError('output channel closed by the orchestrator');
           return;
         }
-        await this.opts.onOutputSegment(segment);
+        try {
+          await this.opts.onOutputSegment(segment);
+        } catch (err) {
+          // A segment cut off mid-way: the orchestrator went away while sending it.
+          if (!this.closed) this.opts.onError(`output segment ${segment.seq}: ${(err as Error).message}`);
+          return;
+        }
       }
     } catch (err) {
       if (!this.closed) this.opts.onError(`output channel: ${(err as Error).message}`);

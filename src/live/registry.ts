@@ -2,8 +2,7 @@
 // unknown streams into clear errors.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { OrchestratorDirectory } from '../orchestrators/directory.ts';
-import { selectLiveOrchestrator } from '../orchestrators/select.ts';
+import type { OrchestratorPool } from '../orchestrators/pool.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
 import type { PeerNetworkOptions } from '../webrtc/index.ts';
 import { LiveError } from './errors.ts';
@@ -19,7 +18,7 @@ const FAILOVER_DEFAULTS = {
 type FailoverLimits = keyof typeof FAILOVER_DEFAULTS;
 
 export interface LiveStreamsOptions {
-  directory: OrchestratorDirectory;
+  pool: OrchestratorPool;
   identity: GatewayIdentity;
   limits: Omit<LiveSessionLimits, FailoverLimits> &
     Partial<Pick<LiveSessionLimits, FailoverLimits>> & { maxStreams: number };
@@ -59,13 +58,8 @@ export class LiveStreams {
       sessionId,
       modelId: job.modelId,
       params: job.params,
-      selectOrchestrator: (modelId, exclude) =>
-        selectLiveOrchestrator(this.opts.directory, modelId, {
-          identity: this.opts.identity,
-          timeoutMs: this.opts.grpcTimeoutMs,
-          exclude,
-        }),
-      onOrchestratorFailed: () => {},
+      selectOrchestrator: (modelId, exclude) => this.opts.pool.selectLive(modelId, { exclude }),
+      onOrchestratorFailed: (url, reason) => this.opts.pool.suspend(url, reason),
       identity: this.opts.identity,
       limits: { ...FAILOVER_DEFAULTS, ...this.opts.limits },
       network: this.opts.network,

@@ -121,7 +121,6 @@ export class LiveSession {
         this.latency.frameOut(pts, at);
         this.lastOutputAt = at;
       },
-      onError: (reason) => this.fail(reason),
       logger: opts.logger,
     });
   }
@@ -158,7 +157,7 @@ export class LiveSession {
       }
     });
     this.timers.push(setInterval(() => this.ingest.requestKeyframeNow(), this.opts.limits.pliIntervalMs));
-    this.timers.push(setInterval(() => this.watchdog(), 250));
+    this.timers.push(setInterval(() => this.watchdog(), 100));
     return peer.answerSdp;
   }
 

@@ -15,6 +15,11 @@ export interface TricklePublisherOptions {
   /** Set to false to accept self-signed certificates on https:// channels. Default true. */
   rejectUnauthorized?: boolean;
   logger?: Logger;
+  /**
+   * Called as soon as a segment fails in a way a retry cannot fix (the connection died with data
+   * sent, or the server refused it), before the writer's end() would report it.
+   */
+  onSegmentFailed?: (seq: number, error: TrickleError) => void;
 }
 
 /** One segment being written. Errors surface from `end()`. */
@@ -143,6 +148,7 @@ export class TricklePublisher {
   readonly #agent: Agent;
   readonly #mimeType: string;
   readonly #log: Logger | undefined;
+  readonly #onSegmentFailed: ((seq: number, error: TrickleError) => void) | undefined;
   #nextSeq = 0;
   #preconnected: SegmentPost | undefined;
   /** Requests not yet answered, so close() can end them. */
@@ -154,6 +160,7 @@ export class TricklePublisher {
     this.#agent = createAgent(this.#url, opts.rejectUnauthorized ?? true);
     this.#mimeType = opts.mimeType ?? 'video/MP2T';
     this.#log = opts.logger;
+    this.#onSegmentFailed = opts.onSegmentFailed;
   }
 
   /** Starts the next segment (seq 0, 1, 2, ...), reusing the preconnected request for it if there is one, and preconnects seq+1. */
@@ -200,7 +207,11 @@ export class TricklePublisher {
     this.#inFlight.add(post);
     void post.outcome.then((outcome) => {
       this.#inFlight.delete(post);
-      if (!outcome.ok) this.#log?.debug({ seq, err: outcome.error.message }, 'trickle segment POST failed');
+      if (outcome.ok) return;
+      this.#log?.debug({ seq, err: outcome.error.message }, 'trickle segment POST failed');
+      // A failure a retry cannot fix, told at once rather than when the segment ends.
+      if (!post.abortedByUs && (!outcome.retryable || post.bytesWritten > 0))
+        this.#onSegmentFailed?.(seq, outcome.error);
     });
     return post;
   }

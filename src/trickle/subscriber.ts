@@ -122,7 +122,10 @@ export class TrickleSubscriber {
       }
       if ('error' in outcome) {
         const message = `segment ${requestedSeq}: ${outcome.error.message}`;
-        await fail(new TrickleError('network', message, undefined, { cause: outcome.error }));
+        const error = new TrickleError('network', message, undefined, { cause: outcome.error });
+        // Nobody listens there any more: retrying only delays whoever has to react.
+        if ((outcome.error as NodeJS.ErrnoException).code === 'ECONNREFUSED') throw error;
+        await fail(error);
         continue;
       }
 

@@ -4,20 +4,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Secret } from '../../src/config/index.ts';
 import { buildGatewayApp } from '../../src/http/app.ts';
 import { LiveStreams } from '../../src/live/registry.ts';
-import { OrchestratorDirectory } from '../../src/orchestrators/directory.ts';
+import { StaticSource } from '../../src/orchestrators/discovery.ts';
+import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
+import { PriceCeiling } from '../../src/orchestrators/price.ts';
 import { offchainIdentity } from '../../src/payments/identity.ts';
 import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
 
 const logger = pino({ level: 'silent' });
-const directory = new OrchestratorDirectory([], {
+const pool = new OrchestratorPool({
+  sources: [new StaticSource([])],
   identity: offchainIdentity,
-  timeoutMs: 500,
-  maxAgeMs: 1000,
+  grpcTimeoutMs: 500,
+  infoMaxAgeMs: 1000,
   concurrency: 2,
+  priceCeiling: PriceCeiling.none(),
   logger,
 });
 const streams = new LiveStreams({
-  directory,
+  pool,
   identity: offchainIdentity,
   limits: {
     minSegmentDurationMs: 1000,
@@ -34,7 +38,7 @@ let app: Awaited<ReturnType<typeof buildGatewayApp>>;
 
 beforeAll(async () => {
   app = await buildGatewayApp({
-    directory,
+    pool,
     streams,
     bodyLimitBytes: 64 * 1024,
     logger,

@@ -6,10 +6,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildGatewayApp } from '../../src/http/app.ts';
 import { LiveStreams } from '../../src/live/registry.ts';
 import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
-import { OrchestratorDirectory } from '../../src/orchestrators/directory.ts';
+import { StaticSource } from '../../src/orchestrators/discovery.ts';
+import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
+import { PriceCeiling } from '../../src/orchestrators/price.ts';
 import { offchainIdentity } from '../../src/payments/identity.ts';
 import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
 import { makeH264Clip } from '../helpers/media.ts';
+import { spawnLocalOrchestrator } from '../helpers/orchestrator-process.ts';
 import { h264Frames, WhepTestViewer, WhipTestPublisher } from '../helpers/webrtc-clients.ts';
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
@@ -35,15 +38,19 @@ async function gateway(
   orchestrators: string[],
   limits: Partial<{ noOutputTimeoutMs: number; noOrchestratorGraceMs: number }> = {},
 ) {
-  const directory = new OrchestratorDirectory(orchestrators, {
+  const pool = new OrchestratorPool({
+    sources: [new StaticSource(orchestrators)],
     identity: offchainIdentity,
-    timeoutMs: 1000,
-    maxAgeMs: 10_000,
+    grpcTimeoutMs: 3000,
+    infoMaxAgeMs: 10_000,
     concurrency: 4,
+    priceCeiling: PriceCeiling.none(),
+    // random() = 0 always draws the first candidate: orchestrators are tried in the order given.
+    random: () => 0,
     logger,
   });
   const streams = new LiveStreams({
-    directory,
+    pool,
     identity: offchainIdentity,
     limits: {
       minSegmentDurationMs: 1000,
@@ -53,12 +60,12 @@ async function gateway(
       maxStreams: 4,
       ...limits,
     },
-    grpcTimeoutMs: 1000,
+    grpcTimeoutMs: 3000,
     network: LOOPBACK_NETWORK,
     logger,
   });
   const app = await buildGatewayApp({
-    directory,
+    pool,
     streams,
     live: { iceServers: [], defaultModel: 'passthrough' },
     bodyLimitBytes: 1024 * 1024,
@@ -124,6 +131,60 @@ describe('failover', () => {
     const seqJumps = packets.filter((p, i) => i > 0 && ((p.seq - packets[i - 1].seq) & 0xffff) !== 1).length;
     expect(seqJumps).toBeLessThanOrEqual(1);
     expect(publisher.stats().keyframeRequests).toBeGreaterThanOrEqual(2);
+  }, 40_000);
+
+  /** Streams through [faulty, healthy] and returns the stream's status once the healthy one serves it. */
+  async function throughFaultyThenHealthy(fault: string, stream: string) {
+    const faulty = await spawnLocalOrchestrator({ fault });
+    cleanups.push(() => faulty.kill());
+    const healthy = await spawnLocalOrchestrator({});
+    cleanups.push(() => healthy.kill());
+    const gw = await gateway([faulty.url, healthy.url], { noOutputTimeoutMs: 1500 });
+    const clip = await makeH264Clip({ seconds: 8 });
+    const publisher = await WhipTestPublisher.connect(gw.url(stream, 'whip?model=passthrough'));
+    cleanups.push(() => publisher.close());
+    const viewer = await WhepTestViewer.connect(gw.url(stream, 'whep'));
+    cleanups.push(() => viewer.close());
+    const sending = publisher.send({ video: h264Frames(clip, 30) });
+    await waitFor(
+      async () => (await gw.status(stream)).orchestrator === healthy.url,
+      'the healthy orchestrator',
+      20_000,
+    );
+    const reached = viewer.frames.length;
+    await waitFor(() => viewer.frames.length > reached + 30, 'frames from the healthy orchestrator');
+    await sending;
+    // The viewer never reconnected: one SSRC throughout, and it saw frames from both.
+    expect(new Set(viewer.videoPackets.map((p) => p.ssrc)).size).toBe(1);
+    return { status: await gw.status(stream), faulty, healthy, viewer };
+  }
+
+  it('survives an orchestrator process that exits mid-stream', async () => {
+    const { status, faulty } = await throughFaultyThenHealthy('exit-after:2s', 'crash');
+    expect(await faulty.exited).toBe(1);
+    expect(status.state).toBe('live');
+    expect(status.swaps).toHaveLength(1);
+    expect(status.swaps[0].from).toBe(faulty.url);
+  }, 40_000);
+
+  it('survives an orchestrator that stops producing output but keeps its sockets', async () => {
+    const { status, faulty } = await throughFaultyThenHealthy('stall-output-after:2s', 'stall');
+    expect(status.swaps).toHaveLength(1);
+    expect(status.swaps[0].from).toBe(faulty.url);
+    expect(status.swaps[0].reason).toContain('no output');
+  }, 40_000);
+
+  it('skips an orchestrator that fails the job start, before answering the publisher', async () => {
+    const { status, viewer } = await throughFaultyThenHealthy('fail-start', 'nostart');
+    expect(status.swaps).toHaveLength(0); // it never ran the stream
+    expect(viewer.frames.length).toBeGreaterThan(150);
+  }, 40_000);
+
+  it('swaps on an error event from the orchestrator', async () => {
+    const { status, faulty } = await throughFaultyThenHealthy('events-error-after:2s', 'evterr');
+    expect(status.swaps).toHaveLength(1);
+    expect(status.swaps[0].from).toBe(faulty.url);
+    expect(status.swaps[0].reason).toContain('orchestrator reported');
   }, 40_000);
 
   it('with no orchestrator left, reports it, keeps the publisher for the grace period, then ends', async () => {

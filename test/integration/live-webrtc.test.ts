@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildGatewayApp } from '../../src/http/app.ts';
 import { LiveStreams } from '../../src/live/registry.ts';
 import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
-import { OrchestratorDirectory } from '../../src/orchestrators/directory.ts';
+import { StaticSource } from '../../src/orchestrators/discovery.ts';
+import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
+import { PriceCeiling } from '../../src/orchestrators/price.ts';
 import { offchainIdentity } from '../../src/payments/identity.ts';
 import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
 import { decodeGray, makeH264Clip, mean } from '../helpers/media.ts';
@@ -36,15 +38,17 @@ beforeAll(async () => {
     capacity: 8,
     logger,
   });
-  const directory = new OrchestratorDirectory([orch.url], {
+  const pool = new OrchestratorPool({
+    sources: [new StaticSource([orch.url])],
     identity: offchainIdentity,
-    timeoutMs: 2000,
-    maxAgeMs: 10_000,
+    grpcTimeoutMs: 2000,
+    infoMaxAgeMs: 10_000,
     concurrency: 4,
+    priceCeiling: PriceCeiling.none(),
     logger,
   });
   streams = new LiveStreams({
-    directory,
+    pool,
     identity: offchainIdentity,
     limits: {
       minSegmentDurationMs: 1000,
@@ -58,7 +62,7 @@ beforeAll(async () => {
     logger,
   });
   app = await buildGatewayApp({
-    directory,
+    pool,
     streams,
     live: { iceServers: [], defaultModel: 'invert' },
     bodyLimitBytes: 1024 * 1024,
