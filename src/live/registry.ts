@@ -58,7 +58,8 @@ export class LiveStreams {
       sessionId,
       modelId: job.modelId,
       params: job.params,
-      selectOrchestrator: (modelId, exclude) => this.opts.pool.selectLive(modelId, { exclude }),
+      selectOrchestrator: (modelId, exclude, opts) =>
+        this.opts.pool.selectLive(modelId, { exclude, ...opts }),
       onOrchestratorFailed: (url, reason) => this.opts.pool.suspend(url, reason),
       identity: this.opts.identity,
       limits: { ...FAILOVER_DEFAULTS, ...this.opts.limits },

@@ -33,7 +33,11 @@ export interface LiveSessionOptions {
   modelId: string;
   params: Record<string, unknown>;
   /** Picks an orchestrator that can run the model, skipping `exclude`; rejects with the reasons when none can. */
-  selectOrchestrator: (modelId: string, exclude: ReadonlySet<string>) => Promise<SelectedOrchestrator>;
+  selectOrchestrator: (
+    modelId: string,
+    exclude: ReadonlySet<string>,
+    opts?: { includeSuspended?: boolean },
+  ) => Promise<SelectedOrchestrator>;
   /** Told when an orchestrator failed this stream, so selection can avoid it for a while. */
   onOrchestratorFailed: (url: string, reason: string) => void;
   identity: GatewayIdentity;
@@ -268,7 +272,11 @@ export class LiveSession {
     for (;;) {
       let selected: SelectedOrchestrator;
       try {
-        selected = await this.opts.selectOrchestrator(this.opts.modelId, exclude);
+        selected = await this.opts.selectOrchestrator(this.opts.modelId, exclude).catch(() =>
+          // A suspension is a preference: with nothing else left, a suspended orchestrator (one
+          // that was only slow, say) is better than none.
+          this.opts.selectOrchestrator(this.opts.modelId, exclude, { includeSuspended: true }),
+        );
       } catch (err) {
         throw new Error([...reasons, (err as Error).message].join('; '));
       }

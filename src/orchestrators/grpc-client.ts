@@ -26,6 +26,8 @@ const definition: grpc.ServiceDefinition = {
   },
 };
 const OrchestratorClient = grpc.makeGenericClientConstructor(definition, 'net.Orchestrator');
+/** Made once: creating TLS credentials loads the root certificates, ~20 ms of blocked event loop. */
+let credentials: grpc.ChannelCredentials | undefined;
 
 export interface GetOrchestratorOptions {
   identity: GatewayIdentity;
@@ -51,7 +53,7 @@ export async function getOrchestrator(
     capabilities: opts.capabilities,
     ignoreCapacityCheck: opts.ignoreCapacityCheck,
   };
-  const credentials = grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false });
+  credentials ??= grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false });
   // Certificates are not verified; naming a hostname for SNI only keeps Node from warning about IP literals.
   const options = isIP(new URL(orchestrator).hostname.replace(/^\[|\]$/g, ''))
     ? { 'grpc.ssl_target_name_override': 'localhost' }

@@ -165,7 +165,7 @@ export class OrchestratorPool {
    */
   async selectLive(
     modelId: string,
-    opts: { exclude?: ReadonlySet<string> } = {},
+    opts: { exclude?: ReadonlySet<string>; includeSuspended?: boolean } = {},
   ): Promise<SelectedOrchestrator> {
     await this.prepare();
     const reasons = new Map<string, string>();
@@ -175,7 +175,7 @@ export class OrchestratorPool {
         reasons.set(e.url, 'excluded (already tried for this stream)');
         continue;
       }
-      const v = this.verdict(e, modelId);
+      const v = this.verdict(e, modelId, opts.includeSuspended);
       if (v.state !== 'available') {
         reasons.set(e.url, `${v.state}: ${v.why}`);
         continue;
@@ -394,9 +394,9 @@ export class OrchestratorPool {
     return { info };
   }
 
-  private verdict(e: Entry, modelId: string | undefined): Verdict {
+  private verdict(e: Entry, modelId: string | undefined, ignoreSuspension = false): Verdict {
     const s = this.suspensions.state(e.url);
-    if (s.until !== undefined) {
+    if (s.until !== undefined && !ignoreSuspension) {
       const until = new Date(s.until).toISOString();
       return {
         state: e.error && !e.error.busy ? 'unreachable' : 'suspended',

@@ -78,6 +78,7 @@ async function gateway(
   });
   const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   return {
+    pool,
     url: (stream: string, what: string) => `${base}/live/video-to-video/${stream}/${what}`,
     status: async (stream: string) => (await fetch(`${base}/live/video-to-video/${stream}/status`)).json(),
   };
@@ -186,6 +187,16 @@ describe('failover', () => {
     expect(status.swaps[0].from).toBe(faulty.url);
     expect(status.swaps[0].reason).toContain('orchestrator reported');
   }, 40_000);
+
+  it('uses a suspended orchestrator when it is the only one left, rather than refusing the stream', async () => {
+    const only = await localOrchestrator();
+    const gw = await gateway([only.url]);
+    await gw.pool.refresh();
+    gw.pool.suspend(only.url, 'was slow a moment ago');
+    const publisher = await WhipTestPublisher.connect(gw.url('susp', 'whip?model=passthrough'));
+    cleanups.push(() => publisher.close());
+    expect((await gw.status('susp')).orchestrator).toBe(only.url);
+  }, 20_000);
 
   it('with no orchestrator left, reports it, keeps the publisher for the grace period, then ends', async () => {
     const only = await localOrchestrator();

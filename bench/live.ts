@@ -1,0 +1,1146 @@
+// Live-path benchmark: starts the gateway as a child process (embedded local orchestrator, effect
+// `passthrough`), drives it with werift WHIP publishers and WHEP viewers on 127.0.0.1, and prints a
+// markdown table: time to first frame, gateway-added latency, CPU per stream at 1/4/8 streams.
+//
+//   npm run bench:live                 full run (about 1 min on 2 cores)
+//   npm run bench:live -- --quick      fewer repetitions, shorter windows, 1 and 4 streams (~30 s)
+//   npm run bench:live -- --cpu-prof   also profile the gateway child (node --cpu-prof) and print its top functions
+//   npm run bench:live -- --external-orch
+//                                      run the local orchestrator as its own process, so the gateway's CPU
+//                                      figures exclude the orchestrator's side of trickle and TLS
+//   npm run bench:live -- --streams 1,2,4
+//                                      stream counts for the CPU phase
+//   BENCH_DEBUG=1 npm run bench:live  also prints each frame's client-side latency (clip index:ms) to stderr
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeH264Clip } from '../test/helpers/media.ts';
+import {
+  type AccessUnit,
+  h264Frames,
+  type RtpFrame,
+  splitAccessUnits,
+  syntheticOpusFrames,
+  WeriftPublisher,
+  WeriftViewer,
+} from '../test/helpers/webrtc-clients.ts';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+interface BenchOptions {
+  quick: boolean;
+  cpuProf: boolean;
+  externalOrch: boolean;
+  streams: number[];
+  ttffRuns: number;
+  clipSeconds: number;
+  latencyWindowMs: number;
+  warmupMs: number;
+  windowMs: number;
+  viewersPerStream: number;
+}
+
+function parseArgs(argv: string[]): BenchOptions {
+  const quick = argv.includes('--quick');
+  const opts: BenchOptions = {
+    quick,
+    cpuProf: argv.includes('--cpu-prof'),
+    externalOrch: argv.includes('--external-orch'),
+    streams: quick ? [1, 4] : [1, 4, 8],
+    ttffRuns: quick ? 3 : 6,
+    clipSeconds: 10,
+    latencyWindowMs: quick ? 5000 : 8000,
+    warmupMs: 3000,
+    windowMs: quick ? 5000 : 8000,
+    viewersPerStream: 2,
+  };
+  const at = argv.indexOf('--streams');
+  if (at >= 0) {
+    const list = (argv[at + 1] ?? '').split(',').map(Number);
+    if (!list.length || list.some((n) => !Number.isInteger(n) || n < 1 || n > 16)) {
+      throw new Error('--streams needs a comma-separated list of stream counts between 1 and 16');
+    }
+    opts.streams = list;
+  }
+  for (const arg of argv) {
+    if (arg.startsWith('--') && !['--quick', '--cpu-prof', '--external-orch', '--streams'].includes(arg)) {
+      throw new Error(`unknown option ${arg} (use --quick, --cpu-prof, --external-orch, --streams 1,4,8)`);
+    }
+  }
+  return opts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function waitUntil(condition: () => boolean | Promise<boolean>, ms: number, what: string) {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function percentile(values: number[], q: number): number {
+  if (!values.length) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+const median = (values: number[]) => percentile(values, 0.5);
+const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '–');
+const now = () => performance.now();
+
+function clockTicksPerSecond(): number {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+}
+
+/** utime + stime of a process (all its threads), in clock ticks. */
+function processTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state); utime is field 14, stime field 15.
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** The machine's UDP datagrams dropped for a full receive buffer (all processes), from /proc/net/snmp. */
+function udpRcvbufErrors(): number {
+  try {
+    const lines = readFileSync('/proc/net/snmp', 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('Udp:'));
+    const names = lines[0].split(/\s+/);
+    const values = lines[1].split(/\s+/);
+    return Number(values[names.indexOf('RcvbufErrors')]);
+  } catch {
+    return Number.NaN;
+  }
+}
+
+const cpusCount = () => os.cpus().length;
+
+/** Interrupt and steal clock ticks of the whole machine (all cores), from /proc/stat. */
+function machineTicks(): { irq: number; steal: number } {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0];
+    const [, , , , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+    return { irq: irq + softirq, steal: steal ?? 0 };
+  } catch {
+    return { irq: Number.NaN, steal: Number.NaN };
+  }
+}
+
+/** CPU ticks of every other process on the machine, by pid (to tell other work apart from the kernel's). */
+function otherProcessTicks(exclude: number[]): Map<number, number> {
+  const ticks = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || exclude.includes(pid)) continue;
+    try {
+      ticks.set(pid, processTicks(pid));
+    } catch {
+      // gone
+    }
+  }
+  return ticks;
+}
+
+/** Ticks the other processes used between two samples, and the busiest of them (pid and command line). */
+function otherProcessDelta(
+  before: Map<number, number>,
+  after: Map<number, number>,
+): { ticks: number; top: { command: string; ticks: number }[] } {
+  let ticks = 0;
+  const used: [number, number][] = [];
+  for (const [pid, t] of after) {
+    const d = t - (before.get(pid) ?? 0);
+    ticks += d;
+    if (d > 0) used.push([pid, d]);
+  }
+  const top = used
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 3)
+    .map(([pid, d]) => {
+      let command = `pid ${pid}`;
+      try {
+        command =
+          readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim().slice(0, 80) || command;
+      } catch {
+        // gone
+      }
+      return { command, ticks: d };
+    });
+  return { ticks, top };
+}
+
+function benchCpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+
+class Child {
+  readonly lines: string[] = [];
+  readonly problems: string[] = [];
+  exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  readonly #exit: Promise<void>;
+
+  constructor(
+    readonly name: string,
+    readonly proc: ChildProcess,
+  ) {
+    const collect = (chunk: Buffer) => {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line.trim()) continue;
+        this.lines.push(line);
+        if (this.lines.length > 400) this.lines.splice(0, 100);
+        if (isProblem(line) && this.problems.length < 200) this.problems.push(line);
+      }
+    };
+    proc.stdout?.on('data', collect);
+    proc.stderr?.on('data', collect);
+    this.#exit = new Promise((resolve) => {
+      proc.once('exit', (code, signal) => {
+        this.exited = { code, signal };
+        resolve();
+      });
+    });
+  }
+
+  get pid(): number {
+    if (this.proc.pid === undefined) throw new Error(`${this.name} has no pid`);
+    return this.proc.pid;
+  }
+
+  tail(n = 40): string {
+    return this.lines.slice(-n).join('\n');
+  }
+
+  /** SIGTERM, then SIGKILL if it is still there after `graceMs`. */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.exited) return;
+    this.proc.kill('SIGTERM');
+    const done = await Promise.race([this.#exit.then(() => true), sleep(graceMs).then(() => false)]);
+    if (!done) {
+      this.proc.kill('SIGKILL');
+      await withTimeout(this.#exit, 5000, `${this.name} to die`).catch(() => {});
+    }
+  }
+
+  waitExit(): Promise<void> {
+    return this.#exit;
+  }
+}
+
+/** pino JSON lines at warn (40) or above, and anything else that looks like an error. */
+function isProblem(line: string): boolean {
+  if (line.startsWith('{')) {
+    try {
+      return (JSON.parse(line) as { level?: number }).level! >= 40;
+    } catch {
+      return true;
+    }
+  }
+  return /error|warn|exception|fail/i.test(line);
+}
+
+function spawnTs(name: string, script: string, args: string[], nodeFlags: string[] = []): Child {
+  const proc = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', script, ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_ENV: 'production' },
+  });
+  return new Child(name, proc);
+}
+
+interface Gateway {
+  child: Child;
+  orchestrator?: Child;
+  base: string;
+  profileDir?: string;
+}
+
+async function startGateway(opts: BenchOptions): Promise<Gateway> {
+  const httpPort = await freePort();
+  const orchPort = await freePort();
+  const secret = 'lp-gateway-bench';
+  let orchestrator: Child | undefined;
+  if (opts.externalOrch) {
+    orchestrator = spawnTs('local orchestrator', 'src/local-orchestrator/main.ts', [
+      ...['-localOrchestratorServiceAddr', `127.0.0.1:${orchPort}`, '-localOrchestratorCapacity', '16'],
+      ...['-localOrchestratorSecret', secret, '-v', '0'],
+    ]);
+    try {
+      await waitUntil(
+        () => {
+          if (orchestrator?.exited) throw new Error('exited');
+          return orchestrator!.lines.some((l) => l.includes('listening on'));
+        },
+        30_000,
+        'the local orchestrator to listen',
+      );
+    } catch (err) {
+      await orchestrator.stop();
+      throw new Error(
+        `the local orchestrator did not start (${(err as Error).message}); its output:\n${orchestrator.tail()}`,
+      );
+    }
+  }
+  const profileDir = opts.cpuProf ? mkdtempSync(join(os.tmpdir(), 'lpgw-bench-prof-')) : undefined;
+  const nodeFlags = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+  const args = [
+    ...['-httpAddr', `127.0.0.1:${httpPort}`, '-liveMaxStreams', '16', '-v', '0'],
+    ...(orchestrator
+      ? ['-orchAddr', `https://127.0.0.1:${orchPort}`, '-orchSecret', secret]
+      : ['-localOrchestratorServiceAddr', `127.0.0.1:${orchPort}`, '-localOrchestratorCapacity', '16']),
+  ];
+  const child = spawnTs('gateway', 'src/main.ts', args, nodeFlags);
+  const base = `http://127.0.0.1:${httpPort}`;
+  try {
+    await waitUntil(
+      async () => {
+        if (child.exited) throw new Error(`exited with ${child.exited.code ?? child.exited.signal}`);
+        try {
+          const res = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1000) });
+          return res.ok;
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+      `GET ${base}/healthz`,
+    );
+  } catch (err) {
+    await child.stop();
+    await orchestrator?.stop();
+    throw new Error(
+      `the gateway did not start (${(err as Error).message}).\n` +
+        `command: node ${['--import', 'tsx', 'src/main.ts', ...args].join(' ')}\n` +
+        `its output:\n${child.tail()}`,
+    );
+  }
+  return { child, orchestrator, base, profileDir };
+}
+
+// ---------------------------------------------------------------------------------------------
+// WHIP / WHEP over HTTP (the test clients' peers, with our own POSTs so each step can be timed)
+
+async function postSdp(url: string, sdp: string): Promise<{ answerSdp: string; resourceUrl: string }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/sdp' },
+    body: sdp,
+    signal: AbortSignal.timeout(20_000),
+  });
+  const body = await res.text();
+  if (res.status !== 201) throw new Error(`POST ${url}: ${res.status} ${body}`);
+  const location = res.headers.get('location');
+  if (!location) throw new Error(`POST ${url}: 201 without Location`);
+  return { answerSdp: body, resourceUrl: new URL(location, url).toString() };
+}
+
+async function deleteResource(url: string | undefined): Promise<void> {
+  if (!url) return;
+  try {
+    await fetch(url, { method: 'DELETE', signal: AbortSignal.timeout(5000) });
+  } catch {
+    // Gone already, or the gateway is down: closing the peer is what matters.
+  }
+}
+
+interface ViewerClient {
+  peer: WeriftViewer;
+  resourceUrl?: string;
+  frames: number;
+  firstFrameAt?: number;
+  /** Frames completed during the measuring window (set by the caller). */
+  windowStartFrames: number;
+  lastFrameAt?: number;
+  /** Longest gap between two frames since the caller last reset it, ms. */
+  maxGapMs: number;
+}
+
+interface StreamClient {
+  name: string;
+  publisher: WeriftPublisher;
+  resourceUrl?: string;
+  viewers: ViewerClient[];
+  stopped: boolean;
+  pump?: Promise<void>;
+  videoFramesSent: number;
+  /** performance.now() when each clip frame (by index) last finished sending. */
+  sendTimes: Float64Array;
+  /** Client-side latencies (publisher last packet sent → viewer frame complete), ms, with the clip frame index. */
+  latencies: { ms: number; index: number }[];
+}
+
+class Clip {
+  readonly video: RtpFrame[];
+  readonly audio: RtpFrame[];
+  readonly durationMs: number;
+  /** sha1 of each frame's last slice NAL unit → frame index (passthrough keeps slices byte-exact). */
+  readonly indexBySlice = new Map<string, number>();
+  readonly events: { at: number; kind: 'video' | 'audio'; index: number }[];
+
+  constructor(
+    annexB: Buffer,
+    readonly fps: number,
+  ) {
+    this.video = h264Frames(annexB, fps);
+    this.durationMs = (this.video.length * 1000) / fps;
+    this.audio = syntheticOpusFrames(Math.round(this.durationMs / 20));
+    splitAccessUnits(annexB).forEach((nalus, i) => {
+      const key = sliceKey(nalus);
+      if (key) this.indexBySlice.set(key, i);
+    });
+    this.events = [
+      ...this.video.map((_, index) => ({ at: (index * 1000) / fps, kind: 'video' as const, index })),
+      ...this.audio.map((_, index) => ({ at: index * 20, kind: 'audio' as const, index })),
+    ].sort((a, b) => a.at - b.at);
+  }
+}
+
+function sliceKey(nalus: Uint8Array[]): string | undefined {
+  for (let i = nalus.length - 1; i >= 0; i--) {
+    const type = nalus[i][0] & 0x1f;
+    if (type === 1 || type === 5) return createHash('sha1').update(nalus[i]).digest('base64');
+  }
+  return undefined;
+}
+
+async function closePeer(pc: { close(): Promise<void> }): Promise<void> {
+  await withTimeout(pc.close(), 5000, 'closing a peer').catch(() => {});
+}
+
+/** Sends the clip in real time, looping it with continuous timestamps, until `stream.stopped`. */
+async function pump(stream: StreamClient, clip: Clip): Promise<void> {
+  const { publisher } = stream;
+  const videoLoopTicks = Math.round((clip.durationMs * 90000) / 1000);
+  const audioLoopTicks = clip.audio.length * 960;
+  const started = now();
+  for (let loop = 0; !stream.stopped; loop++) {
+    for (const event of clip.events) {
+      if (stream.stopped) return;
+      const wait = started + loop * clip.durationMs + event.at - now();
+      if (wait > 1) await sleep(wait);
+      if (stream.stopped) return;
+      if (event.kind === 'video') {
+        const frame = clip.video[event.index];
+        const timestamp = (frame.timestamp + loop * videoLoopTicks) >>> 0;
+        await publisher.send({ video: [{ timestamp, payloads: frame.payloads }], realtime: false });
+        stream.sendTimes[event.index] = now();
+        stream.videoFramesSent++;
+      } else {
+        const frame = clip.audio[event.index];
+        const timestamp = (frame.timestamp + loop * audioLoopTicks) >>> 0;
+        await publisher.send({ audio: [{ timestamp, payloads: frame.payloads }], realtime: false });
+      }
+      // The test publisher keeps every packet it sent; we do not need them.
+      if (publisher.sent.length > 2000) publisher.sent.length = 0;
+    }
+  }
+}
+
+function streamUrl(base: string, name: string, what: string): string {
+  return `${base}/live/video-to-video/${name}/${what}`;
+}
+
+function newViewer(stream: StreamClient, clip: Clip, measureLatency: boolean): ViewerClient {
+  const peer = new WeriftViewer();
+  const viewer: ViewerClient = { peer, frames: 0, windowStartFrames: 0, maxGapMs: 0 };
+  peer.onFrame((unit: AccessUnit) => {
+    const at = now();
+    viewer.frames++;
+    viewer.firstFrameAt ??= at;
+    if (viewer.lastFrameAt !== undefined)
+      viewer.maxGapMs = Math.max(viewer.maxGapMs, at - viewer.lastFrameAt);
+    viewer.lastFrameAt = at;
+    if (measureLatency) {
+      const key = sliceKey(unit.nalus);
+      const index = key === undefined ? undefined : clip.indexBySlice.get(key);
+      if (index !== undefined && stream.sendTimes[index] > 0) {
+        stream.latencies.push({ ms: at - stream.sendTimes[index], index });
+      }
+    }
+    // The test viewer keeps every packet and frame; keep memory flat.
+    if (peer.frames.length > 300) peer.frames.length = 0;
+    if (peer.packets.length > 5000) peer.packets.length = 0;
+  });
+  return viewer;
+}
+
+async function connectViewer(base: string, stream: StreamClient, viewer: ViewerClient): Promise<void> {
+  const offer = await withTimeout(viewer.peer.createOffer(), 10_000, 'viewer ICE gathering');
+  const { answerSdp, resourceUrl } = await postSdp(streamUrl(base, stream.name, 'whep'), offer);
+  viewer.resourceUrl = resourceUrl;
+  await viewer.peer.applyAnswer(answerSdp, 10_000);
+}
+
+function newStream(name: string, clip: Clip): StreamClient {
+  return {
+    name,
+    publisher: new WeriftPublisher(),
+    viewers: [],
+    stopped: false,
+    videoFramesSent: 0,
+    sendTimes: new Float64Array(clip.video.length),
+    latencies: [],
+  };
+}
+
+/** Publishes (WHIP), connects `viewers` WHEP viewers, and starts sending. */
+async function openStream(
+  base: string,
+  name: string,
+  clip: Clip,
+  viewers: number,
+  measureLatency = false,
+): Promise<StreamClient> {
+  const stream = newStream(name, clip);
+  try {
+    const offer = await withTimeout(stream.publisher.createOffer(), 10_000, 'publisher ICE gathering');
+    const { answerSdp, resourceUrl } = await postSdp(streamUrl(base, name, 'whip?model=passthrough'), offer);
+    stream.resourceUrl = resourceUrl;
+    await stream.publisher.applyAnswer(answerSdp, 10_000);
+    for (let i = 0; i < viewers; i++) {
+      const viewer = newViewer(stream, clip, measureLatency);
+      stream.viewers.push(viewer);
+      await connectViewer(base, stream, viewer);
+    }
+    stream.pump = pump(stream, clip);
+    return stream;
+  } catch (err) {
+    await closeStream(base, stream);
+    throw err;
+  }
+}
+
+async function closeStream(base: string, stream: StreamClient): Promise<void> {
+  stream.stopped = true;
+  await withTimeout(stream.pump ?? Promise.resolve(), 5000, 'the sender to stop').catch(() => {});
+  for (const viewer of stream.viewers) {
+    await deleteResource(viewer.resourceUrl);
+    await closePeer(viewer.peer);
+  }
+  await deleteResource(stream.resourceUrl);
+  await closePeer(stream.publisher);
+  // The next measurement starts from a gateway without this stream.
+  await waitUntil(
+    async () => {
+      try {
+        const res = await fetch(streamUrl(base, stream.name, 'status'), {
+          signal: AbortSignal.timeout(2000),
+        });
+        if (res.status === 404) return true;
+        // Ended streams stay visible in status for a while, with state 'ended'.
+        return ((await res.json()) as { state?: string }).state === 'ended';
+      } catch {
+        return true;
+      }
+    },
+    10_000,
+    `stream ${stream.name} to end`,
+  ).catch((err) => console.error(`  warning: ${(err as Error).message}`));
+}
+
+interface StreamStatus {
+  state: string;
+  input: { fps: number; bitrateKbps: number; segments: number; framesDropped: number };
+  output: { fps: number; bitrateKbps: number; segments: number };
+  latencyMs: { p50: number; p95: number; frames: number } | null;
+  lastError: string | null;
+}
+
+async function streamStatus(base: string, name: string): Promise<StreamStatus | undefined> {
+  try {
+    const res = await fetch(streamUrl(base, name, 'status'), { signal: AbortSignal.timeout(5000) });
+    if (!res.ok) return undefined;
+    return (await res.json()) as StreamStatus;
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+interface TtffRun {
+  totalMs: number;
+  whip201Ms: number;
+  publisherConnectedMs: number;
+  viewerConnectedMs: number;
+  sendToFirstFrameMs: number;
+}
+
+/**
+ * Timer starts before the publisher's offer; WHEP is POSTed right after WHIP's 201 (the publisher's
+ * ICE/DTLS runs meanwhile); sending starts once both are connected; the timer stops at the first
+ * complete access unit at the viewer.
+ */
+async function timeToFirstFrame(base: string, clip: Clip, run: number): Promise<TtffRun> {
+  const name = `bench-ttff-${run}-${Date.now() % 100000}`;
+  const t0 = now();
+  const stream = newStream(name, clip);
+  try {
+    const offer = await withTimeout(stream.publisher.createOffer(), 10_000, 'publisher ICE gathering');
+    const { answerSdp, resourceUrl } = await postSdp(streamUrl(base, name, 'whip?model=passthrough'), offer);
+    stream.resourceUrl = resourceUrl;
+    const t201 = now();
+    const viewer = newViewer(stream, clip, false);
+    stream.viewers.push(viewer);
+    const [tPublisher, tViewer] = await Promise.all([
+      stream.publisher.applyAnswer(answerSdp, 10_000).then(now),
+      connectViewer(base, stream, viewer).then(now),
+    ]);
+    const tSend = now();
+    stream.pump = pump(stream, clip);
+    await waitUntil(() => viewer.firstFrameAt !== undefined, 10_000, 'the first frame at the viewer');
+    const tFirst = viewer.firstFrameAt!;
+    return {
+      totalMs: tFirst - t0,
+      whip201Ms: t201 - t0,
+      publisherConnectedMs: tPublisher - t0,
+      viewerConnectedMs: tViewer - t0,
+      sendToFirstFrameMs: tFirst - tSend,
+    };
+  } finally {
+    await closeStream(base, stream);
+  }
+}
+
+interface LatencyResult {
+  server?: { p50: number; p95: number; frames: number };
+  client: { p50: number; p95: number; max: number; frames: number };
+  /** Client-side p50 of keyframes, of the frame right after a keyframe, and of the rest. */
+  clientByKind: { keyframe: number; afterKeyframe: number; other: number };
+  unmatched: number;
+  status?: StreamStatus;
+}
+
+async function latency(base: string, clip: Clip, windowMs: number): Promise<LatencyResult> {
+  const stream = await openStream(base, `bench-latency-${Date.now() % 100000}`, clip, 1, true);
+  try {
+    const viewer = stream.viewers[0];
+    await waitUntil(() => viewer.frames > 0, 10_000, 'the first frame at the viewer');
+    await sleep(windowMs);
+    const status = await streamStatus(base, stream.name);
+    const l = stream.latencies.map((x) => x.ms);
+    const gop = clip.fps; // GOP 1 s
+    const of = (keep: (index: number) => boolean) =>
+      median(stream.latencies.filter((x) => keep(x.index)).map((x) => x.ms));
+    if (process.env.BENCH_DEBUG) {
+      console.error(stream.latencies.map((x) => `${x.index}:${x.ms.toFixed(0)}`).join(' '));
+    }
+    return {
+      server: status?.latencyMs ?? undefined,
+      client: { p50: median(l), p95: percentile(l, 0.95), max: Math.max(...l), frames: l.length },
+      clientByKind: {
+        keyframe: of((i) => i % gop === 0),
+        afterKeyframe: of((i) => i % gop === 1),
+        other: of((i) => i % gop > 1),
+      },
+      unmatched: viewer.frames - l.length,
+      status,
+    };
+  } finally {
+    await closeStream(base, stream);
+  }
+}
+
+interface LoadResult {
+  streams: number;
+  viewers: number;
+  gatewayCpuPct: number;
+  orchestratorCpuPct?: number;
+  benchCpuPct: number;
+  /** The rest of the machine, % of one core: every other process, interrupt/softirq time, hypervisor steal. */
+  otherProcessesPct: number;
+  busiestOthers: string[];
+  irqPct: number;
+  stealPct: number;
+  publisherFps: { min: number; avg: number };
+  viewerFps: { min: number; avg: number };
+  viewerFramesDropped: number;
+  maxViewerGapMs: number;
+  udpDrops: number;
+  serverLatency: { p50: number; p95: number };
+  inputFramesDropped: number;
+  errors: string[];
+}
+
+async function load(
+  gateway: Gateway,
+  clip: Clip,
+  count: number,
+  opts: BenchOptions,
+  ticksPerSecond: number,
+): Promise<LoadResult> {
+  const streams: StreamClient[] = [];
+  const errors: string[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      streams.push(
+        await openStream(
+          gateway.base,
+          `bench-load${count}-${i}-${Date.now() % 100000}`,
+          clip,
+          opts.viewersPerStream,
+        ),
+      );
+    }
+    await sleep(opts.warmupMs);
+    const viewers = streams.flatMap((s) => s.viewers);
+    for (const v of viewers) {
+      v.windowStartFrames = v.frames;
+      v.maxGapMs = 0;
+    }
+    const sentBefore = streams.map((s) => s.videoFramesSent);
+    const droppedBefore = viewers.reduce((n, v) => n + v.peer.framesDropped, 0);
+    const gwBefore = processTicks(gateway.child.pid);
+    const orchBefore = gateway.orchestrator ? processTicks(gateway.orchestrator.pid) : 0;
+    const benchBefore = benchCpuMs();
+    const udpBefore = udpRcvbufErrors();
+    const machineBefore = machineTicks();
+    const ours = [
+      process.pid,
+      gateway.child.pid,
+      ...(gateway.orchestrator ? [gateway.orchestrator.pid] : []),
+    ];
+    const othersBefore = otherProcessTicks(ours);
+    const t0 = now();
+    await sleep(opts.windowMs);
+    const seconds = (now() - t0) / 1000;
+    const gwTicks = processTicks(gateway.child.pid) - gwBefore;
+    const orchTicks = gateway.orchestrator ? processTicks(gateway.orchestrator.pid) - orchBefore : 0;
+    const benchMs = benchCpuMs() - benchBefore;
+    const udpDrops = udpRcvbufErrors() - udpBefore;
+    const machineAfter = machineTicks();
+    const others = otherProcessDelta(othersBefore, otherProcessTicks(ours));
+    const pctOf = (ticks: number) => (100 * ticks) / ticksPerSecond / seconds;
+    const viewerFps = viewers.map((v) => (v.frames - v.windowStartFrames) / seconds);
+    const publisherFps = streams.map((s, i) => (s.videoFramesSent - sentBefore[i]) / seconds);
+    const statuses = await Promise.all(streams.map((s) => streamStatus(gateway.base, s.name)));
+    for (const [i, st] of statuses.entries()) {
+      if (!st) errors.push(`${streams[i].name}: no status`);
+      else if (st.lastError) errors.push(`${streams[i].name}: ${st.lastError}`);
+    }
+    const p50s = statuses.flatMap((s) => (s?.latencyMs ? [s.latencyMs.p50] : []));
+    const p95s = statuses.flatMap((s) => (s?.latencyMs ? [s.latencyMs.p95] : []));
+    const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    return {
+      streams: count,
+      viewers: viewers.length,
+      gatewayCpuPct: (100 * gwTicks) / ticksPerSecond / seconds,
+      orchestratorCpuPct: gateway.orchestrator ? (100 * orchTicks) / ticksPerSecond / seconds : undefined,
+      benchCpuPct: benchMs / 10 / seconds,
+      stealPct: pctOf(machineAfter.steal - machineBefore.steal),
+      otherProcessesPct: pctOf(others.ticks),
+      busiestOthers: others.top.map((o) => `${o.command} (${fmt(pctOf(o.ticks))} %)`),
+      irqPct: pctOf(machineAfter.irq - machineBefore.irq),
+      publisherFps: { min: Math.min(...publisherFps), avg: avg(publisherFps) },
+      viewerFps: { min: Math.min(...viewerFps), avg: avg(viewerFps) },
+      viewerFramesDropped: viewers.reduce((n, v) => n + v.peer.framesDropped, 0) - droppedBefore,
+      maxViewerGapMs: Math.max(...viewers.map((v) => v.maxGapMs)),
+      udpDrops,
+      serverLatency: { p50: median(p50s), p95: Math.max(...p95s) },
+      inputFramesDropped: statuses.reduce((n, s) => n + (s?.input.framesDropped ?? 0), 0),
+      errors,
+    };
+  } finally {
+    for (const s of streams) s.stopped = true;
+    for (const s of streams) await closeStream(gateway.base, s);
+  }
+}
+
+async function idleCpu(gateway: Gateway, ms: number, ticksPerSecond: number): Promise<number> {
+  const before = processTicks(gateway.child.pid);
+  const t0 = now();
+  await sleep(ms);
+  return (100 * (processTicks(gateway.child.pid) - before)) / ticksPerSecond / ((now() - t0) / 1000);
+}
+
+/** Log lines grouped by level + message + reason, stream names and numbers blanked out. */
+function groupProblems(lines: string[]): [string, number][] {
+  const counts = new Map<string, number>();
+  for (const line of lines) {
+    let key = line;
+    try {
+      const entry = JSON.parse(line) as {
+        level?: number;
+        msg?: string;
+        reason?: string;
+        err?: { message?: string };
+      };
+      const level = entry.level === 40 ? 'warn' : entry.level === 50 ? 'error' : `level ${entry.level}`;
+      key = `${level}: ${entry.msg ?? ''}${entry.reason ? ` (${entry.reason})` : ''}${entry.err?.message ? ` (${entry.err.message})` : ''}`;
+    } catch {
+      // not JSON: keep the line
+    }
+    key = key.replace(/\d+/g, '#');
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return [...counts.entries()].sort((a, b) => b[1] - a[1]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU profile summary
+
+interface ProfileNode {
+  id: number;
+  children?: number[];
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+}
+
+function summarizeProfile(dir: string): string[] {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+  if (!files.length) return [`(no .cpuprofile in ${dir})`];
+  // The gateway's main thread writes the largest profile (tsx's loader thread writes a small one).
+  const profiles = files
+    .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as { nodes: ProfileNode[] })
+    .sort((a, b) => b.nodes.length - a.nodes.length);
+  const { nodes } = profiles[0];
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const node of nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const where = (url: string): string => {
+    if (!url) return '(native)';
+    const path = url.startsWith('file://') ? fileURLToPath(url) : url;
+    const nm = path.lastIndexOf('node_modules/');
+    if (nm >= 0) return path.slice(nm + 'node_modules/'.length);
+    return path.startsWith('/') ? relative(ROOT, path) : path;
+  };
+  const nameOf = (node: ProfileNode): string => {
+    const { functionName, url, lineNumber } = node.callFrame;
+    // tsx-compiled files report line 0: leave the line out there.
+    const line = url && lineNumber > 0 ? `:${lineNumber + 1}` : '';
+    return `${functionName || '(anonymous)'} ${where(url)}${line}`;
+  };
+  const moduleOf = (node: ProfileNode): string => {
+    const { functionName, url } = node.callFrame;
+    if (!url) return functionName || '(native)';
+    const file = where(url);
+    if (file.startsWith('src/') || file.startsWith('node:')) return file;
+    return file
+      .split('/')
+      .slice(0, file.startsWith('@') ? 2 : 1)
+      .join('/');
+  };
+  const self = new Map<string, number>();
+  const inclusive = new Map<string, number>();
+  const byModule = new Map<string, number>();
+  let total = 0;
+  let idle = 0;
+  for (const node of nodes) {
+    const hits = node.hitCount ?? 0;
+    if (!hits) continue;
+    total += hits;
+    if (node.callFrame.functionName === '(idle)') {
+      idle += hits;
+      continue;
+    }
+    const add = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + hits);
+    add(self, nameOf(node));
+    add(byModule, moduleOf(node));
+    // Inclusive time of the project's own functions (each counted once per stack).
+    const seen = new Set<string>();
+    for (let id: number | undefined = node.id; id !== undefined; id = parent.get(id)) {
+      const frame = byId.get(id);
+      if (!frame || !where(frame.callFrame.url).startsWith('src/')) continue;
+      const key = nameOf(frame);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      add(inclusive, key);
+    }
+  }
+  const busy = total - idle;
+  const top = (map: Map<string, number>, n: number) =>
+    [...map.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, n)
+      .map(([k, v]) => `| ${fmt((100 * v) / busy, 1)} % | \`${k}\` |`);
+  return [
+    '',
+    `CPU profile of the gateway's main thread over the whole run (${files.length} file(s) in ${dir}): busy ` +
+      `${fmt((100 * (total - idle)) / total, 1)} % of the time; shares below are of the busy time.`,
+    '',
+    '| self | function |',
+    '|---:|---|',
+    ...top(self, 25),
+    '',
+    '| self | module / file |',
+    '|---:|---|',
+    ...top(byModule, 12),
+    '',
+    '| inclusive | project function |',
+    '|---:|---|',
+    ...top(inclusive, 15),
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  const ticksPerSecond = clockTicksPerSecond();
+  const log = (msg: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${msg}`);
+
+  log(`making a ${opts.clipSeconds} s 1280x720 30 fps H.264 clip...`);
+  const annexB = await makeH264Clip({
+    seconds: opts.clipSeconds,
+    width: 1280,
+    height: 720,
+    fps: 30,
+    dark: false,
+  });
+  const clip = new Clip(annexB, 30);
+  const clipKbps = (annexB.length * 8) / opts.clipSeconds / 1000;
+  const packetsPerFrame = clip.video.reduce((n, f) => n + f.payloads.length, 0) / clip.video.length;
+
+  log('starting the gateway...');
+  const gateway = await startGateway(opts);
+  let exitCode = 0;
+  const watchdog = setTimeout(() => {
+    console.error('bench: took over 8 minutes; giving up');
+    void gateway.child
+      .stop(2000)
+      .then(() => gateway.orchestrator?.stop(2000))
+      .finally(() => process.exit(1));
+  }, 8 * 60_000);
+  watchdog.unref();
+  const onSignal = () => {
+    void gateway.child
+      .stop(2000)
+      .then(() => gateway.orchestrator?.stop(2000))
+      .finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const ttff: TtffRun[] = [];
+  let lat: LatencyResult | undefined;
+  const loads: LoadResult[] = [];
+  const failures: string[] = [];
+  let idle = Number.NaN;
+  try {
+    idle = await idleCpu(gateway, 2000, ticksPerSecond);
+
+    log(`time to first frame: ${opts.ttffRuns} runs...`);
+    // One unmeasured run first: the first stream pays for module loading and JIT warm-up.
+    await timeToFirstFrame(gateway.base, clip, 0).catch((err) =>
+      failures.push(`ttff warm-up: ${err.message}`),
+    );
+    for (let i = 1; i <= opts.ttffRuns; i++) {
+      try {
+        ttff.push(await timeToFirstFrame(gateway.base, clip, i));
+      } catch (err) {
+        failures.push(`ttff run ${i}: ${(err as Error).message}`);
+      }
+    }
+
+    log(`latency: one stream for ${opts.latencyWindowMs / 1000} s...`);
+    try {
+      lat = await latency(gateway.base, clip, opts.latencyWindowMs);
+    } catch (err) {
+      failures.push(`latency: ${(err as Error).message}`);
+    }
+
+    for (const count of opts.streams) {
+      log(`CPU: ${count} stream(s) × ${opts.viewersPerStream} viewers...`);
+      try {
+        loads.push(await load(gateway, clip, count, opts, ticksPerSecond));
+      } catch (err) {
+        failures.push(`${count} streams: ${(err as Error).message}`);
+      }
+      if (gateway.child.exited) {
+        failures.push(`the gateway exited (${gateway.child.exited.code ?? gateway.child.exited.signal})`);
+        break;
+      }
+    }
+  } catch (err) {
+    failures.push((err as Error).message);
+    exitCode = 1;
+  } finally {
+    log('stopping the gateway...');
+    await gateway.child.stop();
+    await gateway.orchestrator?.stop();
+  }
+
+  // ---- report
+  const cpus = os.cpus();
+  const out: string[] = [];
+  out.push(
+    `## lp-gateway live benchmark${opts.quick ? ' (--quick)' : ''}${opts.cpuProf ? ' (gateway under --cpu-prof: CPU figures inflated)' : ''}`,
+  );
+  out.push('');
+  out.push(
+    `Machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ` +
+      `${os.type()} ${os.release()}, Node ${process.version}. Gateway: child process, ` +
+      (opts.externalOrch
+        ? 'local orchestrator in its own process'
+        : 'embedded local orchestrator (same process)') +
+      `, effect \`passthrough\`; all on 127.0.0.1.`,
+  );
+  out.push(
+    `Clip: 1280x720 30 fps H.264 baseline, GOP 1 s, ${opts.clipSeconds} s looped, ${fmt(clipKbps)} kbit/s, ` +
+      `${fmt(packetsPerFrame, 1)} RTP packets/frame, plus synthetic Opus 20 ms. Publishers and viewers are werift ` +
+      `peers in the bench process.`,
+  );
+  out.push('');
+  out.push('| measurement | value |');
+  out.push('|---|---|');
+  if (ttff.length) {
+    const col = (k: keyof TtffRun) => ttff.map((r) => r[k]);
+    out.push(
+      `| time to first frame, p50 / max (${ttff.length} runs) | **${fmt(median(col('totalMs')))} / ${fmt(Math.max(...col('totalMs')))} ms** |`,
+    );
+    out.push(
+      `| … of which (p50): WHIP 201 / publisher connected / viewer connected | ${fmt(median(col('whip201Ms')))} / ${fmt(median(col('publisherConnectedMs')))} / ${fmt(median(col('viewerConnectedMs')))} ms after start |`,
+    );
+    out.push(
+      `| … first send → first frame at viewer, p50 / max | ${fmt(median(col('sendToFirstFrameMs')))} / ${fmt(Math.max(...col('sendToFirstFrameMs')))} ms |`,
+    );
+  } else {
+    out.push('| time to first frame | failed |');
+  }
+  if (lat) {
+    const s = lat.server;
+    out.push(
+      `| gateway-added latency, server (\`status.latencyMs\`, ingest arrival → egress send), p50 / p95 | **${s ? `${fmt(s.p50)} / ${fmt(s.p95)} ms** (${s.frames} frames)` : 'n/a**'} |`,
+    );
+    out.push(
+      `| end-to-end latency, client (publisher last packet sent → viewer frame complete), p50 / p95 / max | **${fmt(lat.client.p50, 1)} / ${fmt(lat.client.p95, 1)} / ${fmt(lat.client.max, 1)} ms** (${lat.client.frames} frames, ${lat.unmatched} unmatched) |`,
+    );
+    const k = lat.clientByKind;
+    out.push(
+      `| … client p50 for keyframes / the frame after / other frames | ${fmt(k.keyframe, 1)} / ${fmt(k.afterKeyframe, 1)} / ${fmt(k.other, 1)} ms |`,
+    );
+  } else {
+    out.push('| latency | failed |');
+  }
+  out.push(`| gateway CPU idle (no streams) | ${fmt(idle, 1)} % of one core |`);
+  out.push('');
+  if (loads.length) {
+    const orch = loads.some((l) => l.orchestratorCpuPct !== undefined);
+    out.push(
+      `| streams × viewers | gateway CPU (% of one core) | per stream |${orch ? ' orchestrator CPU |' : ''} bench process CPU | rest of machine: other processes / irq / steal | publisher fps min / avg | viewer fps min / avg | frames dropped: gateway input / viewers | UDP receive-buffer drops | longest gap at a viewer | server latency p50 / worst p95 | keeps up |`,
+    );
+    out.push(`|---|---:|---:|${orch ? '---:|' : ''}---:|---:|---|---|---|---:|---:|---|---|`);
+    for (const l of loads) {
+      const keepsUp = l.viewerFps.min >= 28 && l.publisherFps.min >= 28;
+      out.push(
+        `| ${l.streams} × ${l.viewers / l.streams} | ${fmt(l.gatewayCpuPct, 1)} % | ${fmt(l.gatewayCpuPct / l.streams, 1)} % |` +
+          `${orch ? ` ${fmt(l.orchestratorCpuPct ?? Number.NaN, 1)} % |` : ''}` +
+          ` ${fmt(l.benchCpuPct, 1)} % | ${fmt(l.otherProcessesPct, 1)} / ${fmt(l.irqPct, 1)} / ${fmt(l.stealPct, 1)} % | ${fmt(l.publisherFps.min, 1)} / ${fmt(l.publisherFps.avg, 1)} |` +
+          ` ${fmt(l.viewerFps.min, 1)} / ${fmt(l.viewerFps.avg, 1)} | ${l.inputFramesDropped} / ${l.viewerFramesDropped} | ${fmt(l.udpDrops)} | ${fmt(l.maxViewerGapMs)} ms |` +
+          ` ${fmt(l.serverLatency.p50)} / ${fmt(l.serverLatency.p95)} ms | ${keepsUp ? 'yes' : '**no**'} |`,
+      );
+    }
+    out.push('');
+    out.push(
+      `CPU window ${opts.windowMs / 1000} s after ${opts.warmupMs / 1000} s warm-up; gateway CPU from /proc/<pid>/stat ` +
+        `(utime+stime, all threads, CLK_TCK ${ticksPerSecond}); bench CPU from process.cpuUsage(); rest of machine = ` +
+        'all other processes (/proc/*/stat), irq+softirq and steal (/proc/stat) — other work on this box skews the run. ' +
+        '"Keeps up" = every publisher and viewer ≥ 28 fps. Frames dropped: gateway input = `status.input.framesDropped` ' +
+        '(whole stream), viewers = incomplete access units at the viewers (packet loss) in the window. UDP receive-buffer ' +
+        'drops: /proc/net/snmp RcvbufErrors over the window, whole machine (gateway and bench sockets alike).',
+    );
+    for (const l of loads) {
+      for (const e of l.errors) failures.push(`${l.streams} streams: ${e}`);
+      if (l.otherProcessesPct >= 10) {
+        out.push('');
+        out.push(
+          `Warning (${l.streams} streams): other processes used ${fmt(l.otherProcessesPct)} % of a core during the window, ` +
+            `which skews this row. Busiest: ${l.busiestOthers.map((c) => `\`${c}\``).join(', ')}.`,
+        );
+      }
+      if (l.viewerFps.min >= 28 && l.publisherFps.min >= 28) continue;
+      const busy =
+        l.gatewayCpuPct +
+        l.benchCpuPct +
+        (l.orchestratorCpuPct ?? 0) +
+        l.otherProcessesPct +
+        l.irqPct +
+        l.stealPct;
+      const where =
+        l.publisherFps.min < 28
+          ? 'the bench could not send in real time (its publishers fell behind)'
+          : l.inputFramesDropped === 0 && l.viewerFramesDropped > 0
+            ? 'the gateway lost no input frames; the losses are on the way to the viewers (UDP receive-buffer drops at the bench process, or the gateway sending late)'
+            : 'the gateway lost input frames (UDP receive-buffer drops at its ingest sockets while its event loop was busy; the bench publishers ignore PLI, so each loss costs the frames up to the next keyframe, ≤ 1 s)';
+      out.push('');
+      out.push(
+        `Note (${l.streams} streams): not keeping up — ${where}. The machine was ` +
+          `${fmt(busy)} % busy of ${cpusCount() * 100} % (${cpusCount()} cores), with gateway${l.orchestratorCpuPct !== undefined ? ', orchestrator' : ''} and bench on it.`,
+      );
+    }
+  }
+  const problems = [...gateway.child.problems, ...(gateway.orchestrator?.problems ?? [])];
+  out.push('');
+  if (problems.length) {
+    out.push(`Gateway log: ${problems.length} warning/error line(s), by message:`);
+    out.push('');
+    for (const [message, n] of groupProblems(problems)) out.push(`- ${n} × ${message}`);
+  } else {
+    out.push('Gateway log: no warnings or errors.');
+  }
+  if (failures.length) {
+    out.push('');
+    out.push(`Failures:\n${failures.map((f) => `- ${f}`).join('\n')}`);
+  }
+  if (gateway.profileDir) {
+    try {
+      out.push(...summarizeProfile(gateway.profileDir));
+    } catch (err) {
+      out.push(`(could not read the CPU profile: ${(err as Error).message})`);
+    }
+  }
+  out.push('');
+  out.push(`Bench took ${fmt((Date.now() - started) / 1000)} s.`);
+  console.log(out.join('\n'));
+  if (failures.length && !ttff.length && !loads.length) exitCode = 1;
+  // werift can leave timers behind after close(); everything of ours is closed, so do not wait for them.
+  process.exit(exitCode);
+}
+
+main().catch((err) => {
+  console.error(`bench: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
