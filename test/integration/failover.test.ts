@@ -21,11 +21,11 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
 });
 
-async function localOrchestrator(models = ['passthrough', 'invert']) {
+async function localOrchestrator(models = ['passthrough', 'invert'], pricePerUnit = 0n) {
   const orch = await LocalOrchestrator.start({
     serviceAddr: '127.0.0.1:0',
     models,
-    pricePerUnit: 0n,
+    pricePerUnit,
     pixelsPerUnit: 1n,
     capacity: 4,
     logger,
@@ -37,6 +37,7 @@ async function localOrchestrator(models = ['passthrough', 'invert']) {
 async function gateway(
   orchestrators: string[],
   limits: Partial<{ noOutputTimeoutMs: number; noOrchestratorGraceMs: number }> = {},
+  priceCeiling = PriceCeiling.none(),
 ) {
   const pool = new OrchestratorPool({
     sources: [new StaticSource(orchestrators)],
@@ -44,7 +45,7 @@ async function gateway(
     grpcTimeoutMs: 3000,
     infoMaxAgeMs: 10_000,
     concurrency: 4,
-    priceCeiling: PriceCeiling.none(),
+    priceCeiling,
     // random() = 0 always draws the first candidate: orchestrators are tried in the order given.
     random: () => 0,
     logger,
@@ -187,6 +188,55 @@ describe('failover', () => {
     expect(status.swaps[0].from).toBe(faulty.url);
     expect(status.swaps[0].reason).toContain('orchestrator reported');
   }, 40_000);
+
+  it('with six orchestrators, skips the expensive one and the one without the model, and rides out the rest', async () => {
+    const expensive = await localOrchestrator(['passthrough'], 1000n);
+    const noModel = await localOrchestrator(['invert']);
+    const failsStart = await spawnLocalOrchestrator({ fault: 'fail-start' });
+    cleanups.push(() => failsStart.kill());
+    const dies = await spawnLocalOrchestrator({ fault: 'exit-after:2s' });
+    cleanups.push(() => dies.kill());
+    const stalls = await spawnLocalOrchestrator({ fault: 'stall-output-after:2s' });
+    cleanups.push(() => stalls.kill());
+    const healthy = await spawnLocalOrchestrator({});
+    cleanups.push(() => healthy.kill());
+    const ceiling = new PriceCeiling({ maxPricePerUnit: 10n, pixelsPerUnit: 1n });
+    const gw = await gateway(
+      [expensive.url, noModel.url, failsStart.url, dies.url, stalls.url, healthy.url],
+      { noOutputTimeoutMs: 1500 },
+      ceiling,
+    );
+    await gw.pool.refresh();
+    const clip = await makeH264Clip({ seconds: 12 });
+    const publisher = await WhipTestPublisher.connect(gw.url('six', 'whip?model=passthrough'));
+    cleanups.push(() => publisher.close());
+    const viewer = await WhepTestViewer.connect(gw.url('six', 'whep'));
+    cleanups.push(() => viewer.close());
+    const used = new Set<string>();
+    const sending = publisher.send({ video: h264Frames(clip, 30) });
+    await waitFor(
+      async () => {
+        const s = await gw.status('six');
+        if (s.orchestrator) used.add(s.orchestrator);
+        return s.orchestrator === healthy.url;
+      },
+      'the healthy orchestrator',
+      25_000,
+    );
+    const reached = viewer.frames.length;
+    await waitFor(() => viewer.frames.length > reached + 30, 'frames from the healthy orchestrator');
+    await sending;
+    const status = await gw.status('six');
+    for (const s of status.swaps) used.add(s.from);
+    expect(used.has(expensive.url)).toBe(false);
+    expect(used.has(noModel.url)).toBe(false);
+    expect(used.has(failsStart.url)).toBe(false);
+    expect(status.swaps.map((s: { from: string }) => s.from)).toEqual([dies.url, stalls.url]);
+    expect(new Set(viewer.videoPackets.map((p) => p.ssrc)).size).toBe(1);
+    const states = Object.fromEntries(gw.pool.list('passthrough').map((o) => [o.url, o.state]));
+    expect(states[expensive.url]).toBe('too-expensive');
+    expect(states[noModel.url]).toBe('no-model');
+  }, 60_000);
 
   it('uses a suspended orchestrator when it is the only one left, rather than refusing the stream', async () => {
     const only = await localOrchestrator();
