@@ -91,7 +91,6 @@ async function main(): Promise<void> {
       swapWindowMs: live.swapWindowMs,
       noOrchestratorGraceMs: live.noOrchestratorGraceMs,
     },
-    grpcTimeoutMs: config.grpcTimeoutMs,
     network: { hostAddresses: localHostAddresses() },
     logger,
   });

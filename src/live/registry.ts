@@ -22,7 +22,6 @@ export interface LiveStreamsOptions {
   identity: GatewayIdentity;
   limits: Omit<LiveSessionLimits, FailoverLimits> &
     Partial<Pick<LiveSessionLimits, FailoverLimits>> & { maxStreams: number };
-  grpcTimeoutMs: number;
   network: PeerNetworkOptions;
   logger: Logger;
 }

@@ -48,7 +48,6 @@ beforeAll(async () => {
       ingestTimeoutMs: 10_000,
       maxStreams: 4,
     },
-    grpcTimeoutMs: 2000,
     network: LOOPBACK_NETWORK,
     logger,
   });

@@ -30,7 +30,6 @@ const streams = new LiveStreams({
     ingestTimeoutMs: 5000,
     maxStreams: 4,
   },
-  grpcTimeoutMs: 500,
   network: LOOPBACK_NETWORK,
   logger,
 });

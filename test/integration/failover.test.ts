@@ -61,7 +61,6 @@ async function gateway(
       maxStreams: 4,
       ...limits,
     },
-    grpcTimeoutMs: 3000,
     network: LOOPBACK_NETWORK,
     logger,
   });

@@ -57,7 +57,6 @@ beforeAll(async () => {
       ingestTimeoutMs: 1500,
       maxStreams: 8,
     },
-    grpcTimeoutMs: 2000,
     network: net,
     logger,
   });

@@ -392,7 +392,6 @@ describe('discovery and the info cache', () => {
         ingestTimeoutMs: 5000,
         maxStreams: 1,
       },
-      grpcTimeoutMs: 500,
       network: LOOPBACK_NETWORK,
       logger: silent,
     });
