@@ -21,7 +21,7 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "lp-gateway: installing ${need[*]} with apt-get..."
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    apt-get install -y -qq "${need[@]}" >/dev/null
   else
     echo "lp-gateway: missing ${need[*]}. Install it, then run this command again:" >&2
     echo "  sudo apt-get install -y ${need[*]}" >&2
