@@ -1,22 +1,14 @@
 // A person's path, in Debian's Chromium with a fake camera: publish from the publish page, watch
 // from the watch page, see the effect in the pixels, switch it from the page's controls.
-import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildGatewayApp } from '../../src/http/app.ts';
-import { LiveStreams } from '../../src/live/registry.ts';
 import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
-import { StaticSource } from '../../src/orchestrators/discovery.ts';
-import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
-import { PriceCeiling } from '../../src/orchestrators/price.ts';
-import { offchainIdentity } from '../../src/payments/identity.ts';
-import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
+import { startTestGateway } from '../helpers/gateway.ts';
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 let orch: LocalOrchestrator;
-let streams: LiveStreams;
-let app: Awaited<ReturnType<typeof buildGatewayApp>>;
+let gw: Awaited<ReturnType<typeof startTestGateway>>;
 let browser: Browser;
 let base: string;
 
@@ -29,37 +21,8 @@ beforeAll(async () => {
     capacity: 4,
     logger,
   });
-  const pool = new OrchestratorPool({
-    sources: [new StaticSource([orch.url])],
-    identity: offchainIdentity,
-    grpcTimeoutMs: 2000,
-    infoMaxAgeMs: 10_000,
-    concurrency: 4,
-    priceCeiling: PriceCeiling.none(),
-    logger,
-  });
-  streams = new LiveStreams({
-    pool,
-    identity: offchainIdentity,
-    limits: {
-      minSegmentDurationMs: 1000,
-      pliIntervalMs: 2000,
-      maxViewers: 4,
-      ingestTimeoutMs: 10_000,
-      maxStreams: 4,
-    },
-    network: LOOPBACK_NETWORK,
-    logger,
-  });
-  app = await buildGatewayApp({
-    pool,
-    streams,
-    live: { iceServers: [], defaultModel: 'invert' },
-    bodyLimitBytes: 1024 * 1024,
-    logger,
-  });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  gw = await startTestGateway({ orchestrators: [orch.url], logger, limits: { ingestTimeoutMs: 10_000 } });
+  base = gw.base;
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: [
@@ -78,8 +41,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await streams?.closeAll();
-  await app?.close();
+  await gw?.close();
   await orch?.close();
 });
 

@@ -1,16 +1,10 @@
 // Failover a viewer barely notices: the orchestrator running a stream goes away, the gateway
 // moves the stream to another one, and the WHEP viewer's connection, SSRC and timelines stay.
-import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildGatewayApp } from '../../src/http/app.ts';
-import { LiveStreams } from '../../src/live/registry.ts';
 import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
-import { StaticSource } from '../../src/orchestrators/discovery.ts';
-import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
 import { PriceCeiling } from '../../src/orchestrators/price.ts';
-import { offchainIdentity } from '../../src/payments/identity.ts';
-import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
+import { startTestGateway } from '../helpers/gateway.ts';
 import { makeH264Clip } from '../helpers/media.ts';
 import { spawnLocalOrchestrator } from '../helpers/orchestrator-process.ts';
 import { h264Frames, WhepTestViewer, WhipTestPublisher } from '../helpers/webrtc-clients.ts';
@@ -39,49 +33,17 @@ async function gateway(
   limits: Partial<{ noOutputTimeoutMs: number; noOrchestratorGraceMs: number }> = {},
   priceCeiling = PriceCeiling.none(),
 ) {
-  const pool = new OrchestratorPool({
-    sources: [new StaticSource(orchestrators)],
-    identity: offchainIdentity,
-    grpcTimeoutMs: 3000,
-    infoMaxAgeMs: 10_000,
-    concurrency: 4,
+  const gw = await startTestGateway({
+    orchestrators,
+    logger,
+    limits,
     priceCeiling,
     // random() = 0 always draws the first candidate: orchestrators are tried in the order given.
     random: () => 0,
-    logger,
+    defaultModel: 'passthrough',
   });
-  const streams = new LiveStreams({
-    pool,
-    identity: offchainIdentity,
-    limits: {
-      minSegmentDurationMs: 1000,
-      pliIntervalMs: 2000,
-      maxViewers: 4,
-      ingestTimeoutMs: 5000,
-      maxStreams: 4,
-      ...limits,
-    },
-    network: LOOPBACK_NETWORK,
-    logger,
-  });
-  const app = await buildGatewayApp({
-    pool,
-    streams,
-    live: { iceServers: [], defaultModel: 'passthrough' },
-    bodyLimitBytes: 1024 * 1024,
-    logger,
-  });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  cleanups.push(async () => {
-    await streams.closeAll();
-    await app.close();
-  });
-  const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-  return {
-    pool,
-    url: (stream: string, what: string) => `${base}/live/video-to-video/${stream}/${what}`,
-    status: async (stream: string) => (await fetch(`${base}/live/video-to-video/${stream}/status`)).json(),
-  };
+  cleanups.push(() => gw.close());
+  return gw;
 }
 
 async function waitFor(

@@ -1,17 +1,10 @@
 // The live path end to end over real sockets on 127.0.0.1: a werift publisher sends an H.264
 // clip over WHIP, the gateway segments it to the local orchestrator over trickle, and a werift
 // WHEP viewer receives the processed video, which ffmpeg decodes.
-import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildGatewayApp } from '../../src/http/app.ts';
-import { LiveStreams } from '../../src/live/registry.ts';
 import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
-import { StaticSource } from '../../src/orchestrators/discovery.ts';
-import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
-import { PriceCeiling } from '../../src/orchestrators/price.ts';
-import { offchainIdentity } from '../../src/payments/identity.ts';
-import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
+import { startTestGateway } from '../helpers/gateway.ts';
 import { decodeGray, makeH264Clip, mean } from '../helpers/media.ts';
 import {
   h264Frames,
@@ -23,11 +16,8 @@ import {
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 let orch: LocalOrchestrator;
-let streams: LiveStreams;
-let app: Awaited<ReturnType<typeof buildGatewayApp>>;
-let base: string;
+let gw: Awaited<ReturnType<typeof startTestGateway>>;
 let clip: Buffer;
-const net = { ...LOOPBACK_NETWORK };
 
 beforeAll(async () => {
   orch = await LocalOrchestrator.start({
@@ -38,47 +28,20 @@ beforeAll(async () => {
     capacity: 8,
     logger,
   });
-  const pool = new OrchestratorPool({
-    sources: [new StaticSource([orch.url])],
-    identity: offchainIdentity,
-    grpcTimeoutMs: 2000,
-    infoMaxAgeMs: 10_000,
-    concurrency: 4,
-    priceCeiling: PriceCeiling.none(),
+  gw = await startTestGateway({
+    orchestrators: [orch.url],
     logger,
+    limits: { maxViewers: 2, ingestTimeoutMs: 1500 },
   });
-  streams = new LiveStreams({
-    pool,
-    identity: offchainIdentity,
-    limits: {
-      minSegmentDurationMs: 1000,
-      pliIntervalMs: 2000,
-      maxViewers: 2,
-      ingestTimeoutMs: 1500,
-      maxStreams: 8,
-    },
-    network: net,
-    logger,
-  });
-  app = await buildGatewayApp({
-    pool,
-    streams,
-    live: { iceServers: [], defaultModel: 'invert' },
-    bodyLimitBytes: 1024 * 1024,
-    logger,
-  });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   clip = await makeH264Clip({ seconds: 5 });
 }, 60_000);
 
 afterAll(async () => {
-  await streams?.closeAll();
-  await app?.close();
+  await gw?.close();
   await orch?.close();
 });
 
-const url = (stream: string, what: string) => `${base}/live/video-to-video/${stream}/${what}`;
+const url = (stream: string, what: string) => gw.url(stream, what);
 
 function activeResources(): Record<string, number> {
   const counts: Record<string, number> = {};

@@ -1,0 +1,71 @@
+// A whole gateway on 127.0.0.1 for tests: orchestrator pool, stream registry and HTTP app,
+// with loopback-only WebRTC and the limits a test wants.
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { buildGatewayApp } from '../../src/http/app.ts';
+import { LiveStreams, type LiveStreamsOptions } from '../../src/live/registry.ts';
+import { StaticSource } from '../../src/orchestrators/discovery.ts';
+import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
+import { PriceCeiling } from '../../src/orchestrators/price.ts';
+import { offchainIdentity } from '../../src/payments/identity.ts';
+import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
+
+export interface TestGatewayOptions {
+  orchestrators: string[];
+  logger: Logger;
+  limits?: Partial<LiveStreamsOptions['limits']>;
+  priceCeiling?: PriceCeiling;
+  /** Selection's randomness; () => 0 tries orchestrators in the order given. */
+  random?: () => number;
+  defaultModel?: string;
+  grpcTimeoutMs?: number;
+}
+
+export async function startTestGateway(opts: TestGatewayOptions) {
+  const { logger } = opts;
+  const pool = new OrchestratorPool({
+    sources: [new StaticSource(opts.orchestrators)],
+    identity: offchainIdentity,
+    grpcTimeoutMs: opts.grpcTimeoutMs ?? 3000,
+    infoMaxAgeMs: 10_000,
+    concurrency: 4,
+    priceCeiling: opts.priceCeiling ?? PriceCeiling.none(),
+    random: opts.random,
+    logger,
+  });
+  const streams = new LiveStreams({
+    pool,
+    identity: offchainIdentity,
+    limits: {
+      minSegmentDurationMs: 1000,
+      pliIntervalMs: 2000,
+      maxViewers: 4,
+      ingestTimeoutMs: 5000,
+      maxStreams: 8,
+      ...opts.limits,
+    },
+    network: LOOPBACK_NETWORK,
+    logger,
+  });
+  const app = await buildGatewayApp({
+    pool,
+    streams,
+    live: { iceServers: [], defaultModel: opts.defaultModel ?? 'invert' },
+    bodyLimitBytes: 1024 * 1024,
+    logger,
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  return {
+    pool,
+    streams,
+    base,
+    url: (stream: string, what: string) => `${base}/live/video-to-video/${stream}/${what}`,
+    status: async (stream: string) => (await fetch(`${base}/live/video-to-video/${stream}/status`)).json(),
+    async close() {
+      await streams.closeAll();
+      await app.close();
+      pool.stop();
+    },
+  };
+}
