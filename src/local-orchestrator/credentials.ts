@@ -45,6 +45,13 @@ export function readPaymentHeader(header: string | undefined): Payment {
 
 /** Livepeer-Segment: base64 SegData whose auth token this orchestrator issued and that has not expired. 403 otherwise. */
 export function readSegmentHeader(header: string | undefined, secret: Uint8Array, now = Date.now()): SegData {
+  const seg = decodeSegmentHeader(header);
+  checkAuthToken(seg, secret, now);
+  return seg;
+}
+
+/** Livepeer-Segment decoded, unchecked (403 when missing or unreadable). */
+export function decodeSegmentHeader(header: string | undefined): SegData {
   if (!header) throw new CredentialError(403, 'missing Livepeer-Segment header');
   const bytes = decodeBase64(header);
   if (!bytes) throw new CredentialError(403, 'Livepeer-Segment is not valid base64');
@@ -54,6 +61,11 @@ export function readSegmentHeader(header: string | undefined, secret: Uint8Array
   } catch (err) {
     throw new CredentialError(403, `Livepeer-Segment is not a valid SegData: ${(err as Error).message}`);
   }
+  return seg;
+}
+
+/** The SegData's auth token: issued by this orchestrator (HMAC with its secret) and unexpired. 403 otherwise. */
+export function checkAuthToken(seg: SegData, secret: Uint8Array, now = Date.now()): void {
   const token = seg.authToken;
   if (!token?.token || token.sessionId === undefined || token.expiration === undefined) {
     throw new CredentialError(403, 'missing auth token');
@@ -63,7 +75,6 @@ export function readSegmentHeader(header: string | undefined, secret: Uint8Array
     throw new CredentialError(403, 'invalid auth token');
   }
   if (BigInt(Math.floor(now / 1000)) > token.expiration) throw new CredentialError(403, 'expired auth token');
-  return seg;
 }
 
 function decodeBase64(text: string): Buffer | undefined {

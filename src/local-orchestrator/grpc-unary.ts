@@ -58,7 +58,7 @@ export async function serveUnary(
         ':status': 200,
         'content-type': 'application/grpc+proto',
         'grpc-status': String(code),
-        'grpc-message': encodeURIComponent((err as Error).message),
+        'grpc-message': grpcPercentEncode((err as Error).message),
       },
       { endStream: true },
     );
@@ -74,4 +74,19 @@ async function readBody(req: Http2ServerRequest): Promise<Buffer> {
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);
+}
+
+/**
+ * The gRPC spec's percent-encoding for grpc-message: only '%' and bytes outside 0x20–0x7E are
+ * encoded (encodeURIComponent also encodes ':' and the like, which clients do not decode back).
+ */
+export function grpcPercentEncode(message: string): string {
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8')) {
+    out +=
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
 }

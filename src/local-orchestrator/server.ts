@@ -5,8 +5,11 @@ import http2, { type Http2SecureServer, type Http2ServerRequest, type Http2Serve
 import type { AddressInfo, Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import { getAddress, keccak256, stringToBytes } from 'viem';
 import { formatFault, NO_FAULT, type OrchestratorFault, orchestratorFault } from '../config/fault.ts';
 import { Invalid } from '../config/parse.ts';
+import { flattenSegment } from '../payments/credentials.ts';
+import { compare, rat } from '../payments/rational.ts';
 import { TrickleServer } from '../trickle/index.ts';
 import {
   Capability,
@@ -17,17 +20,28 @@ import {
   GET_ORCHESTRATOR_PATH,
   type OrchestratorInfo,
   type OrchestratorRequest,
+  type Payment,
+  type SegData,
 } from '../wire/lp-rpc.ts';
 import {
   AUTH_TOKEN_VALID_MS,
   CredentialError,
+  checkAuthToken,
+  decodeSegmentHeader,
   makeAuthToken,
   readPaymentHeader,
-  readSegmentHeader,
 } from './credentials.ts';
 import { EFFECTS } from './effects.ts';
 import { GrpcCode, GrpcStatusError, isGrpcRequest, serveUnary } from './grpc-unary.ts';
 import { LiveJob } from './live-job.ts';
+import {
+  type LocalOrchestratorPayments,
+  PaymentError,
+  Recipient,
+  toAddress,
+  verifySig,
+  weiString,
+} from './recipient.ts';
 import { selfSignedCertificate } from './tls.ts';
 
 export const TRICKLE_PATH = '/ai/trickle/';
@@ -58,10 +72,19 @@ export interface LocalOrchestratorOptions {
    * Otherwise (embedded, in-process tests) it stops listening and destroys every connection.
    */
   faultExitsProcess?: boolean;
+  /**
+   * Turns the PM recipient on (tickets, signatures, balances, live accounting). Absent: off-chain,
+   * as go-livepeer with -network offchain: no ticket params, no checks.
+   */
+  payments?: LocalOrchestratorPayments;
 }
+
+export type { LocalOrchestratorPayments } from './recipient.ts';
 
 export class LocalOrchestrator {
   readonly jobs = new Map<string, LiveJob>();
+  /** The PM recipient when `payments` is on: balances and winning tickets live here. */
+  readonly recipient?: Recipient;
   /** `https://host:port`, known once listening. */
   url = '';
   private readonly secret: Uint8Array;
@@ -79,6 +102,12 @@ export class LocalOrchestrator {
   ) {
     this.secret = opts.secret ?? randomBytes(32);
     this.fault = parseFaultOption(opts.fault);
+    if (opts.payments) {
+      if (opts.pixelsPerUnit <= 0n || opts.pricePerUnit < 0n) {
+        throw new Error('local orchestrator: payments need pixelsPerUnit > 0 and pricePerUnit >= 0');
+      }
+      this.recipient = new Recipient(opts.payments, rat(opts.pricePerUnit, opts.pixelsPerUnit));
+    }
     this.trickle = new TrickleServer({ basePath: TRICKLE_PATH, logger: opts.logger });
     const grpcMethods = { [GET_ORCHESTRATOR_PATH]: (m: Uint8Array) => this.getOrchestrator(m) };
     this.app = Fastify({
@@ -157,7 +186,11 @@ export class LocalOrchestrator {
    * What GetOrchestrator answers; also the `info` of a PaymentResult. As go-livepeer does,
    * hardware and per-model prices are listed only for a request that named no capabilities.
    */
-  orchestratorInfo(authToken = this.newAuthToken(), requestHadCapabilities = false): OrchestratorInfo {
+  orchestratorInfo(
+    authToken = this.newAuthToken(),
+    requestHadCapabilities = false,
+    sender?: Uint8Array,
+  ): OrchestratorInfo {
     const free = Math.max(0, this.opts.capacity - this.jobs.size);
     const models = Object.fromEntries(
       this.opts.models.map((m) => [m, { warm: true, capacity: free, capacityInUse: this.jobs.size }]),
@@ -165,10 +198,12 @@ export class LocalOrchestrator {
     const price = { pricePerUnit: this.opts.pricePerUnit, pixelsPerUnit: this.opts.pixelsPerUnit };
     // go-livepeer gateways drop an orchestrator lacking any of the default capabilities.
     const caps = [...DEFAULT_CAPABILITIES, Capability.LiveVideoToVideo];
+    const recipient = this.recipient;
     return {
       transcoder: this.url,
+      ...(recipient ? { ticketParams: recipient.ticketParams(toAddress(sender)) } : {}),
       priceInfo: price,
-      address: new Uint8Array(20),
+      address: recipient ? Buffer.from(recipient.address.slice(2), 'hex') : new Uint8Array(20),
       capabilities: {
         bitstring: capabilityBitstring(caps),
         capacities: Object.fromEntries(
@@ -206,7 +241,14 @@ export class LocalOrchestrator {
         `bad OrchestratorRequest: ${(err as Error).message}`,
       );
     }
-    // Off-chain, like go-livepeer, the request's address and signature are not checked.
+    // Off-chain, like go-livepeer, the request's address and signature are not checked. On-chain
+    // the sig is EIP-191 over keccak256 of the EIP-55 address string (server/rpc.go verifyOrchestratorReq).
+    if (this.recipient?.verifySenderSignatures && !(await this.orchestratorRequestSigOk(request))) {
+      throw new GrpcStatusError(
+        GrpcCode.UNKNOWN,
+        'Invalid orchestrator request: orchestrator req sig check failed',
+      );
+    }
     const wanted =
       request.capabilities?.constraints?.PerCapability?.[String(Capability.LiveVideoToVideo)]?.models;
     if (wanted && !request.ignoreCapacityCheck) {
@@ -217,8 +259,14 @@ export class LocalOrchestrator {
     }
     return encodeMessage(
       'OrchestratorInfo',
-      this.orchestratorInfo(undefined, request.capabilities !== undefined),
+      this.orchestratorInfo(undefined, request.capabilities !== undefined, request.address),
     );
+  }
+
+  private async orchestratorRequestSigOk(request: OrchestratorRequest): Promise<boolean> {
+    if (request.address?.length !== 20) return false;
+    const address = getAddress(toAddress(request.address));
+    return verifySig(address, keccak256(stringToBytes(address)), request.sig);
   }
 
   private registerRoutes(): void {
@@ -261,9 +309,24 @@ export class LocalOrchestrator {
         if (this.jobs.size >= this.opts.capacity) {
           return reply.code(503).type('text/plain; charset=utf-8').send('insufficient capacity');
         }
-        const denied = this.checkCredentials(req.headers);
-        if (denied) return reply.code(denied.status).type('text/plain; charset=utf-8').send(denied.message);
+        const creds = await this.checkCredentials(req.headers);
+        if (creds instanceof CredentialError) {
+          return reply.code(creds.status).type('text/plain; charset=utf-8').send(creds.message);
+        }
+        const mid = randomBytes(8).toString('hex');
+        // On-chain: the start payment is credited under the new mid, which must then hold one ticket's EV.
+        const recipient = this.recipient;
+        const sender = toAddress(creds.payment.sender);
+        if (recipient) {
+          const refused = await this.processPayment(creds.payment, mid);
+          if (refused) return reply.code(400).type('text/plain; charset=utf-8').send(refused);
+          if (recipient.price.num > 0n && !recipient.sufficientBalance(sender, mid)) {
+            recipient.clearBalance(sender, mid);
+            return reply.code(400).type('text/plain; charset=utf-8').send('Insufficient balance');
+          }
+        }
         if (this.fault.kind === 'fail-start') {
+          recipient?.clearBalance(sender, mid);
           return reply
             .code(500)
             .type('text/plain; charset=utf-8')
@@ -272,12 +335,12 @@ export class LocalOrchestrator {
             );
         }
 
-        const mid = randomBytes(8).toString('hex');
         const base = `${this.url}${TRICKLE_PATH}${mid}`;
         this.trickle.createChannel(mid, 'video/MP2T');
         this.trickle.createChannel(`${mid}-out`, 'video/MP2T');
         this.trickle.createChannel(`${mid}-control`, 'application/json');
         this.trickle.createChannel(`${mid}-events`, 'application/json');
+        let accounting: NodeJS.Timeout | undefined;
         const job = new LiveJob({
           manifestId: mid,
           trickleBase: `${this.url}${TRICKLE_PATH}`,
@@ -288,6 +351,8 @@ export class LocalOrchestrator {
           logger: this.opts.logger,
           fault: this.fault,
           onEnd: () => {
+            clearInterval(accounting);
+            recipient?.clearBalance(sender, mid);
             this.jobs.delete(mid);
             for (const suffix of ['', '-out', '-control', '-events'])
               this.trickle.closeChannel(`${mid}${suffix}`);
@@ -295,6 +360,9 @@ export class LocalOrchestrator {
         });
         this.jobs.set(mid, job);
         job.start();
+        if (recipient && recipient.price.num > 0n && this.jobs.get(mid) === job) {
+          accounting = this.startAccounting(job, recipient, sender, mid);
+        }
         if (this.fault.kind === 'exit-after' && !this.exitTimer) {
           this.exitTimer = setTimeout(() => this.crash(), this.fault.afterMs);
         }
@@ -313,29 +381,101 @@ export class LocalOrchestrator {
     );
 
     app.post('/payment', async (req, reply) => {
-      let segment: ReturnType<typeof readSegmentHeader>;
-      try {
-        readPaymentHeader(header(req.headers, 'livepeer-payment'));
-        segment = readSegmentHeader(header(req.headers, 'livepeer-segment'), this.secret);
-      } catch (err) {
-        if (!(err instanceof CredentialError)) throw err;
-        return reply.code(err.status).type('text/plain; charset=utf-8').send(err.message);
+      const creds = await this.checkCredentials(req.headers);
+      if (creds instanceof CredentialError) {
+        return reply.code(creds.status).type('text/plain; charset=utf-8').send(creds.message);
       }
-      // Off-chain: nothing to credit. The reply carries fresh info with the same auth token.
-      const result = encodeMessage('PaymentResult', { info: this.orchestratorInfo(segment.authToken) });
+      // Fresh info (new ticket params for the payment's sender) with the auth token the request carried.
+      const info = this.orchestratorInfo(creds.segment.authToken, true, creds.payment.sender);
+      if (this.recipient) {
+        // go-livepeer credits SegData.manifestId: the gateway puts the start reply's manifest_id there.
+        const manifestId = new TextDecoder().decode(creds.segment.manifestId ?? new Uint8Array(0));
+        const refused = await this.processPayment(creds.payment, manifestId);
+        if (refused) return reply.code(400).type('text/plain; charset=utf-8').send(refused);
+      }
+      const result = encodeMessage('PaymentResult', { info });
       return reply.type('application/octet-stream').send(Buffer.from(result));
     });
   }
 
-  private checkCredentials(headers: Record<string, unknown>): CredentialError | undefined {
+  /**
+   * go-livepeer's getPayment (402) then verifySegCreds (403): decode, the segment signature by the
+   * payment's sender (on-chain only: "ErrSegSig"), then the auth token.
+   */
+  private async checkCredentials(
+    headers: Record<string, unknown>,
+  ): Promise<{ payment: Payment; segment: SegData } | CredentialError> {
     try {
-      readPaymentHeader(header(headers, 'livepeer-payment'));
-      readSegmentHeader(header(headers, 'livepeer-segment'), this.secret);
-      return undefined;
+      const payment = readPaymentHeader(header(headers, 'livepeer-payment'));
+      const segment = decodeSegmentHeader(header(headers, 'livepeer-segment'));
+      if (this.recipient?.verifySenderSignatures) {
+        const flat = flattenSegment(
+          new TextDecoder().decode(segment.manifestId ?? new Uint8Array(0)),
+          segment.seq ?? 0n,
+          segment.hash ?? new Uint8Array(0),
+        );
+        if (!(await verifySig(toAddress(payment.sender), keccak256(flat), segment.sig))) {
+          throw new CredentialError(403, 'ErrSegSig');
+        }
+      }
+      checkAuthToken(segment, this.secret);
+      return { payment, segment };
     } catch (err) {
       if (err instanceof CredentialError) return err;
       throw err;
     }
+  }
+
+  /** ProcessPayment; the error text for a 400, or undefined when accepted. */
+  private async processPayment(payment: Payment, manifestId: string): Promise<string | undefined> {
+    const recipient = this.recipient;
+    if (!recipient) return undefined;
+    try {
+      const r = await recipient.processPayment(payment, manifestId);
+      if (r.credited > 0) {
+        this.opts.logger.debug(
+          { manifestId, tickets: r.credited, ev: weiString(r.ev), won: r.won },
+          'payment received',
+        );
+      }
+      return undefined;
+    } catch (err) {
+      if (!(err instanceof PaymentError)) throw err;
+      this.opts.logger.warn({ manifestId, fatal: err.fatal }, `payment refused: ${err.message}`);
+      return err.message;
+    }
+  }
+
+  /**
+   * Live accounting (go-livepeer AccountPayment): every interval, debit 27,648,000 × whole seconds
+   * elapsed × price from (sender, mid); the clock moves by the seconds billed, so fractions carry
+   * over. When the balance is below the fee, the job is closed.
+   */
+  private startAccounting(
+    job: LiveJob,
+    recipient: Recipient,
+    sender: `0x${string}`,
+    mid: string,
+  ): NodeJS.Timeout {
+    // The price every payment's expected_price had to match (it is bound into recipientRand).
+    const price = recipient.price;
+    let billedUntil = recipient.now();
+    const timer = setInterval(() => {
+      const seconds = Math.floor((recipient.now() - billedUntil) / 1000);
+      if (seconds < 1) return;
+      const fee = Recipient.liveFee(BigInt(seconds), price);
+      const balance = recipient.balance(sender, mid);
+      if (!balance || compare(balance, fee) < 0) {
+        const message = `insufficient balance, mid=${mid}, fee=${weiString(fee)}, balance=${weiString(balance)}`;
+        this.opts.logger.warn({ manifestId: mid, sender }, message);
+        clearInterval(timer);
+        job.stop(message);
+        return;
+      }
+      recipient.debit(sender, mid, fee);
+      billedUntil += seconds * 1000;
+    }, recipient.accountingIntervalMs);
+    return timer;
   }
 }
 
