@@ -47,7 +47,8 @@ export class Egress {
     for (const frame of frames) {
       if (frame.kind === 'video') {
         this.lastFrameAt = now;
-        const timestamp = this.videoTimeline.timestampFor(frame.pts90k, now);
+        // RTP carries the PTS (stepping back for B-frames); continuity is judged on the DTS.
+        const timestamp = this.videoTimeline.timestampFor(frame.pts90k, now, frame.dts90k);
         const packets = packetizeH264(frame.annexB);
         const seqs = packets.map(() => this.videoTimeline.nextSequenceNumber());
         for (const viewer of this.viewers.values()) {

@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import {
   type AccessUnit,
+  DtsGenerator,
   H264Depacketizer,
   OpusRtpDepacketizer,
   ReorderBuffer,
@@ -34,6 +35,8 @@ interface OpenSegment {
 export class Ingest {
   private readonly muxer = new TsMuxer({ video: true, audio: { channels: 2 } });
   private readonly video: H264Depacketizer;
+  /** DTS for B-frame streams (decode order ≠ presentation order); equals the PTS without B-frames. */
+  private readonly dts = new DtsGenerator();
   private readonly audio = new OpusRtpDepacketizer();
   private readonly videoOrder: ReorderBuffer<{ payload: Uint8Array; ts: number; marker: boolean }>;
   private readonly audioOrder: ReorderBuffer<{ payload: Uint8Array; ts: number }>;
@@ -136,7 +139,8 @@ export class Ingest {
     }
     const segment = this.segment;
     if (!segment) return;
-    const bytes = this.muxer.writeVideo({ annexB: au.annexB, pts90k: pts, keyframe: au.keyframe });
+    const dts90k = this.dts.next(pts, au.nalus);
+    const bytes = this.muxer.writeVideo({ annexB: au.annexB, pts90k: pts, dts90k, keyframe: au.keyframe });
     segment.writer.write(bytes);
     this.opts.onFrame(au.annexB.length, pts, this.lastPacket ?? Date.now());
   }

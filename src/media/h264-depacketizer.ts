@@ -8,7 +8,10 @@ export interface AccessUnit {
   /** The NAL units of `annexB` (views into it, start codes excluded). */
   nalus: Uint8Array[];
   rtpTimestamp: number;
-  /** 90 kHz ticks since the first RTP packet, unwrapped across 32-bit timestamp wraparound. */
+  /**
+   * 90 kHz ticks since the first RTP packet, unwrapped across 32-bit timestamp wraparound. A
+   * presentation time: with B-frames it steps back between access units (and may be negative).
+   */
   pts90k: number;
   /** Contains an IDR slice (NAL type 5). */
   keyframe: boolean;

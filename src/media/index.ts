@@ -9,6 +9,7 @@ export {
   splitAnnexB,
   startsWithAud,
 } from './annex-b.ts';
+export { DtsGenerator, type DtsGeneratorOptions, type DtsGeneratorStats } from './dts.ts';
 export {
   type AccessUnit,
   H264Depacketizer,
@@ -17,6 +18,7 @@ export {
   type H264DropReason,
 } from './h264-depacketizer.ts';
 export { type H264PacketizerOptions, packetizeH264, type RtpPayload } from './h264-packetizer.ts';
+export { type H264SpsInfo, parseH264Sps } from './h264-sps.ts';
 export { PTS_WRAP, StreamType } from './mpeg-ts.ts';
 export {
   OPUS_CLOCK_RATE,

@@ -145,8 +145,10 @@ export function seqDiff(a: number, b: number): number {
 }
 
 /**
- * Turns 32-bit RTP timestamps into a monotonic tick count since the first timestamp seen,
- * across wraparound. Assumes successive timestamps differ by less than 2^31 ticks.
+ * Turns 32-bit RTP timestamps into a tick count since the first timestamp seen, across wraparound.
+ * Each step is taken as the signed 32-bit difference, so the steps back of B-frames (decode order
+ * ≠ presentation order) stay small steps back, even across a wrap, and the count may go negative.
+ * Assumes successive timestamps differ by less than 2^31 ticks.
  */
 export class RtpTimestampUnwrapper {
   private started = false;

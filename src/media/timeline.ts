@@ -5,7 +5,7 @@ export interface RtpTimelineOptions {
   clockRate: number;
   /** How far the output advances at a discontinuity, in 90 kHz ticks. Default 3000 (one frame at 30 fps). */
   frameDuration90k?: number;
-  /** A forward PTS step larger than this is a discontinuity. Default 90000 (1 s). */
+  /** A forward DTS step (PTS without B-frames) larger than this is a discontinuity. Default 90000 (1 s). */
   maxJump90k?: number;
   /** Default random, as RFC 3550 recommends. */
   initialSequenceNumber?: number;
@@ -17,9 +17,13 @@ const TIMESTAMP_WRAP = 2 ** 32;
 
 /**
  * Maps the PTS of successive frames to RTP timestamps. Within a continuous run the RTP timestamp
- * follows the PTS; when the PTS goes backwards (new orchestrator, encoder restart) or jumps by more
- * than `maxJump90k`, the timeline rebases: the output advances by one nominal frame, or by the
- * wall-clock time since the previous frame if `nowMs` is given and that is longer.
+ * follows the PTS (so with B-frames it steps back and forth, as RTP presentation timestamps do).
+ * Continuity is judged on the DTS, which increases in decode order: when it goes backwards (new
+ * orchestrator, encoder restart) or jumps by more than `maxJump90k`, the timeline rebases: the
+ * frame's DTS is placed one nominal frame after the latest RTP timestamp sent so far, or later by
+ * the wall-clock time since the previous frame if `nowMs` is given and that is longer. Since no
+ * later frame presents before its DTS, the new run never overlaps the old one. Without a DTS
+ * (or without B-frames) DTS = PTS.
  */
 export class RtpTimeline {
   readonly clockRate: number;
@@ -32,7 +36,10 @@ export class RtpTimeline {
   private basePts = 0;
   private baseRtp: number;
   private lastPts = 0;
+  private lastDts = 0;
   private lastRtp = 0;
+  /** The latest presentation time sent (unwrapped); with B-frames it may be ahead of `lastRtp`. */
+  private maxRtp = 0;
   private lastNowMs: number | undefined;
   rebases = 0;
 
@@ -45,34 +52,44 @@ export class RtpTimeline {
     this.baseRtp = (options.initialTimestamp ?? Math.floor(Math.random() * TIMESTAMP_WRAP)) >>> 0;
   }
 
-  /** The RTP timestamp for a frame with this PTS. Call once per frame, in output order. */
-  timestampFor(pts90k: number, nowMs?: number): number {
+  /**
+   * The RTP timestamp for a frame with this PTS (and DTS, when it differs). Call once per frame,
+   * in decode order.
+   */
+  timestampFor(pts90k: number, nowMs?: number, dts90k: number = pts90k): number {
     let rtp: number;
     if (!this.started) {
       this.started = true;
       this.basePts = pts90k;
       rtp = this.baseRtp;
+      this.maxRtp = rtp;
     } else {
-      const delta = pts90k - this.lastPts;
+      const delta = dts90k - this.lastDts;
       if (this.forceRebase || delta < 0 || delta > this.maxJump90k) {
         let advance90k = this.frameDuration90k;
         if (nowMs !== undefined && this.lastNowMs !== undefined) {
           advance90k = Math.max(advance90k, (nowMs - this.lastNowMs) * 90);
         }
-        rtp = this.lastRtp + Math.round((advance90k * this.clockRate) / 90000);
+        rtp = this.maxRtp + this.toClock(advance90k + pts90k - dts90k);
         this.basePts = pts90k;
         this.baseRtp = rtp;
         this.forceRebase = false;
         this.rebases++;
       } else {
         // From the base, not the last frame, so rounding never accumulates.
-        rtp = this.baseRtp + Math.round(((pts90k - this.basePts) * this.clockRate) / 90000);
+        rtp = this.baseRtp + this.toClock(pts90k - this.basePts);
       }
+      this.maxRtp = Math.max(this.maxRtp, rtp);
     }
     this.lastPts = pts90k;
+    this.lastDts = dts90k;
     this.lastRtp = rtp;
     this.lastNowMs = nowMs;
-    return rtp % TIMESTAMP_WRAP;
+    return ((rtp % TIMESTAMP_WRAP) + TIMESTAMP_WRAP) % TIMESTAMP_WRAP;
+  }
+
+  private toClock(ticks90k: number): number {
+    return Math.round((ticks90k * this.clockRate) / 90000);
   }
 
   /** The next 16-bit sequence number (one per RTP packet). */
@@ -82,7 +99,7 @@ export class RtpTimeline {
     return seq;
   }
 
-  /** Treat the next frame as a discontinuity even if its PTS looks continuous (e.g. a known orchestrator swap). */
+  /** Treat the next frame as a discontinuity even if its DTS looks continuous (e.g. a known orchestrator swap). */
   markDiscontinuity(): void {
     this.forceRebase = true;
   }
@@ -90,7 +107,7 @@ export class RtpTimeline {
   get state(): { nextSeq: number; lastRtpTs: number; lastPts: number; clockRate: number } {
     return {
       nextSeq: this.nextSeq,
-      lastRtpTs: this.lastRtp % TIMESTAMP_WRAP,
+      lastRtpTs: ((this.lastRtp % TIMESTAMP_WRAP) + TIMESTAMP_WRAP) % TIMESTAMP_WRAP,
       lastPts: this.lastPts,
       clockRate: this.clockRate,
     };

@@ -14,6 +14,13 @@ export interface ClipOptions {
   fps?: number;
   /** Seconds per GOP = per segment. */
   gopSeconds?: number;
+  /** B-frames between references (libx264 main profile, pyramid as x264 sets it); default 0, baseline-like. */
+  bFrames?: number;
+}
+
+/** The x264 options for a clip with or without B-frames. */
+function x264Args(bFrames: number): string[] {
+  return bFrames > 0 ? ['-profile:v', 'main', '-bf', String(bFrames)] : ['-bf', '0'];
 }
 
 /** An H.264 elementary stream (Annex-B, baseline, no B-frames), darkened so an inverted copy is obvious. */
@@ -49,7 +56,10 @@ function runBuffer(cmd: string, args: string[]): Promise<{ stdout: Buffer }> {
   });
 }
 
-/** A testsrc2 clip cut into one MPEG-TS segment per GOP (H.264 without B-frames, Opus audio), as go-livepeer sends. */
+/**
+ * A testsrc2 clip cut into one MPEG-TS segment per GOP (H.264, without B-frames unless asked for;
+ * Opus audio), as go-livepeer sends.
+ */
 export async function makeSegments(opts: ClipOptions): Promise<Buffer[]> {
   const { seconds, width = 320, height = 240, fps = 30, gopSeconds = 1 } = opts;
   const dir = await mkdtemp(join(tmpdir(), 'lpgw-clip-'));
@@ -61,7 +71,7 @@ export async function makeSegments(opts: ClipOptions): Promise<Buffer[]> {
       ...['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'],
       ...['-t', String(seconds)],
       ...['-c:v', 'libx264', '-preset', 'ultrafast', '-g', String(gop), '-keyint_min', String(gop)],
-      ...['-sc_threshold', '0', '-bf', '0', '-pix_fmt', 'yuv420p'],
+      ...['-sc_threshold', '0', ...x264Args(opts.bFrames ?? 0), '-pix_fmt', 'yuv420p'],
       ...['-c:a', 'libopus', '-b:a', '48k'],
       ...['-f', 'segment', '-segment_time', String(gopSeconds), '-segment_format', 'mpegts'],
       join(dir, 'seg%03d.ts'),
@@ -71,6 +81,58 @@ export async function makeSegments(opts: ClipOptions): Promise<Buffer[]> {
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * One MPEG-TS file of H.264 main profile with B-frames (libx264 `-bf`, closed GOPs cut at a fixed
+ * interval), video only: what OBS with x264 sends. Its PES carry DTS ≠ PTS.
+ */
+export async function makeBFrameTs(opts: ClipOptions): Promise<Buffer> {
+  const { seconds, width = 320, height = 240, fps = 30, gopSeconds = 1, bFrames = 2 } = opts;
+  const gop = String(Math.round(fps * gopSeconds));
+  const { stdout } = await runBuffer('ffmpeg', [
+    ...['-hide_banner', '-loglevel', 'error'],
+    ...['-f', 'lavfi', '-i', `testsrc2=size=${width}x${height}:rate=${fps}`, '-t', String(seconds)],
+    ...['-c:v', 'libx264', '-preset', 'ultrafast', '-g', gop, '-keyint_min', gop, '-sc_threshold', '0'],
+    ...[...x264Args(bFrames), '-pix_fmt', 'yuv420p', '-f', 'mpegts', '-'],
+  ]);
+  return stdout;
+}
+
+/** The MD5 of each decoded picture, in presentation order (ffmpeg `-f framemd5`, no frame dropped or doubled). */
+export async function frameMd5s(ts: Uint8Array): Promise<string[]> {
+  const { stdout } = await ffmpegWithInput(ts, ['-an', '-fps_mode', 'passthrough', '-f', 'framemd5', '-']);
+  return stdout
+    .split('\n')
+    .filter((line) => line !== '' && !line.startsWith('#'))
+    .map((line) => line.split(',').pop()!.trim());
+}
+
+/**
+ * What ffmpeg warns about (level "warning", which is where "DTS … out of order", "Invalid DTS" and
+ * "non monotonically increasing dts" are printed) while decoding `ts` and while remuxing it with
+ * its timestamps copied. Empty when both are clean.
+ */
+export async function ffmpegTimestampWarnings(ts: Uint8Array): Promise<string> {
+  const decode = await ffmpegWithInput(ts, ['-f', 'null', '-'], 'warning');
+  const remux = await ffmpegWithInput(ts, ['-c', 'copy', '-copyts', '-f', 'mpegts', '-'], 'warning');
+  return `${decode.stderr}${remux.stderr}`.trim();
+}
+
+function ffmpegWithInput(
+  ts: Uint8Array,
+  output: string[],
+  level = 'error',
+): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      'ffmpeg',
+      ['-hide_banner', '-v', level, '-f', 'mpegts', '-i', 'pipe:0', ...output],
+      { encoding: 'latin1', maxBuffer: 256 * 1024 * 1024 },
+      (err, stdout, stderr) => (err ? reject(err) : resolve({ stdout, stderr })),
+    );
+    child.stdin?.end(ts);
+  });
 }
 
 /** Decodes video (MPEG-TS, or a raw H.264 elementary stream with format 'h264') to grayscale frames. */

@@ -2,8 +2,15 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { Ingest } from '../../src/live/ingest.ts';
+import { type DemuxedVideo, packetizeH264, TsDemuxer } from '../../src/media/index.ts';
 import type { SegmentWriter } from '../../src/trickle/index.ts';
-import { decodeGray, makeH264Clip } from '../helpers/media.ts';
+import {
+  decodeGray,
+  ffmpegTimestampWarnings,
+  frameMd5s,
+  makeBFrameTs,
+  makeH264Clip,
+} from '../helpers/media.ts';
 import { h264Frames } from '../helpers/webrtc-clients.ts';
 
 class MemorySegment implements SegmentWriter {
@@ -115,4 +122,63 @@ describe('ingest segmenter', () => {
     expect(segments.length).toBe(1); // only from the keyframe at 1 s on
     expect((await decodeGray(segments[0].bytes())).length).toBe(30);
   }, 30_000);
+
+  it('B-frames: each segment has increasing DTS ≤ PTS, decodes cleanly, and in presentation order', async () => {
+    // x264 main profile with 2 B-frames, a keyframe every second: decode order ≠ presentation order.
+    const clip = await makeBFrameTs({ seconds: 3, gopSeconds: 1 });
+    const source = videoFrames(clip);
+    const sourceMd5s = await frameMd5s(clip);
+    expect(sourceMd5s).toHaveLength(90);
+    expect(source.some((f, i) => i > 0 && f.pts90k < source[i - 1].pts90k)).toBe(true);
+
+    const segments: MemorySegment[] = [];
+    const ingest = new Ingest({
+      minSegmentDurationMs: 1000,
+      startSegment: () => {
+        const s = new MemorySegment(segments.length);
+        segments.push(s);
+        return s;
+      },
+      requestKeyframe: () => {},
+      onFrame: () => {},
+      onError: (reason) => {
+        throw new Error(reason);
+      },
+      logger: pino({ level: 'silent' }),
+    });
+    // The RTP timestamp is the PTS (what a WebRTC sender puts there); it wraps 2^32 in the first GOP,
+    // with B-frames stepping back across the wrap.
+    const firstTs = 2 ** 32 - 12_000;
+    let seq = 65_000;
+    for (const frame of source) {
+      const timestamp = (firstTs + frame.pts90k - source[0].pts90k) >>> 0;
+      for (const p of packetizeH264(frame.annexB))
+        ingest.pushVideo(p.payload, seq++ & 0xffff, timestamp, p.marker);
+    }
+    ingest.close();
+
+    expect(segments).toHaveLength(3);
+    const written: DemuxedVideo[] = [];
+    for (const [i, segment] of segments.entries()) {
+      const frames = videoFrames(segment.bytes());
+      expect(frames).toHaveLength(30);
+      expect(frames[0].keyframe).toBe(true);
+      written.push(...frames);
+      expect(await ffmpegTimestampWarnings(segment.bytes())).toBe('');
+      expect(await frameMd5s(segment.bytes())).toEqual(sourceMd5s.slice(30 * i, 30 * (i + 1)));
+    }
+    // Same PTS as the source (shifted), DTS strictly increasing across segments and never after the PTS.
+    const shift = written[0].pts90k - source[0].pts90k;
+    expect(written.map((f) => f.pts90k - shift)).toEqual(source.map((f) => f.pts90k));
+    for (const [i, f] of written.entries()) {
+      expect(f.dts90k).toBeLessThanOrEqual(f.pts90k);
+      if (i > 0) expect(f.dts90k).toBeGreaterThan(written[i - 1].dts90k);
+    }
+    expect(await frameMd5s(Buffer.concat(segments.map((s) => s.bytes())))).toEqual(sourceMd5s);
+  }, 30_000);
 });
+
+function videoFrames(ts: Uint8Array): DemuxedVideo[] {
+  const demuxer = new TsDemuxer();
+  return [...demuxer.push(ts), ...demuxer.flush()].filter((f): f is DemuxedVideo => f.kind === 'video');
+}

@@ -47,6 +47,27 @@ describe('RtpTimeline', () => {
     expect(t.timestampFor(90_000 - 1)).toBe(4000);
   });
 
+  it('follows the PTS of B-frames back and forth, judging continuity on the DTS', () => {
+    const t = video();
+    // Decode order I0 P3 B1 B2 P6 B4 B5, DTS two frames behind as x264 writes it.
+    const pts = [0, 3, 1, 2, 6, 4, 5].map((n) => 90_000 + n * 3000);
+    const dts = [-2, -1, 0, 1, 2, 3, 4].map((n) => 90_000 + n * 3000);
+    expect(pts.map((p, i) => t.timestampFor(p, undefined, dts[i]))).toEqual(pts.map((p) => p - 89_000));
+    expect(t.rebases).toBe(0);
+  });
+
+  it('with B-frames, rebases once at a DTS reset and starts after the latest timestamp sent', () => {
+    const t = video();
+    const pts = [0, 3, 1, 2].map((n) => 900_000 + n * 3000);
+    const dts = [-2, -1, 0, 1].map((n) => 900_000 + n * 3000);
+    const first = pts.map((p, i) => t.timestampFor(p, undefined, dts[i]));
+    expect(first).toEqual([1000, 10_000, 4000, 7000]);
+    // A new orchestrator restarts at PTS 0; its first DTS goes one frame after 10_000, the PTS ahead of it.
+    const second = pts.map((p, i) => t.timestampFor(p - 900_000, undefined, dts[i] - 900_000));
+    expect(second).toEqual([19_000, 28_000, 22_000, 25_000]);
+    expect(t.rebases).toBe(1);
+  });
+
   it('hands out sequence numbers that wrap at 16 bits', () => {
     const t = video(0, 65_534);
     expect([0, 1, 2, 3].map(() => t.nextSequenceNumber())).toEqual([65_534, 65_535, 0, 1]);
