@@ -5,7 +5,7 @@ import pino from 'pino';
 import { type Config, ConfigError, loadConfig, usage } from './config/index.ts';
 import { buildGatewayApp } from './http/app.ts';
 import { LiveStreams } from './live/registry.ts';
-import { LocalOrchestrator } from './local-orchestrator/server.ts';
+import { LocalOrchestrator, optionsFromConfig } from './local-orchestrator/server.ts';
 import { type DiscoverySource, StaticSource, WebhookSource } from './orchestrators/discovery.ts';
 import { OrchestratorPool } from './orchestrators/pool.ts';
 import { PriceCeiling } from './orchestrators/price.ts';
@@ -38,16 +38,7 @@ async function main(): Promise<void> {
   let orchestrators = [...config.orchAddr];
   if (orchestrators.length === 0 && config.orchWebhookUrl === undefined) {
     const lo = config.localOrchestrator;
-    local = await LocalOrchestrator.start({
-      serviceAddr: lo.serviceAddr.addr,
-      models: [...lo.models],
-      pricePerUnit: lo.pricePerUnit,
-      pixelsPerUnit: lo.pixelsPerUnit,
-      capacity: lo.capacity,
-      secret: Buffer.from(lo.secret.reveal(), 'utf8'),
-      fault: lo.fault,
-      logger,
-    });
+    local = await LocalOrchestrator.start(optionsFromConfig(lo, logger));
     orchestrators = [local.url];
   }
 

@@ -2,7 +2,7 @@
 import pino from 'pino';
 import { formatFault } from '../config/fault.ts';
 import { type Config, ConfigError, loadConfig, usage } from '../config/index.ts';
-import { LocalOrchestrator } from './server.ts';
+import { LocalOrchestrator, optionsFromConfig } from './server.ts';
 
 let config: Config;
 try {
@@ -18,14 +18,7 @@ if (config.help) {
 }
 const lo = config.localOrchestrator;
 const orch = await LocalOrchestrator.start({
-  serviceAddr: lo.serviceAddr.addr,
-  models: [...lo.models],
-  pricePerUnit: lo.pricePerUnit,
-  pixelsPerUnit: lo.pixelsPerUnit,
-  capacity: lo.capacity,
-  secret: Buffer.from(lo.secret.reveal(), 'utf8'),
-  logger: pino({ level: config.logLevel }),
-  fault: lo.fault,
+  ...optionsFromConfig(lo, pino({ level: config.logLevel })),
   faultExitsProcess: true,
 });
 // Stable, machine-read (test/helpers/orchestrator-process.ts): a line starting with

@@ -7,6 +7,7 @@ import Fastify, { type FastifyError, type FastifyInstance, LogController } from 
 import type { Logger } from 'pino';
 import { getAddress, keccak256, stringToBytes } from 'viem';
 import { formatFault, NO_FAULT, type OrchestratorFault, orchestratorFault } from '../config/fault.ts';
+import type { Config } from '../config/index.ts';
 import { Invalid } from '../config/parse.ts';
 import { flattenSegment } from '../payments/credentials.ts';
 import { compare, rat } from '../payments/rational.ts';
@@ -493,6 +494,20 @@ function parseFaultOption(fault: OrchestratorFault | string | undefined): Orches
 function header(headers: Record<string, unknown>, name: string): string | undefined {
   const value = headers[name];
   return typeof value === 'string' ? value : undefined;
+}
+
+/** The options `npm start` and `npm run orchestrator` start it with, from the config. */
+export function optionsFromConfig(lo: Config['localOrchestrator'], logger: Logger): LocalOrchestratorOptions {
+  return {
+    serviceAddr: lo.serviceAddr.addr,
+    models: [...lo.models],
+    pricePerUnit: lo.pricePerUnit,
+    pixelsPerUnit: lo.pixelsPerUnit,
+    capacity: lo.capacity,
+    secret: Buffer.from(lo.secret.reveal(), 'utf8'),
+    fault: lo.fault,
+    logger,
+  };
 }
 
 export function splitHostPort(addr: string): [string, string] {

@@ -7,6 +7,7 @@ import { PriceCeiling } from '../../src/orchestrators/price.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import { makeH264Clip } from '../helpers/media.ts';
 import { spawnLocalOrchestrator } from '../helpers/orchestrator-process.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { h264Frames, WhepTestViewer, WhipTestPublisher } from '../helpers/webrtc-clients.ts';
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
@@ -44,18 +45,6 @@ async function gateway(
   });
   cleanups.push(() => gw.close());
   return gw;
-}
-
-async function waitFor(
-  done: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await done())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe('failover', () => {

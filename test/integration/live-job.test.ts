@@ -12,6 +12,7 @@ import { offchainIdentity } from '../../src/payments/identity.ts';
 import { TricklePublisher, TrickleSubscriber } from '../../src/trickle/index.ts';
 import { Capability, hasCapability, type OrchestratorInfo } from '../../src/wire/lp-rpc.ts';
 import { decodeGray, makeSegments, mean, meanAbsDiff } from '../helpers/media.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 let orch: LocalOrchestrator;
@@ -52,14 +53,6 @@ async function readAll(body: AsyncIterable<unknown>): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of body) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
-}
-
-async function waitFor(done: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** Publishes one segment in a few chunks, like a segmenter writing frames as they come. */

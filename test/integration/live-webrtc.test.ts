@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import { decodeGray, makeH264Clip, mean } from '../helpers/media.ts';
+import { waitFor } from '../helpers/wait.ts';
 import {
   h264Frames,
   type RtpFrame,
@@ -47,18 +48,6 @@ function activeResources(): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const r of process.getActiveResourcesInfo()) counts[r] = (counts[r] ?? 0) + 1;
   return counts;
-}
-
-async function waitFor(
-  done: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await done())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function status(stream: string) {
