@@ -136,22 +136,26 @@ export class LiveSession {
       throw new LiveError(checked.status, checked.status === 406 ? 'NO_CODEC' : 'BAD_SDP', checked.reason);
     const log = this.opts.logger;
     // ICE gathering and the orchestrator job start run side by side: time to first frame matters.
-    const [peer, orchestrator] = await Promise.all([
+    const [peer, orchestrator] = await Promise.allSettled([
       IngestPeer.create(offerSdp, { ...this.opts.network, logger: log }),
-      this.startOrchestrator(new Set()).catch((err: Error) => {
-        throw new LiveError(503, 'NO_ORCHESTRATOR', err.message);
-      }),
+      this.startOrchestrator(new Set()),
     ]);
-    this.ingestPeer = peer;
-    this.orchestrator = orchestrator;
+    // Keep whichever half started, so stop() releases it if the other half failed.
+    if (peer.status === 'fulfilled') this.ingestPeer = peer.value;
+    if (orchestrator.status === 'fulfilled') this.orchestrator = orchestrator.value;
+    if (orchestrator.status === 'rejected') {
+      throw new LiveError(503, 'NO_ORCHESTRATOR', (orchestrator.reason as Error).message);
+    }
+    if (peer.status === 'rejected') throw peer.reason;
     // stop() may have run while we were waiting.
     if (this.ended) {
       await this.release();
       throw new LiveError(409, 'STREAM_ENDED', 'stream ended while starting');
     }
-    peer.onVideoRtp((payload, seq, ts, marker) => this.ingest.pushVideo(payload, seq, ts, marker));
-    peer.onAudioRtp((payload, seq, ts) => this.ingest.pushAudio(payload, seq, ts));
-    peer.onStateChange((state) => {
+    const ingestPeer = peer.value;
+    ingestPeer.onVideoRtp((payload, seq, ts, marker) => this.ingest.pushVideo(payload, seq, ts, marker));
+    ingestPeer.onAudioRtp((payload, seq, ts) => this.ingest.pushAudio(payload, seq, ts));
+    ingestPeer.onStateChange((state) => {
       if (state === 'connected' && this.state === 'starting') {
         this.state = 'live';
         log.info('publisher connected');
@@ -162,7 +166,7 @@ export class LiveSession {
     });
     this.timers.push(setInterval(() => this.ingest.requestKeyframeNow(), this.opts.limits.pliIntervalMs));
     this.timers.push(setInterval(() => this.watchdog(), 100));
-    return peer.answerSdp;
+    return ingestPeer.answerSdp;
   }
 
   async addViewer(offerSdp: string): Promise<{ viewerId: string; answerSdp: string }> {
@@ -179,9 +183,14 @@ export class LiveSession {
       throw new LiveError(checked.status, checked.status === 406 ? 'NO_CODEC' : 'BAD_SDP', checked.reason);
     const viewerId = randomBytes(12).toString('hex');
     const peer = await EgressPeer.create(offerSdp, { ...this.opts.network, logger: this.opts.logger });
-    if (this.ended) {
+    if (this.ended || this.viewers.size >= this.opts.limits.maxViewers) {
       await peer.close();
-      throw new LiveError(404, 'NO_SUCH_STREAM', `stream "${this.opts.stream}" has ended`);
+      if (this.ended) throw new LiveError(404, 'NO_SUCH_STREAM', `stream "${this.opts.stream}" has ended`);
+      throw new LiveError(
+        429,
+        'TOO_MANY_VIEWERS',
+        `stream "${this.opts.stream}" has its ${this.opts.limits.maxViewers} viewers`,
+      );
     }
     this.viewers.set(viewerId, peer);
     this.egress.addViewer(viewerId, peer);

@@ -139,7 +139,7 @@ describe('live video-to-video over WHIP and WHEP', () => {
       () => {
         const after = activeResources();
         return (
-          (after.UDPWRAP ?? 0) <= (before.UDPWRAP ?? 0) && (after.Timeout ?? 0) <= (before.Timeout ?? 0) + 2
+          (after.UDPWrap ?? 0) <= (before.UDPWrap ?? 0) && (after.Timeout ?? 0) <= (before.Timeout ?? 0) + 2
         );
       },
       `resources released: ${JSON.stringify(activeResources())} vs ${JSON.stringify(before)}`,
@@ -206,13 +206,18 @@ describe('live video-to-video over WHIP and WHEP', () => {
     }
   }, 20_000);
 
-  it('answers 503 naming the model when no orchestrator offers it', async () => {
+  it('answers 503 naming the model when no orchestrator offers it, and keeps no socket for it', async () => {
+    // Sockets of earlier tests' peers close a moment after their close() resolves: let them go first.
+    await new Promise((r) => setTimeout(r, 500));
+    const udpBefore = activeResources().UDPWrap ?? 0;
     const err = await WhipTestPublisher.connect(url('cam3', 'whip?model=sdxl-turbo')).catch((e: Error) => e);
     expect(String(err)).toContain('503');
     expect(String(err)).toContain('sdxl-turbo');
     const status = await (await fetch(url('cam3', 'status'))).json();
     expect(status.state).toBe('ended');
     expect(status.endReason).toContain('sdxl-turbo');
+    // The gateway's half-made ingest peer is closed too (the client's own peer closed on the error).
+    await waitFor(() => (activeResources().UDPWrap ?? 0) <= udpBefore, 'UDP sockets to be released', 5000);
   }, 20_000);
 
   it('refuses a viewer over the per-stream limit with 429', async () => {
