@@ -23,6 +23,8 @@ export interface TrickleServerOptions {
   idleTimeoutMs?: number;
   /** How often to look for idle channels. Default 1 minute. */
   sweepIntervalMs?: number;
+  /** A segment larger than this is cut off with 413 (segments are held in memory). Default 64 MiB. */
+  maxSegmentBytes?: number;
   logger?: Logger;
 }
 
@@ -57,6 +59,7 @@ export class TrickleServer {
   readonly #basePath: string;
   readonly #autocreate: boolean;
   readonly #idleTimeoutMs: number;
+  readonly #maxSegmentBytes: number;
   readonly #log: Logger | undefined;
   readonly #channels = new Map<string, Channel>();
   readonly #sweeper: NodeJS.Timeout;
@@ -66,6 +69,7 @@ export class TrickleServer {
     this.#basePath = trimmedBase ? `/${trimmedBase}/` : '/';
     this.#autocreate = opts.autocreate ?? false;
     this.#idleTimeoutMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.#maxSegmentBytes = opts.maxSegmentBytes ?? 64 * 1024 * 1024;
     this.#log = opts.logger;
     this.#sweeper = setInterval(
       () => this.#sweepIdleChannels(),
@@ -223,6 +227,19 @@ export class TrickleServer {
       if (done) return;
       if (received === 0) channel.markWritten(segment.seq);
       received += chunk.byteLength;
+      if (received > this.#maxSegmentBytes) {
+        // Keep what fits; subscribers get a closed, truncated segment rather than unbounded memory use.
+        stop();
+        segment.close();
+        this.#log?.warn(
+          { channel: channel.name, seq: segment.seq, limit: this.#maxSegmentBytes },
+          'trickle segment too large',
+        );
+        res.statusCode = 413;
+        res.setHeader(SEQ_HEADER, String(segment.seq));
+        res.end(`segment larger than ${this.#maxSegmentBytes} bytes`);
+        return;
+      }
       segment.write(chunk);
     });
     req.on('end', () => {

@@ -120,6 +120,21 @@ async function publish(url: string, body: string): Promise<Reply> {
   return reply;
 }
 
+describe('TrickleServer limits', () => {
+  it('cuts off a segment over maxSegmentBytes with 413; subscribers get what fit and the end', async () => {
+    const { trickle, base } = await startHost({ maxSegmentBytes: 1000 });
+    trickle.createChannel('big', 'video/MP2T');
+    const reader = send('GET', `${base}big/0`);
+    await new Promise((r) => setTimeout(r, 50));
+    const reply = await send('POST', `${base}big/0`, 'x'.repeat(5000));
+    expect(reply.status).toBe(413);
+    expect(reply.body).toContain('1000');
+    const got = await reader;
+    expect(got.status).toBe(200);
+    expect(got.body.length).toBeLessThanOrEqual(1000);
+  });
+});
+
 describe('TrickleServer routing', () => {
   it('leaves paths outside the base path to the host', async () => {
     const { base } = await startHost();
