@@ -4,6 +4,7 @@ import { networkInterfaces } from 'node:os';
 import pino from 'pino';
 import { type Config, ConfigError, loadConfig, usage } from './config/index.ts';
 import { buildGatewayApp } from './http/app.ts';
+import { createMetrics } from './http/metrics.ts';
 import { LiveStreams } from './live/registry.ts';
 import { LocalOrchestrator, optionsFromConfig } from './local-orchestrator/server.ts';
 import { type DiscoverySource, StaticSource, WebhookSource } from './orchestrators/discovery.ts';
@@ -68,7 +69,10 @@ async function main(): Promise<void> {
     logger,
   });
   const live = config.live;
-  const streams = new LiveStreams({
+  // Created before the registry it reads, which reports into it.
+  let streams: LiveStreams | undefined;
+  const metrics = createMetrics({ streams: () => streams as LiveStreams, pool });
+  streams = new LiveStreams({
     pool,
     identity: offchainIdentity,
     limits: {
@@ -83,6 +87,7 @@ async function main(): Promise<void> {
       noOrchestratorGraceMs: live.noOrchestratorGraceMs,
     },
     network: { hostAddresses: localHostAddresses() },
+    metrics: metrics.live,
     logger,
   });
   const app = await buildGatewayApp({
@@ -90,6 +95,7 @@ async function main(): Promise<void> {
     streams,
     live: { iceServers: live.iceServers, whipAuthToken: live.whipAuthToken, defaultModel: live.defaultModel },
     bodyLimitBytes: config.http.bodyLimitBytes,
+    metrics: metrics.registry,
     logger,
   });
   await app.listen({ host: config.httpAddr.host, port: config.httpAddr.port });

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyError, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import { LiveError } from '../live/errors.ts';
 import type { LiveStreams } from '../live/registry.ts';
 import type { OrchestratorPool } from '../orchestrators/pool.ts';
@@ -16,6 +17,8 @@ export interface GatewayAppOptions {
   live: Omit<LiveRoutesOptions, 'streams'>;
   bodyLimitBytes: number;
   logger: Logger;
+  /** Served at GET /metrics in Prometheus' text format. */
+  metrics?: Registry;
 }
 
 export async function buildGatewayApp(opts: GatewayAppOptions) {
@@ -42,6 +45,11 @@ export async function buildGatewayApp(opts: GatewayAppOptions) {
   await app.register(liveRoutes, { ...opts.live, streams: opts.streams });
 
   app.get('/healthz', async () => ({ ok: true }));
+
+  const metrics = opts.metrics;
+  if (metrics) {
+    app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
+  }
 
   // Every known orchestrator with its state and why; `?model=ID` gives the states for that model.
   app.get<{ Querystring: { model?: string } }>('/orchestrators', async (req) => {

@@ -24,6 +24,14 @@ export interface LiveStreamsOptions {
     Partial<Pick<LiveSessionLimits, FailoverLimits>> & { maxStreams: number };
   network: PeerNetworkOptions;
   logger: Logger;
+  metrics?: LiveMetricsHooks;
+}
+
+/** What the registry reports for Prometheus (src/http/metrics.ts). */
+export interface LiveMetricsHooks {
+  attempt(outcome: 'started' | 'refused' | 'failed'): void;
+  firstOutput(delayMs: number): void;
+  swap(): void;
 }
 
 /** Ended streams stay visible in status for a while, so a client can see why one ended. */
@@ -64,6 +72,8 @@ export class LiveStreams {
       limits: { ...FAILOVER_DEFAULTS, ...this.opts.limits },
       network: this.opts.network,
       logger: this.opts.logger.child({ stream }),
+      onFirstOutput: (ms) => this.opts.metrics?.firstOutput(ms),
+      onSwap: () => this.opts.metrics?.swap(),
       onEnd: () => {
         if (this.sessions.get(stream) !== session) return;
         this.sessions.delete(stream);
@@ -74,8 +84,10 @@ export class LiveStreams {
     this.sessions.set(stream, session);
     try {
       const answerSdp = await session.start(offerSdp);
+      this.opts.metrics?.attempt('started');
       return { sessionId, answerSdp };
     } catch (err) {
+      this.opts.metrics?.attempt(err instanceof LiveError && err.status < 500 ? 'refused' : 'failed');
       await session.stop(`start failed: ${(err as Error).message}`);
       throw err;
     }

@@ -46,6 +46,9 @@ export interface LiveSessionOptions {
   network: PeerNetworkOptions;
   logger: Logger;
   onEnd: () => void;
+  /** For metrics: the first processed frame went out (ms since the WHIP offer), and each swap. */
+  onFirstOutput?: (delayMs: number) => void;
+  onSwap?: (record: SwapRecord) => void;
 }
 
 /** `degraded`: the publisher is connected but no orchestrator is running the stream right now. */
@@ -73,6 +76,8 @@ export interface LiveStatus {
   viewers: number;
   /** Ingest arrival → egress send per frame, over recent frames (includes the orchestrator's time). */
   latencyMs: { p50: number; p95: number; frames: number } | null;
+  /** WHIP offer → first processed frame sent to viewers. */
+  firstFrameDelayMs: number | null;
   lastError: string | null;
   orchestratorStatus: Record<string, unknown> | null;
   swaps: SwapRecord[];
@@ -103,6 +108,8 @@ export class LiveSession {
   /** When the current orchestrator got its first input frame, and when output last came back. */
   private firstInputAt?: number;
   private lastOutputAt?: number;
+  /** When the stream's first processed frame went out. */
+  private firstOutputAt?: number;
 
   constructor(private readonly opts: LiveSessionOptions) {
     this.sessionId = opts.sessionId;
@@ -123,6 +130,10 @@ export class LiveSession {
       onFrame: (bytes, pts, at) => {
         this.outputRate.add(bytes);
         this.latency.frameOut(pts, at);
+        if (this.firstOutputAt === undefined) {
+          this.firstOutputAt = at;
+          this.opts.onFirstOutput?.(at - this.startedAt);
+        }
         this.lastOutputAt = at;
       },
       logger: opts.logger,
@@ -239,6 +250,7 @@ export class LiveSession {
       output: { ...this.outputRate.read(), segments: this.segmentsOut },
       viewers: this.viewers.size,
       latencyMs: this.latency.read(),
+      firstFrameDelayMs: this.firstOutputAt === undefined ? null : this.firstOutputAt - this.startedAt,
       lastError: this.lastError,
       orchestratorStatus: this.orchestratorStatus,
       swaps: [...this.swaps],
@@ -358,6 +370,7 @@ export class LiveSession {
       tookMs: null,
     };
     this.swaps.push(record);
+    this.opts.onSwap?.(record);
     const recent = this.swaps.filter(
       (s) => noticed - Date.parse(s.at) < this.opts.limits.swapWindowMs,
     ).length;

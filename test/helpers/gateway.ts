@@ -3,6 +3,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { buildGatewayApp } from '../../src/http/app.ts';
+import { createMetrics } from '../../src/http/metrics.ts';
 import { LiveStreams, type LiveStreamsOptions } from '../../src/live/registry.ts';
 import { StaticSource } from '../../src/orchestrators/discovery.ts';
 import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
@@ -33,7 +34,9 @@ export async function startTestGateway(opts: TestGatewayOptions) {
     random: opts.random,
     logger,
   });
-  const streams = new LiveStreams({
+  let streams: LiveStreams | undefined;
+  const metrics = createMetrics({ streams: () => streams as LiveStreams, pool });
+  streams = new LiveStreams({
     pool,
     identity: offchainIdentity,
     limits: {
@@ -45,6 +48,7 @@ export async function startTestGateway(opts: TestGatewayOptions) {
       ...opts.limits,
     },
     network: LOOPBACK_NETWORK,
+    metrics: metrics.live,
     logger,
   });
   const app = await buildGatewayApp({
@@ -52,18 +56,20 @@ export async function startTestGateway(opts: TestGatewayOptions) {
     streams,
     live: { iceServers: [], defaultModel: opts.defaultModel ?? 'invert' },
     bodyLimitBytes: 1024 * 1024,
+    metrics: metrics.registry,
     logger,
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  const live = streams;
   return {
     pool,
-    streams,
+    streams: live,
     base,
     url: (stream: string, what: string) => `${base}/live/video-to-video/${stream}/${what}`,
     status: async (stream: string) => (await fetch(`${base}/live/video-to-video/${stream}/status`)).json(),
     async close() {
-      await streams.closeAll();
+      await streams?.closeAll();
       await app.close();
       pool.stop();
     },

@@ -196,6 +196,15 @@ describe('live video-to-video over WHIP and WHEP', () => {
     await publisher.close();
   }, 20_000);
 
+  it('exports Prometheus metrics with go-livepeer names', async () => {
+    const text = await (await fetch(`${gw.base}/metrics`)).text();
+    expect(text).toMatch(/livepeer_ai_live_attempts\{outcome="started"\} [1-9]/);
+    expect(text).toMatch(/livepeer_ai_live_attempts\{outcome="refused"\} [1-9]/); // the 406 above
+    expect(text).toMatch(/livepeer_ai_first_segment_delay_ms_count [1-9]/);
+    expect(text).toMatch(/livepeer_orchestrators\{state="available"\} 1/);
+    expect(text).toContain('livepeer_ai_live_viewers');
+  });
+
   it('refuses a second publisher on a live stream name with 409', async () => {
     const first = await WhipTestPublisher.connect(url('cam2', 'whip'));
     try {
