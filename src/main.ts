@@ -1,6 +1,8 @@
 // lp-gateway's command line: read the config, start the gateway, and start the local
 // orchestrator beside it when no orchestrator is configured.
 import { networkInterfaces } from 'node:os';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { type Config, ConfigError, loadConfig, usage } from './config/index.ts';
 import { buildGatewayApp } from './http/app.ts';
@@ -12,10 +14,11 @@ import { OrchestratorPool } from './orchestrators/pool.ts';
 import { PriceCeiling } from './orchestrators/price.ts';
 import { offchainIdentity } from './payments/identity.ts';
 
-async function main(): Promise<void> {
+/** Runs the gateway with these arguments (after the program name); `src/cli.ts` calls it too. */
+export async function main(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
   let config: Config;
   try {
-    config = loadConfig();
+    config = loadConfig({ argv });
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(err.message);
@@ -145,7 +148,13 @@ function localHostAddresses(): string[] {
   return ['127.0.0.1', ...addresses];
 }
 
-main().catch((err) => {
+/** Reports a failed start in one line and exits 1. */
+export function exitOnError(err: unknown): never {
   console.error(`lp-gateway: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
-});
+}
+
+// Run only as the entry point (`tsx src/main.ts`), not when src/cli.ts imports it.
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch(exitOnError);
+}
