@@ -5,12 +5,15 @@ import { type LiveJobUrls, startLiveVideoToVideo } from '../orchestrators/live-v
 import type { SelectedOrchestrator } from '../orchestrators/select.ts';
 import { OFFCHAIN_PAYMENT, segmentCredentials } from '../payments/credentials.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
+import { add, mul, type Rational, rat } from '../payments/rational.ts';
+import type { TicketSender } from '../payments/sender.ts';
 import {
   type SegmentWriter,
   TricklePublisher,
   type TrickleSegment,
   TrickleSubscriber,
 } from '../trickle/index.ts';
+import { LIVE_START_PIXELS, LivePayer, LivePayments, newTally, type PaymentTally } from './live-payer.ts';
 
 /** go-livepeer's gateway keeps the control channel alive this often. */
 const CONTROL_KEEPALIVE_MS = 10_000;
@@ -26,6 +29,10 @@ export interface OrchestratorSessionOptions {
   onOutputSegment: (segment: TrickleSegment) => Promise<void>;
   onEvent: (event: Record<string, unknown>) => void;
   onError: (reason: string) => void;
+  /** The gateway's payment account; absent: off-chain. */
+  payments?: LivePayments;
+  /** What this stream paid the orchestrator (created on first use). */
+  tally?: (orchestrator: string) => PaymentTally;
 }
 
 export class OrchestratorSession {
@@ -35,6 +42,7 @@ export class OrchestratorSession {
   private readonly events: TrickleSubscriber;
   private readonly keepalive: NodeJS.Timeout;
   private closed = false;
+  private payer?: LivePayer;
 
   private constructor(
     readonly urls: LiveJobUrls,
@@ -61,20 +69,60 @@ export class OrchestratorSession {
   }
 
   static async start(opts: OrchestratorSessionOptions): Promise<OrchestratorSession> {
-    const { info } = opts.orchestrator;
-    const urls = await startLiveVideoToVideo(info.transcoder ?? opts.orchestrator.url, {
-      modelId: opts.modelId,
-      params: opts.params,
-      streamId: opts.streamName,
-      requestId: opts.requestId,
-      payment: OFFCHAIN_PAYMENT,
-      segment: await segmentCredentials(info, opts.identity, { manifestId: opts.requestId }),
-    });
+    const { info, url } = opts.orchestrator;
+    const transcoder = info.transcoder ?? url;
+    const payments = opts.payments && LivePayments.pays(info) ? opts.payments : undefined;
+    let identity = opts.identity;
+    let payment = OFFCHAIN_PAYMENT;
+    let paid: { sender: TicketSender; tickets: number; ev: Rational } | undefined;
+    if (payments) {
+      // Prepay 60 s (at least one ticket), signed by the paying account.
+      identity = payments.identity;
+      const sender = payments.senderFor(url, info);
+      const p = await sender.createPayment(mul(rat(LIVE_START_PIXELS), sender.price), {
+        validate: payments.validateOptions(),
+      });
+      payment = p.header;
+      paid = { sender, tickets: p.numTickets, ev: p.ev };
+    }
+    let urls: LiveJobUrls;
+    try {
+      urls = await startLiveVideoToVideo(transcoder, {
+        modelId: opts.modelId,
+        params: opts.params,
+        streamId: opts.streamName,
+        requestId: opts.requestId,
+        payment,
+        segment: await segmentCredentials(info, identity, { manifestId: opts.requestId }),
+      });
+    } catch (err) {
+      if (paid && opts.tally) opts.tally(url).lastError = (err as Error).message;
+      throw err;
+    }
     opts.logger.info(
-      { orchestrator: opts.orchestrator.url, manifestId: urls.manifestId },
+      { orchestrator: url, manifestId: urls.manifestId, paid: paid?.tickets ?? 0 },
       'live job started',
     );
-    return new OrchestratorSession(urls, opts);
+    const session = new OrchestratorSession(urls, opts);
+    if (payments && paid) {
+      const tally = opts.tally?.(url) ?? newTally();
+      tally.tickets += paid.tickets;
+      tally.paid = add(tally.paid, paid.ev);
+      session.payer = new LivePayer({
+        payments,
+        sender: paid.sender,
+        transcoder,
+        info,
+        manifestId: urls.manifestId,
+        price: paid.sender.price,
+        tally,
+        logger: opts.logger,
+        onError: (reason) => {
+          if (!session.closed) opts.onError(reason);
+        },
+      });
+    }
+    return session;
   }
 
   get orchestratorUrl(): string {
@@ -110,6 +158,7 @@ export class OrchestratorSession {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.payer?.stop();
     clearInterval(this.keepalive);
     this.output.close();
     this.events.close();

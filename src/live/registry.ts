@@ -6,6 +6,7 @@ import type { OrchestratorPool } from '../orchestrators/pool.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
 import type { PeerNetworkOptions } from '../webrtc/index.ts';
 import { LiveError } from './errors.ts';
+import { LivePayments, type LivePaymentsOptions } from './live-payer.ts';
 import { LiveSession, type LiveSessionLimits, type LiveStatus } from './session.ts';
 
 /** Failover limits when not configured (go-livepeer allows 2 swaps per 3 minutes; we allow a few more). */
@@ -25,6 +26,11 @@ export interface LiveStreamsOptions {
   network: PeerNetworkOptions;
   logger: Logger;
   metrics?: LiveMetricsHooks;
+  /**
+   * A payment account: jobs on orchestrators with ticket params and a price above zero are paid
+   * (start prepayment, then every intervalMs). Absent: everything stays off-chain.
+   */
+  payments?: LivePaymentsOptions;
 }
 
 /** What the registry reports for Prometheus (src/http/metrics.ts). */
@@ -41,8 +47,11 @@ const ENDED_KEPT_MS = 10 * 60_000;
 export class LiveStreams {
   private readonly sessions = new Map<string, LiveSession>();
   private readonly ended = new Map<string, { status: LiveStatus; at: number }>();
+  private readonly payments?: LivePayments;
 
-  constructor(private readonly opts: LiveStreamsOptions) {}
+  constructor(private readonly opts: LiveStreamsOptions) {
+    if (opts.payments) this.payments = new LivePayments(opts.payments);
+  }
 
   async publish(
     stream: string,
@@ -69,6 +78,7 @@ export class LiveStreams {
         this.opts.pool.selectLive(modelId, { exclude, ...opts }),
       onOrchestratorFailed: (url, reason) => this.opts.pool.suspend(url, reason),
       identity: this.opts.identity,
+      payments: this.payments,
       limits: { ...FAILOVER_DEFAULTS, ...this.opts.limits },
       network: this.opts.network,
       logger: this.opts.logger.child({ stream }),

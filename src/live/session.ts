@@ -10,6 +10,13 @@ import { Egress } from './egress.ts';
 import { LiveError } from './errors.ts';
 import { Ingest } from './ingest.ts';
 import { FrameLatency } from './latency.ts';
+import {
+  type LivePayments,
+  newTally,
+  type PaymentStatus,
+  type PaymentTally,
+  paymentStatus,
+} from './live-payer.ts';
 import { OrchestratorSession } from './orchestrator-session.ts';
 import { RateMeter } from './rate-meter.ts';
 
@@ -41,6 +48,8 @@ export interface LiveSessionOptions {
   /** Told when an orchestrator failed this stream, so selection can avoid it for a while. */
   onOrchestratorFailed: (url: string, reason: string) => void;
   identity: GatewayIdentity;
+  /** The gateway's payment account: jobs on orchestrators that charge are paid. Absent: off-chain. */
+  payments?: LivePayments;
   limits: LiveSessionLimits;
   /** Where WebRTC peers listen and which host candidates they announce. */
   network: PeerNetworkOptions;
@@ -81,6 +90,8 @@ export interface LiveStatus {
   lastError: string | null;
   orchestratorStatus: Record<string, unknown> | null;
   swaps: SwapRecord[];
+  /** What was paid to whom: one entry per paid orchestrator this stream used. */
+  payments: PaymentStatus[];
   endReason?: string;
 }
 
@@ -103,6 +114,7 @@ export class LiveSession {
   private readonly latency = new FrameLatency();
   private segmentsOut = 0;
   private readonly swaps: SwapRecord[] = [];
+  private readonly payments = new Map<string, PaymentTally>();
   /** Set while a replacement orchestrator is being found; failures reported meanwhile are ignored. */
   private swapping = false;
   /** When the current orchestrator got its first input frame, and when output last came back. */
@@ -254,6 +266,7 @@ export class LiveSession {
       lastError: this.lastError,
       orchestratorStatus: this.orchestratorStatus,
       swaps: [...this.swaps],
+      payments: [...this.payments].map(([url, t]) => paymentStatus(url, t)),
       endReason: this.endReason,
     };
   }
@@ -305,6 +318,12 @@ export class LiveSession {
         const session: OrchestratorSession = await OrchestratorSession.start({
           orchestrator: selected,
           identity: this.opts.identity,
+          payments: this.opts.payments,
+          tally: (url) => {
+            const t = this.payments.get(url) ?? newTally();
+            this.payments.set(url, t);
+            return t;
+          },
           modelId: this.opts.modelId,
           params: this.params,
           streamName: this.opts.stream,

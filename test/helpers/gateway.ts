@@ -4,11 +4,12 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { buildGatewayApp } from '../../src/http/app.ts';
 import { createMetrics } from '../../src/http/metrics.ts';
+import type { LivePaymentsOptions } from '../../src/live/live-payer.ts';
 import { LiveStreams, type LiveStreamsOptions } from '../../src/live/registry.ts';
 import { StaticSource } from '../../src/orchestrators/discovery.ts';
 import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
 import { PriceCeiling } from '../../src/orchestrators/price.ts';
-import { offchainIdentity } from '../../src/payments/identity.ts';
+import { accountIdentity, type GatewayIdentity, offchainIdentity } from '../../src/payments/identity.ts';
 import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
 
 export interface TestGatewayOptions {
@@ -20,13 +21,19 @@ export interface TestGatewayOptions {
   random?: () => number;
   defaultModel?: string;
   grpcTimeoutMs?: number;
+  /** Pay orchestrators that charge from this account. */
+  payments?: LivePaymentsOptions;
+  /** Who the gateway is to orchestrators; default: the payments account's, else off-chain. */
+  identity?: GatewayIdentity;
 }
 
 export async function startTestGateway(opts: TestGatewayOptions) {
   const { logger } = opts;
+  const identity =
+    opts.identity ?? (opts.payments ? accountIdentity(opts.payments.account) : offchainIdentity);
   const pool = new OrchestratorPool({
     sources: [new StaticSource(opts.orchestrators)],
-    identity: offchainIdentity,
+    identity,
     grpcTimeoutMs: opts.grpcTimeoutMs ?? 3000,
     infoMaxAgeMs: 10_000,
     concurrency: 4,
@@ -38,7 +45,8 @@ export async function startTestGateway(opts: TestGatewayOptions) {
   const metrics = createMetrics({ streams: () => streams as LiveStreams, pool });
   streams = new LiveStreams({
     pool,
-    identity: offchainIdentity,
+    identity,
+    payments: opts.payments,
     limits: {
       minSegmentDurationMs: 1000,
       pliIntervalMs: 2000,
