@@ -10,22 +10,25 @@
 // `--reserve`, `--chainId`, `--aiServiceRegistry`); those are taken out of argv before the rest
 // goes to loadConfig(), whose unknown-flag check would refuse them. Every failure is one line on
 // stderr and exit status 1; the password and private key are never printed.
-import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { type Address, formatEther, getAddress, type LocalAccount, parseEther } from 'viem';
+import { formatEther, parseEther } from 'viem';
 import { type Config, loadConfig } from './config/index.ts';
 import { exitOnError, main } from './main.ts';
-import { ARBITRUM_ONE_CHAIN_ID, LivepeerChain } from './payments/chain.ts';
 import { type AccountBalance, balance, fundDepositAndReserve } from './payments/funding.ts';
-import { loadKeystoreAccount } from './payments/keystore.ts';
+import {
+  CHAIN_OVERRIDE_FLAGS,
+  connectConfiguredChain,
+  loadConfiguredAccount,
+  requireKeystoreConfig,
+  SetupError,
+} from './payments/onchain-setup.ts';
 
 const FUNDING_COMMANDS = ['balance', 'deposit'] as const;
 type FundingCommand = (typeof FUNDING_COMMANDS)[number];
 
 /** The funding commands' own flags (with - or --, `name value` or `name=value`). */
 const OWN_FLAGS: Record<FundingCommand, readonly string[]> = {
-  balance: ['chainId', 'aiServiceRegistry'],
-  deposit: ['deposit', 'reserve', 'chainId', 'aiServiceRegistry'],
+  balance: [...CHAIN_OVERRIDE_FLAGS],
+  deposit: ['deposit', 'reserve', ...CHAIN_OVERRIDE_FLAGS],
 };
 
 const CHAIN_FLAGS =
@@ -38,15 +41,13 @@ const COMMANDS_HELP = [
   '        print the account address, ETH balance, TicketBroker deposit, reserve and withdraw round',
   `  lp-gateway deposit --deposit AMOUNT --reserve AMOUNT ${CHAIN_FLAGS}`,
   '        fund the TicketBroker deposit and reserve (AMOUNT: wei, or ETH like 0.05eth; default 0)',
-  '  balance and deposit also take -ethController ADDRESS, --chainId ID (default 42161, Arbitrum',
-  '  One) and --aiServiceRegistry ADDRESS; -ethPassword may come from the environment (LP_ETHPASSWORD).',
+  '  start, balance and deposit also take -ethController ADDRESS, --chainId ID (default 42161,',
+  '  Arbitrum One) and --aiServiceRegistry ADDRESS; -ethPassword may come from the environment (LP_ETHPASSWORD).',
   '',
 ].join('\n');
 
-/** A usage or input problem of a funding command; its message is one line. */
-class CliError extends Error {
-  override readonly name = 'CliError';
-}
+/** A usage or input problem of a command; its message is one line. */
+class CliError extends SetupError {}
 
 export interface SplitArgs {
   /** The command's own flags, by name (last one wins). */
@@ -100,43 +101,6 @@ export function parseAmount(flag: string, raw: string): bigint {
   );
 }
 
-function parseChainId(raw: string): number {
-  if (!/^\d{1,15}$/.test(raw.trim()) || Number(raw) < 1) {
-    throw new CliError(`--chainId must be a positive integer (got ${JSON.stringify(raw.slice(0, 40))})`);
-  }
-  return Number(raw);
-}
-
-function parseAddress(flag: string, raw: string): Address {
-  try {
-    return getAddress(raw.trim());
-  } catch {
-    throw new CliError(`--${flag} must be an address, 0x + 40 hex digits (got ${JSON.stringify(raw)})`);
-  }
-}
-
-/** The key file: the path itself, or the only file in a keystore directory. */
-function keyFile(path: string): string {
-  let isDir: boolean;
-  try {
-    isDir = statSync(path).isDirectory();
-  } catch (err) {
-    throw new CliError(
-      `-ethKeystorePath ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
-    );
-  }
-  if (!isDir) return path;
-  const files = readdirSync(path, { withFileTypes: true }).filter(
-    (e) => e.isFile() && !e.name.startsWith('.'),
-  );
-  if (files.length !== 1) {
-    throw new CliError(
-      `-ethKeystorePath ${path} is a directory with ${files.length} key files; give the path of one key file`,
-    );
-  }
-  return join(path, files[0]!.name);
-}
-
 const eth = (wei: bigint) => `${formatEther(wei)} ETH (${wei} wei)`;
 
 function balanceLines(b: AccountBalance): string[] {
@@ -161,14 +125,7 @@ async function funding(command: FundingCommand, argv: readonly string[]): Promis
       `needs on-chain settings: ${CHAIN_FLAGS} (the network is offchain; give -network arbitrum-one-mainnet)`,
     );
   }
-  // loadConfig() already requires -ethUrl when the network is not offchain.
-  const ethUrl = config.ethUrl!;
-  if (config.ethKeystorePath === undefined) {
-    throw new CliError(`needs -ethKeystorePath (the account's keystore file)`);
-  }
-  if (config.ethPassword === undefined) {
-    throw new CliError(`needs -ethPassword (the keystore password, or a file holding it) or LP_ETHPASSWORD`);
-  }
+  requireKeystoreConfig(config);
   let deposit = 0n;
   let reserve = 0n;
   if (command === 'deposit') {
@@ -178,20 +135,10 @@ async function funding(command: FundingCommand, argv: readonly string[]): Promis
       throw new CliError('needs --deposit AMOUNT and/or --reserve AMOUNT greater than 0');
     }
   }
-  const expectedChainId = own.has('chainId') ? parseChainId(own.get('chainId')!) : ARBITRUM_ONE_CHAIN_ID;
-  const aiServiceRegistry = own.has('aiServiceRegistry')
-    ? parseAddress('aiServiceRegistry', own.get('aiServiceRegistry')!)
-    : undefined;
-
-  const account: LocalAccount = await loadKeystoreAccount(
-    keyFile(config.ethKeystorePath),
-    config.ethPassword.reveal(),
-  );
-  const chain = await LivepeerChain.connect({
-    ethUrl,
-    controller: config.ethController,
-    expectedChainId,
-    aiServiceRegistry,
+  const account = await loadConfiguredAccount(config);
+  const chain = await connectConfiguredChain(config, {
+    chainId: own.get('chainId'),
+    aiServiceRegistry: own.get('aiServiceRegistry'),
   });
   try {
     if (command === 'balance') {
@@ -225,7 +172,18 @@ async function run(argv: readonly string[]): Promise<void> {
     if (gatewayArgs.some((a) => /^--?(h|help)(=(1|t|true|T|TRUE|True))?$/.test(a))) {
       process.stdout.write(`${COMMANDS_HELP}\n`);
     }
-    await main(gatewayArgs).catch(exitOnError);
+    let split: SplitArgs;
+    try {
+      split = splitArgs(gatewayArgs, CHAIN_OVERRIDE_FLAGS);
+    } catch (err) {
+      console.error(`lp-gateway: ${oneLineMessage(err)}`);
+      process.exit(2);
+    }
+    const chainOverrides = {
+      chainId: split.own.get('chainId'),
+      aiServiceRegistry: split.own.get('aiServiceRegistry'),
+    };
+    await main(split.config, chainOverrides).catch(exitOnError);
     return;
   }
   if (first === 'help') {

@@ -1,5 +1,6 @@
 // lp-gateway's command line: read the config, start the gateway, and start the local
-// orchestrator beside it when no orchestrator is configured.
+// orchestrator beside it when no orchestrator is configured (off chain only). On chain
+// (src/payments/onchain-setup.ts) the keystore account pays and the transcoder pool is a source.
 import { networkInterfaces } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,9 +14,13 @@ import { type DiscoverySource, StaticSource, WebhookSource } from './orchestrato
 import { OrchestratorPool } from './orchestrators/pool.ts';
 import { PriceCeiling } from './orchestrators/price.ts';
 import { offchainIdentity } from './payments/identity.ts';
+import { type ChainOverrides, type OnChainGateway, setupOnChain } from './payments/onchain-setup.ts';
 
 /** Runs the gateway with these arguments (after the program name); `src/cli.ts` calls it too. */
-export async function main(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
+export async function main(
+  argv: readonly string[] = process.argv.slice(2),
+  chainOverrides: ChainOverrides = {},
+): Promise<void> {
   let config: Config;
   try {
     config = loadConfig({ argv });
@@ -30,23 +35,29 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
     console.log(usage());
     return;
   }
-  if (config.network !== 'offchain') {
-    console.error(
-      `config: network: ${config.network} needs on-chain payments, which this version does not have yet; use -network offchain`,
-    );
-    process.exit(2);
-  }
   const logger = pino({ level: config.logLevel });
+
+  // On chain: the keystore account pays and signs, and the transcoder pool is a source.
+  let onchain: OnChainGateway | undefined;
+  if (config.network !== 'offchain') {
+    try {
+      onchain = await setupOnChain(config, chainOverrides, logger);
+    } catch (err) {
+      console.error(`lp-gateway: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`);
+      process.exit(2);
+    }
+  }
+  const identity = onchain?.identity ?? offchainIdentity;
 
   let local: LocalOrchestrator | undefined;
   let orchestrators = [...config.orchAddr];
-  if (orchestrators.length === 0 && config.orchWebhookUrl === undefined) {
+  if (!onchain && orchestrators.length === 0 && config.orchWebhookUrl === undefined) {
     const lo = config.localOrchestrator;
     local = await LocalOrchestrator.start(optionsFromConfig(lo, logger));
     orchestrators = [local.url];
   }
 
-  const sources: DiscoverySource[] = [];
+  const sources: DiscoverySource[] = onchain ? [onchain.source] : [];
   if (orchestrators.length > 0) sources.push(new StaticSource(orchestrators, local ? 'local' : 'orchAddr'));
   if (config.orchWebhookUrl !== undefined) {
     sources.push(
@@ -60,7 +71,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
   }
   const pool = new OrchestratorPool({
     sources,
-    identity: offchainIdentity,
+    identity,
     grpcTimeoutMs: config.grpcTimeoutMs,
     infoMaxAgeMs: config.orchInfoMaxAge,
     concurrency: config.discoveryConcurrency,
@@ -77,7 +88,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
   const metrics = createMetrics({ streams: () => streams as LiveStreams, pool });
   streams = new LiveStreams({
     pool,
-    identity: offchainIdentity,
+    identity,
     limits: {
       minSegmentDurationMs: live.minSegmentDurationMs,
       pliIntervalMs: live.pliIntervalMs,
@@ -90,6 +101,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
       noOrchestratorGraceMs: live.noOrchestratorGraceMs,
     },
     network: { hostAddresses: localHostAddresses() },
+    payments: onchain?.payments,
     metrics: metrics.live,
     logger,
   });
@@ -117,9 +129,11 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
     local
       ? `  local orchestrator (embedded, models: ${config.localOrchestrator.models.join(', ')}): ${local.url}`
       : `  orchestrator sources: ${[
+          ...(onchain ? ['on-chain transcoder pool'] : []),
           ...(orchestrators.length ? [orchestrators.join(', ')] : []),
           ...(config.orchWebhookUrl ? [`from webhook ${config.orchWebhookUrl}`] : []),
         ].join('; ')}`,
+    ...(onchain?.bannerLines ?? []),
     '',
   ];
   console.log(lines.join('\n'));
@@ -133,6 +147,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
     await streams.closeAll();
     await app.close();
     await local?.close();
+    await onchain?.close();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
