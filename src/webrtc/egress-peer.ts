@@ -3,7 +3,6 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
   PictureLossIndication,
-  RTCRtpCodecParameters,
   type RTCRtpTransceiver,
   type RtcpPacket,
   RtcpPayloadSpecificFeedback,
@@ -12,7 +11,7 @@ import {
   useSdesMid,
 } from 'werift';
 import {
-  declinedCodecs,
+  answerCodecs,
   type NegotiatedCodec,
   type PeerOptions,
   PeerSession,
@@ -147,16 +146,7 @@ export class EgressPeer {
     const { session, answerSdp } = await PeerSession.answer(
       {
         offerSdp: rewritten.sdp,
-        codecs: {
-          video: [
-            new RTCRtpCodecParameters({ mimeType: 'video/H264', clockRate: 90000 }),
-            ...declinedCodecs(rewritten, 'video'),
-          ],
-          audio: [
-            new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2 }),
-            ...declinedCodecs(rewritten, 'audio'),
-          ],
-        },
+        codecs: answerCodecs(rewritten),
         // The mid extension lets a browser demultiplex even if it ignores our a=ssrc lines.
         headerExtensions: { video: [useSdesMid()], audio: [useSdesMid()] },
         prepare: (pc) => {

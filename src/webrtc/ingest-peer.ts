@@ -11,7 +11,7 @@ import {
 } from 'werift';
 import { NackGenerator, type NackGeneratorOptions } from './nack-generator.ts';
 import {
-  declinedCodecs,
+  answerCodecs,
   type NegotiatedCodec,
   type PeerOptions,
   PeerSession,
@@ -124,16 +124,7 @@ export class IngestPeer {
     const { session, answerSdp } = await PeerSession.answer(
       {
         offerSdp: rewritten.sdp,
-        codecs: {
-          video: [
-            new RTCRtpCodecParameters({ mimeType: 'video/H264', clockRate: 90000 }),
-            ...declinedCodecs(rewritten, 'video'),
-          ],
-          audio: [
-            new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2 }),
-            ...declinedCodecs(rewritten, 'audio'),
-          ],
-        },
+        codecs: answerCodecs(rewritten),
         prepare: (pc) => {
           video = new TrackTap(transceiverAt(pc, plan.video.section.index), videoCodecs[0]);
           disableWeriftNack(video.transceiver);

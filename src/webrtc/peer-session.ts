@@ -228,6 +228,23 @@ export function transceiverAt(pc: RTCPeerConnection, index: number): RTCRtpTrans
   return transceiver;
 }
 
+/** The codecs both peers answer with: H.264 and Opus, plus entries for the sections we turn down. */
+export function answerCodecs(rewritten: RewrittenOffer): {
+  video: RTCRtpCodecParameters[];
+  audio: RTCRtpCodecParameters[];
+} {
+  return {
+    video: [
+      new RTCRtpCodecParameters({ mimeType: 'video/H264', clockRate: 90000 }),
+      ...declinedCodecs(rewritten, 'video'),
+    ],
+    audio: [
+      new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2 }),
+      ...declinedCodecs(rewritten, 'audio'),
+    ],
+  };
+}
+
 /** werift codec entries for the sections we turn down, so it can answer them (as rejected). */
 export function declinedCodecs(rewritten: RewrittenOffer, kind: 'audio' | 'video'): RTCRtpCodecParameters[] {
   return rewritten.declinedMimeTypes
