@@ -33,29 +33,35 @@ class MemorySegment implements SegmentWriter {
   }
 }
 
-function feed(opts: { gopSeconds: number; minSegmentDurationMs: number; clip: Buffer }) {
+/** An Ingest writing into memory segments; `keyframeRequests` counts its PLIs. */
+function memoryIngest(minSegmentDurationMs = 1000) {
   const segments: MemorySegment[] = [];
-  let keyframeRequests = 0;
+  const counts = { keyframeRequests: 0 };
   const ingest = new Ingest({
-    minSegmentDurationMs: opts.minSegmentDurationMs,
+    minSegmentDurationMs,
     startSegment: () => {
       const s = new MemorySegment(segments.length);
       segments.push(s);
       return s;
     },
-    requestKeyframe: () => keyframeRequests++,
+    requestKeyframe: () => counts.keyframeRequests++,
     onFrame: () => {},
     onError: (reason) => {
       throw new Error(reason);
     },
     logger: pino({ level: 'silent' }),
   });
+  return { ingest, segments, counts };
+}
+
+function feed(opts: { gopSeconds: number; minSegmentDurationMs: number; clip: Buffer }) {
+  const { ingest, segments, counts } = memoryIngest(opts.minSegmentDurationMs);
   let seq = 1000;
   for (const frame of h264Frames(opts.clip, 30, 1200, 12345)) {
     for (const p of frame.payloads) ingest.pushVideo(p.payload, seq++ & 0xffff, frame.timestamp, p.marker);
   }
   ingest.close();
-  return { segments, keyframeRequests };
+  return { segments, keyframeRequests: counts.keyframeRequests };
 }
 
 describe('ingest segmenter', () => {
@@ -73,19 +79,7 @@ describe('ingest segmenter', () => {
 
   it('streams a segment frame by frame: bytes are written before the segment ends', async () => {
     const clip = await makeH264Clip({ seconds: 1 });
-    const segments: MemorySegment[] = [];
-    const ingest = new Ingest({
-      minSegmentDurationMs: 1000,
-      startSegment: () => {
-        const s = new MemorySegment(segments.length);
-        segments.push(s);
-        return s;
-      },
-      requestKeyframe: () => {},
-      onFrame: () => {},
-      onError: () => {},
-      logger: pino({ level: 'silent' }),
-    });
+    const { ingest, segments } = memoryIngest();
     const frames = h264Frames(clip, 30);
     let seq = 0;
     for (const p of frames[0].payloads) ingest.pushVideo(p.payload, seq++, frames[0].timestamp, p.marker);
@@ -100,25 +94,12 @@ describe('ingest segmenter', () => {
   it('drops frames before the first keyframe and asks for one', async () => {
     const clip = await makeH264Clip({ seconds: 2 });
     const frames = h264Frames(clip, 30).slice(5); // starts mid-GOP
-    const segments: MemorySegment[] = [];
-    let requests = 0;
-    const ingest = new Ingest({
-      minSegmentDurationMs: 1000,
-      startSegment: () => {
-        const s = new MemorySegment(segments.length);
-        segments.push(s);
-        return s;
-      },
-      requestKeyframe: () => requests++,
-      onFrame: () => {},
-      onError: () => {},
-      logger: pino({ level: 'silent' }),
-    });
+    const { ingest, segments, counts } = memoryIngest();
     let seq = 0;
     for (const f of frames)
       for (const p of f.payloads) ingest.pushVideo(p.payload, seq++, f.timestamp, p.marker);
     ingest.close();
-    expect(requests).toBeGreaterThan(0);
+    expect(counts.keyframeRequests).toBeGreaterThan(0);
     expect(segments.length).toBe(1); // only from the keyframe at 1 s on
     expect((await decodeGray(segments[0].bytes())).length).toBe(30);
   }, 30_000);
@@ -131,21 +112,7 @@ describe('ingest segmenter', () => {
     expect(sourceMd5s).toHaveLength(90);
     expect(source.some((f, i) => i > 0 && f.pts90k < source[i - 1].pts90k)).toBe(true);
 
-    const segments: MemorySegment[] = [];
-    const ingest = new Ingest({
-      minSegmentDurationMs: 1000,
-      startSegment: () => {
-        const s = new MemorySegment(segments.length);
-        segments.push(s);
-        return s;
-      },
-      requestKeyframe: () => {},
-      onFrame: () => {},
-      onError: (reason) => {
-        throw new Error(reason);
-      },
-      logger: pino({ level: 'silent' }),
-    });
+    const { ingest, segments } = memoryIngest();
     // The RTP timestamp is the PTS (what a WebRTC sender puts there); it wraps 2^32 in the first GOP,
     // with B-frames stepping back across the wrap.
     const firstTs = 2 ** 32 - 12_000;
