@@ -5,12 +5,19 @@
 // ceiling) by the score in select.ts.
 import type { Logger } from 'pino';
 import type { GatewayIdentity } from '../payments/identity.ts';
-import type { OrchestratorInfo } from '../wire/lp-rpc.ts';
-import { liveJobCapabilities, liveModels } from './capabilities.ts';
+import { Capability, hasCapability, type OrchestratorInfo } from '../wire/lp-rpc.ts';
+import {
+  capabilityName,
+  type JobKind,
+  jobCapabilities,
+  liveKind,
+  liveModels,
+  offeredModels,
+} from './capabilities.ts';
 import type { DiscoveredOrchestrator, DiscoverySource } from './discovery.ts';
 import { OrchestratorError } from './errors.ts';
 import { getOrchestrator } from './grpc-client.ts';
-import { formatRatio, livePrice, type PriceCeiling, ratioToNumber } from './price.ts';
+import { formatRatio, jobPrice, livePrice, type PriceCeiling, ratioToNumber } from './price.ts';
 import { type Candidate, drawOrder, NoOrchestratorError, type SelectedOrchestrator } from './select.ts';
 import { type SuspensionOptions, Suspensions } from './suspension.ts';
 
@@ -156,15 +163,23 @@ export class OrchestratorPool {
     await Promise.allSettled([...this.entries.values()].map((e) => this.refreshInfo(e, true)));
   }
 
+  /** `select` for a live-video-to-video job with `modelId`. */
+  selectLive(
+    modelId: string,
+    opts: { exclude?: ReadonlySet<string>; includeSuspended?: boolean } = {},
+  ): Promise<SelectedOrchestrator> {
+    return this.select(liveKind(modelId), opts);
+  }
+
   /**
-   * Chooses an orchestrator for a live job with `modelId` and returns its fresh GetOrchestrator
-   * answer (asked with the job's capabilities: it carries the auth token the job start needs).
-   * Waits at most the gRPC timeout for orchestrators not asked yet, then tries the candidates
-   * in score order (select.ts) until one answers well.
+   * Chooses an orchestrator for a job of `kind` and returns its fresh GetOrchestrator answer
+   * (asked with the job's capabilities: it carries the auth token and ticket params the job
+   * needs). Waits at most the gRPC timeout for orchestrators not asked yet, then tries the
+   * candidates in score order (select.ts) until one answers well.
    * @throws NoOrchestratorError with one reason per orchestrator.
    */
-  async selectLive(
-    modelId: string,
+  async select(
+    kind: JobKind,
     opts: { exclude?: ReadonlySet<string>; includeSuspended?: boolean } = {},
   ): Promise<SelectedOrchestrator> {
     await this.prepare();
@@ -172,23 +187,23 @@ export class OrchestratorPool {
     const candidates: Candidate[] = [];
     for (const e of this.entries.values()) {
       if (opts.exclude?.has(e.url)) {
-        reasons.set(e.url, 'excluded (already tried for this stream)');
+        reasons.set(e.url, 'excluded (already tried for this job)');
         continue;
       }
-      const v = this.verdict(e, modelId, opts.includeSuspended);
+      const v = this.verdict(e, kind, opts.includeSuspended);
       if (v.state !== 'available') {
         reasons.set(e.url, `${v.state}: ${v.why}`);
         continue;
       }
       candidates.push({
         url: e.url,
-        pricePerPixel: ratioToNumber(livePrice(e.info, modelId).perPixel),
+        pricePerPixel: ratioToNumber(jobPrice(e.info, kind.capability, kind.modelId).perPixel),
         latencyMs: e.latencyMs,
         stake: stakeOf(e),
       });
     }
     for (const c of drawOrder(candidates, this.random)) {
-      const outcome = await this.askLive(c.url, modelId);
+      const outcome = await this.ask(c.url, kind);
       if ('info' in outcome) return { url: c.url, info: outcome.info };
       reasons.set(c.url, outcome.why);
     }
@@ -196,13 +211,23 @@ export class OrchestratorPool {
     if (lines.length === 0) {
       for (const s of this.sources) if (s.error) lines.push(`${s.source.name}: ${s.error}`);
     }
-    throw new NoOrchestratorError(modelId, lines);
+    throw new NoOrchestratorError(
+      kind.modelId,
+      lines,
+      kind.capability === Capability.LiveVideoToVideo ? undefined : jobName(kind),
+    );
   }
 
   /** Skips `url` for a penalty that doubles with each recent failure (suspension.ts). */
   suspend(url: string, reason: string): void {
     const ms = this.suspensions.fail(url, reason);
     this.log.warn({ orchestrator: url, reason, suspendedMs: ms }, 'orchestrator suspended');
+  }
+
+  /** A job's own round trip to `url` (batch requests): it feeds the latency term of the score. */
+  observeLatency(url: string, ms: number): void {
+    const e = this.entries.get(url);
+    if (e) this.measured(e, ms);
   }
 
   /** A job on `url` went well: forget its failures and lift any suspension. */
@@ -213,7 +238,7 @@ export class OrchestratorPool {
   /** Every known orchestrator; with `modelId`, its state is for that model. */
   list(modelId?: string): OrchestratorStatus[] {
     return [...this.entries.values()].map((e) => {
-      const v = this.verdict(e, modelId);
+      const v = this.verdict(e, modelId === undefined ? undefined : liveKind(modelId));
       const s = this.suspensions.state(e.url);
       const price = e.info ? priceOf(e.info, modelId) : null;
       const stake = stakeOf(e);
@@ -361,8 +386,8 @@ export class OrchestratorPool {
 
   // --- selection ---
 
-  /** A fresh GetOrchestrator with the live job's capabilities; failures count (busy does not). */
-  private async askLive(url: string, modelId: string): Promise<{ info: OrchestratorInfo } | { why: string }> {
+  /** A fresh GetOrchestrator with the job's capabilities; failures count (busy does not). */
+  private async ask(url: string, kind: JobKind): Promise<{ info: OrchestratorInfo } | { why: string }> {
     const entry = this.entries.get(url);
     const started = performance.now();
     let info: OrchestratorInfo;
@@ -370,12 +395,12 @@ export class OrchestratorPool {
       info = await this.call(url, {
         identity: this.opts.identity,
         timeoutMs: this.opts.grpcTimeoutMs,
-        capabilities: liveJobCapabilities(modelId),
+        capabilities: jobCapabilities(kind),
       });
     } catch (err) {
       const message = describe(err);
       if (isCapped(err)) {
-        return { why: `busy: answered OrchestratorCapped for "${modelId}" (no free capacity)` };
+        return { why: `busy: answered OrchestratorCapped for ${jobName(kind)} (no free capacity)` };
       }
       if (entry) {
         entry.error = { busy: false, message };
@@ -385,16 +410,34 @@ export class OrchestratorPool {
       return { why: `unreachable: GetOrchestrator failed (${message}); suspended` };
     }
     if (entry) this.measured(entry, performance.now() - started);
-    const models = liveModels(info);
-    if (!models.includes(modelId)) {
-      return { why: `no-model: ${noModel(modelId, models)}` };
-    }
-    const refused = this.opts.priceCeiling.refuse(livePrice(info, modelId), modelId);
+    const missing = this.missing(info, kind);
+    if (missing) return { why: `no-model: ${missing}` };
+    const refused = this.opts.priceCeiling.refuse(
+      jobPrice(info, kind.capability, kind.modelId),
+      kind.modelId,
+      kind.capability,
+    );
     if (refused) return { why: `too-expensive: ${refused}` };
     return { info };
   }
 
-  private verdict(e: Entry, modelId: string | undefined, ignoreSuspension = false): Verdict {
+  /** Why `info` cannot run `kind`, or undefined when it can. */
+  private missing(info: OrchestratorInfo | undefined, kind: JobKind): string | undefined {
+    if (kind.capability === Capability.LiveVideoToVideo) {
+      const models = liveModels(info);
+      return models.includes(kind.modelId) ? undefined : noModel(kind.modelId, models);
+    }
+    if (!hasCapability(info?.capabilities?.bitstring, kind.capability)) {
+      return `does not offer ${capabilityName(kind.capability)}`;
+    }
+    if (kind.modelId === '') return undefined;
+    const models = offeredModels(info, kind.capability);
+    return models.includes(kind.modelId)
+      ? undefined
+      : `does not offer "${kind.modelId}" for ${capabilityName(kind.capability)}${models.length ? ` (offers ${models.join(', ')})` : ''}`;
+  }
+
+  private verdict(e: Entry, kind: JobKind | undefined, ignoreSuspension = false): Verdict {
     const s = this.suspensions.state(e.url);
     if (s.until !== undefined && !ignoreSuspension) {
       const until = new Date(s.until).toISOString();
@@ -407,15 +450,19 @@ export class OrchestratorPool {
       if (e.error) return { state: e.error.busy ? 'busy' : 'unreachable', why: e.error.message };
       return { state: 'pending', why: e.inflight ? 'GetOrchestrator in progress' : 'not asked yet' };
     }
-    const models = liveModels(e.info);
     const ceiling = this.opts.priceCeiling;
-    if (modelId !== undefined) {
-      if (!models.includes(modelId)) return { state: 'no-model', why: noModel(modelId, models) };
-      const price = livePrice(e.info, modelId);
-      const refused = ceiling.refuse(price, modelId);
+    if (kind !== undefined) {
+      const missing = this.missing(e.info, kind);
+      if (missing) return { state: 'no-model', why: missing };
+      const price = jobPrice(e.info, kind.capability, kind.modelId);
+      const refused = ceiling.refuse(price, kind.modelId, kind.capability);
       if (refused) return { state: 'too-expensive', why: refused };
-      return { state: 'available', why: `offers "${modelId}" at ${formatRatio(price.perPixel)} wei/pixel` };
+      return {
+        state: 'available',
+        why: `offers ${jobName(kind)} at ${formatRatio(price.perPixel)} wei/pixel`,
+      };
     }
+    const models = liveModels(e.info);
     if (models.length === 0) return { state: 'no-model', why: 'offers no live-video-to-video model' };
     const refusals = models.map((m) => ceiling.refuse(livePrice(e.info, m), m));
     if (refusals.every((r) => r !== undefined)) {
@@ -433,6 +480,13 @@ export class OrchestratorPool {
           : `offers ${affordable.join(', ')} within the price ceiling (${models.length - affordable.length} more above it)`,
     };
   }
+}
+
+/** `"model"` for live (as before), `pipeline "model"` otherwise, `transcoding` without a model. */
+function jobName(kind: JobKind): string {
+  if (kind.capability === Capability.LiveVideoToVideo) return `"${kind.modelId}"`;
+  if (kind.modelId === '') return capabilityName(kind.capability);
+  return `${capabilityName(kind.capability)} "${kind.modelId}"`;
 }
 
 function noModel(modelId: string, models: string[]): string {

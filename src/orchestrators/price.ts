@@ -54,18 +54,27 @@ export interface OrchestratorPrice {
 }
 
 /**
- * What `info` says the orchestrator charges for live model `modelId`: its `capabilities_prices`
- * entry for capability 35 and that model when present, else `price_info`. Neither present means
- * free: off-chain go-livepeer orchestrators send no price and are never paid.
+ * What `info` says the orchestrator charges for `modelId` of `capability`: its
+ * `capabilities_prices` entry for that capability and model when present, else `price_info`.
+ * Neither present means free: off-chain go-livepeer orchestrators send no price and are never paid.
  */
-export function livePrice(info: OrchestratorInfo | undefined, modelId: string): OrchestratorPrice {
-  const entry = info?.capabilitiesPrices?.find(
-    (p) => (p.capability ?? 0) === Capability.LiveVideoToVideo && p.constraint === modelId,
-  );
+export function jobPrice(
+  info: OrchestratorInfo | undefined,
+  capability: number,
+  modelId: string,
+): OrchestratorPrice {
+  const entry =
+    modelId === ''
+      ? undefined
+      : info?.capabilitiesPrices?.find((p) => (p.capability ?? 0) === capability && p.constraint === modelId);
   if (entry) return fromPriceInfo(entry, 'model');
   if (info?.priceInfo) return fromPriceInfo(info.priceInfo, 'price_info');
   return { perPixel: ratio(0n, 1n), pricePerUnit: 0n, pixelsPerUnit: 1n, from: 'none' };
 }
+
+/** What `info` charges for live model `modelId`. */
+export const livePrice = (info: OrchestratorInfo | undefined, modelId: string): OrchestratorPrice =>
+  jobPrice(info, Capability.LiveVideoToVideo, modelId);
 
 function fromPriceInfo(p: PriceInfo, from: OrchestratorPrice['from']): OrchestratorPrice {
   const pricePerUnit = p.pricePerUnit ?? 0n;
@@ -142,13 +151,17 @@ export class PriceCeiling {
     return models?.get(modelId) ?? models?.get('default') ?? this.global;
   }
 
-  /** Why `price` is refused for `modelId`, or undefined when it is acceptable. */
-  refuse(price: OrchestratorPrice, modelId: string): string | undefined {
+  /** Why `price` is refused for `modelId` of `capability`, or undefined when it is acceptable. */
+  refuse(
+    price: OrchestratorPrice,
+    modelId: string,
+    capability: number = Capability.LiveVideoToVideo,
+  ): string | undefined {
     if (isUnpriceable(price)) {
       return `price ${price.pricePerUnit} wei per ${price.pixelsPerUnit} pixels cannot be compared`;
     }
-    const ceiling = this.forModel(modelId);
+    const ceiling = this.forModel(modelId, capability);
     if (!ceiling || compareRatio(price.perPixel, ceiling.perPixel) <= 0) return undefined;
-    return `price ${formatRatio(price.perPixel)} wei/pixel for "${modelId}" is above the ceiling ${formatRatio(ceiling.perPixel)} wei/pixel (${ceiling.source})`;
+    return `price ${formatRatio(price.perPixel)} wei/pixel for ${modelId === '' ? 'transcoding' : `"${modelId}"`} is above the ceiling ${formatRatio(ceiling.perPixel)} wei/pixel (${ceiling.source})`;
   }
 }

@@ -29,11 +29,13 @@ export class NoOrchestratorError extends Error {
     readonly modelId: string,
     /** One line per orchestrator: `url: why it was not used`. */
     readonly reasons: string[],
+    /** What was asked for, for the message: `model "x"` for live, `TextToImage "x"`, `H264`. */
+    readonly job = `model "${modelId}"`,
   ) {
     super(
       reasons.length
-        ? `no orchestrator can run model "${modelId}": ${reasons.join('; ')}`
-        : `no orchestrator is configured for model "${modelId}"`,
+        ? `no orchestrator can run ${job}: ${reasons.join('; ')}`
+        : `no orchestrator is configured for ${job}`,
     );
     this.name = 'NoOrchestratorError';
   }

@@ -24,6 +24,7 @@ import {
 import { PriceCeiling } from '../../src/orchestrators/price.ts';
 import { offchainIdentity } from '../../src/payments/identity.ts';
 import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
+import { Capability } from '../../src/wire/lp-rpc.ts';
 import { seeded } from './seeded.ts';
 
 const silent = pino({ level: 'silent' });
@@ -169,6 +170,25 @@ describe('selection', () => {
     // passthrough has no entry and -maxPricePerUnit is 0: no limit.
     expect((await pool.selectLive('passthrough', withoutCheap)).url).toBe(mid.url);
     expect(stateOf(pool, mid.url, 'passthrough').state).toBe('available');
+  });
+
+  it('selects for other capabilities: transcoding by price_info and the ceiling, a missing AI pipeline named', async () => {
+    const pool = makePool([cheap.url, mid.url, pricey.url], {
+      priceCeiling: new PriceCeiling({ maxPricePerUnit: 5n, pixelsPerUnit: 1n }),
+    });
+    const transcode = { capability: Capability.H264, modelId: '' };
+    for (let i = 0; i < 10; i++) {
+      const { url, info } = await pool.select(transcode);
+      expect(url).not.toBe(pricey.url);
+      expect(info.authToken?.token?.length).toBeGreaterThan(0);
+    }
+    const err = await pool
+      .select({ capability: Capability.AudioToText, modelId: 'openai/whisper-large-v3' })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(NoOrchestratorError);
+    expect(err.message).toMatch(/^no orchestrator can run AudioToText "openai\/whisper-large-v3": /);
+    expect(err.reasons).toHaveLength(3);
+    for (const r of err.reasons) expect(r).toMatch(/no-model: does not offer AudioToText/);
   });
 
   it('honours exclude', async () => {
