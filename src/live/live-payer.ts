@@ -1,19 +1,33 @@
 // Paying a live job as go-livepeer's gateway does (spec livepeer-pm.md §3.3): the start request
-// prepays 60 s of 720p30; then, every interval, 27,648,000 × whole seconds since the last billed
-// instant × price goes to POST {transcoder}/payment, the clock moving by the seconds billed.
+// prepays 60 s of 720p30; then, on input segments at most once per interval, 27,648,000 units a
+// second since the last billed instant × price goes to POST {transcoder}/payment
+// (payments/live-clock.ts). Before each payment, as go-livepeer's refreshSessionIfNeeded and
+// validatePrice: expired ticket params or an auth token near its end are refreshed with
+// GetOrchestrator, and a price above the ceiling or more than double the start price is refused.
 import type { Logger } from 'pino';
 import type { LocalAccount } from 'viem';
 import { sendLivePayment } from '../orchestrators/live-payment.ts';
 import { segmentCredentials } from '../payments/credentials.ts';
 import { accountIdentity, type GatewayIdentity } from '../payments/identity.ts';
+import { LiveBillingClock } from '../payments/live-clock.ts';
 import { add, floatString, mul, type Rational, rat, ZERO } from '../payments/rational.ts';
-import { type Balance, Balances, TicketSender, type ValidateOptions } from '../payments/sender.ts';
+import {
+  type Balance,
+  Balances,
+  priceOf,
+  type SenderInfo,
+  TicketParamsError,
+  TicketSender,
+  type ValidateOptions,
+} from '../payments/sender.ts';
 import type { OrchestratorInfo } from '../wire/lp-rpc.ts';
 
 /** go-livepeer's initPixelsToPay: 60 s of 1280×720×30, prepaid by the start request. */
 export const LIVE_START_PIXELS = 1_658_880_000n;
-/** go-livepeer's live rate: 1280×720×30 "pixels" per second. */
-export const LIVE_PIXELS_PER_SECOND = 27_648_000n;
+/** go-livepeer's authTokenValidPeriod; a token is refreshed in its last tenth. */
+const AUTH_TOKEN_VALID_S = 30 * 60;
+/** go-livepeer's priceIncreaseThreshold: refuse to pay once the price more than doubles. */
+const PRICE_INCREASE_THRESHOLD = 2n;
 
 /** The gateway's payment account and limits (LiveStreamsOptions.payments). */
 export interface LivePaymentsOptions {
@@ -26,6 +40,14 @@ export interface LivePaymentsOptions {
   intervalMs: number;
   /** The latest L1 block seen, for the params' expiry check; without it only the orchestrator checks. */
   lastSeenL1Block?: () => bigint;
+  /**
+   * The gateway's TicketBroker deposit and reserve and the last initialised round (cached chain
+   * reads), for the checks before paying: unlock in progress, no deposit or reserve, and a face
+   * value above deposit ÷ depositMultiplier. Absent (tests without a chain): those are skipped.
+   */
+  senderState?: () => Promise<{ senderInfo: SenderInfo; lastInitializedRound: bigint }>;
+  /** -depositMultiplier; default 1. */
+  depositMultiplier?: number;
 }
 
 /** What one stream paid one orchestrator. */
@@ -84,12 +106,16 @@ export class LivePayments {
     return sender;
   }
 
-  validateOptions(): Omit<ValidateOptions, 'numTickets'> {
+  /** What §3.4 checks before a payment: the limits, the L1 block and, on chain, the sender's state. */
+  async validateOptions(): Promise<Omit<ValidateOptions, 'numTickets'>> {
+    const state = await this.opts.senderState?.();
     return {
       lastSeenL1Block: this.opts.lastSeenL1Block?.() ?? 0n,
       maxTicketEV: this.opts.maxTicketEV,
       maxTotalEV: this.opts.maxTotalEV,
-      depositMultiplier: 1,
+      depositMultiplier: this.opts.depositMultiplier ?? 1,
+      senderInfo: state?.senderInfo,
+      lastInitializedRound: state?.lastInitializedRound,
     };
   }
 }
@@ -109,46 +135,53 @@ export interface LivePayerOptions {
   logger: Logger;
   /** Payment failed twice in a row: the caller swaps the orchestrator before it cuts the stream. */
   onError: (reason: string) => void;
+  /** A fresh GetOrchestrator from this orchestrator (expired params, auth token near its end). */
+  refresh?: () => Promise<OrchestratorInfo>;
+  /** Why the orchestrator's current price is not acceptable (the ceiling), or undefined. */
+  refusePrice?: (info: OrchestratorInfo) => string | undefined;
   now?: () => number;
 }
 
-/** Pays one running job every intervalMs until stop(). */
+/** Pays one running job as its input segments flow, until stop(). */
 export class LivePayer {
-  private readonly timer: NodeJS.Timeout;
   private readonly balance: Balance;
+  private readonly clock: LiveBillingClock;
   private readonly now: () => number;
-  private billedUntil: number;
   private info: OrchestratorInfo;
   private busy = false;
   private stopped = false;
 
   constructor(private readonly opts: LivePayerOptions) {
     this.now = opts.now ?? Date.now;
-    this.billedUntil = this.now();
+    this.clock = new LiveBillingClock(opts.payments.opts.intervalMs, undefined, this.now);
     this.info = opts.info;
     // The start payment's credit counts as spent: the 60 s buffer lives on the orchestrator.
     this.balance = new Balances().for(opts.transcoder, opts.manifestId);
-    this.timer = setInterval(() => void this.tick(), opts.payments.opts.intervalMs);
   }
 
   stop(): void {
     this.stopped = true;
-    clearInterval(this.timer);
   }
 
-  private async tick(): Promise<void> {
-    if (this.busy || this.stopped) return;
-    const seconds = Math.floor((this.now() - this.billedUntil) / 1000);
-    if (seconds < 1) return;
+  /** An input segment is on its way to the orchestrator: pay if an interval has passed. */
+  onInputSegment(): void {
+    if (this.busy || this.stopped || !this.clock.due()) return;
+    void this.payDue();
+  }
+
+  private async payDue(): Promise<void> {
     this.busy = true;
     try {
-      const fee = mul(rat(LIVE_PIXELS_PER_SECOND * BigInt(seconds)), this.opts.price);
+      const due = this.clock.due();
+      if (!due) return;
+      const fee = mul(rat(due.units), this.opts.price);
       let reason = '';
-      // A failed payment is tried once more at once; a second failure ends this orchestrator.
+      // A failed payment is tried once more at once (with fresh params when the orchestrator
+      // said they were stale); a second failure ends this orchestrator.
       for (let attempt = 0; attempt < 2; attempt++) {
         try {
-          await this.pay(fee);
-          this.billedUntil += seconds * 1000;
+          await this.pay(fee, attempt > 0 && STALE_PARAMS.test(reason));
+          this.clock.commit(due);
           this.opts.tally.lastError = null;
           return;
         } catch (err) {
@@ -158,6 +191,7 @@ export class LivePayer {
             { orchestrator: this.opts.transcoder, attempt, reason },
             'live payment failed',
           );
+          if (err instanceof PriceRefused) break;
         }
       }
       this.opts.tally.lastError = reason;
@@ -168,12 +202,12 @@ export class LivePayer {
     }
   }
 
-  private async pay(fee: Rational): Promise<void> {
+  private async pay(fee: Rational, forceRefresh: boolean): Promise<void> {
     const { sender, payments } = this.opts;
-    const payment = await sender.createPayment(fee, {
-      balance: this.balance,
-      validate: payments.validateOptions(),
-    });
+    const validate = await payments.validateOptions();
+    await this.refreshIfNeeded(validate, forceRefresh);
+    this.checkPrice();
+    const payment = await sender.createPayment(fee, { balance: this.balance, validate });
     const update = payment.update;
     try {
       const segment = await segmentCredentials(this.info, payments.identity, {
@@ -183,14 +217,70 @@ export class LivePayer {
       if (update) this.balance.complete({ ...update, debit: fee, status: 'received-change' });
       this.opts.tally.tickets += payment.numTickets;
       this.opts.tally.paid = add(this.opts.tally.paid, payment.ev);
-      if (fresh?.ticketParams && fresh.priceInfo) sender.update(fresh.ticketParams, fresh.priceInfo);
-      if (fresh?.authToken) this.info = { ...this.info, authToken: fresh.authToken };
+      if (fresh) this.take(fresh);
     } catch (err) {
       // Not credited: the local credit goes back as it was.
       if (update) this.balance.complete(update);
       throw err;
     }
   }
+
+  /** go-livepeer's shouldRefreshSession: auth token in its last tenth, or params expired. */
+  private async refreshIfNeeded(
+    validate: Omit<ValidateOptions, 'numTickets'>,
+    force: boolean,
+  ): Promise<void> {
+    const refresh = this.opts.refresh;
+    if (!refresh) return;
+    let why = force ? 'the orchestrator refused the ticket params' : '';
+    const expiration = this.info.authToken?.expiration;
+    if (!why && expiration !== undefined) {
+      const refreshAt = Number(expiration) - AUTH_TOKEN_VALID_S / 10;
+      if (this.now() / 1000 > refreshAt) why = 'auth token about to expire';
+    }
+    if (!why) {
+      try {
+        this.opts.sender.validate(validate);
+      } catch (err) {
+        // Other validation errors fail the payment in createPayment, as go-livepeer's do.
+        if (!(err instanceof TicketParamsError && err.code === 'expired')) return;
+        why = 'ticket params expired';
+      }
+    }
+    if (!why) return;
+    this.opts.logger.info({ orchestrator: this.opts.transcoder, why }, 'refreshing orchestrator info');
+    this.take(await refresh());
+  }
+
+  /** New OrchestratorInfo (a /payment reply or a refresh): params, price and auth token. */
+  private take(fresh: OrchestratorInfo): void {
+    if (fresh.ticketParams && fresh.priceInfo) this.opts.sender.update(fresh.ticketParams, fresh.priceInfo);
+    this.info = {
+      ...this.info,
+      ...(fresh.authToken ? { authToken: fresh.authToken } : {}),
+      ...(fresh.priceInfo ? { priceInfo: fresh.priceInfo } : {}),
+    };
+  }
+
+  /** validatePrice and the ceiling, on the orchestrator's current price. */
+  private checkPrice(): void {
+    const current = priceOf(this.info.priceInfo);
+    const initial = this.opts.price;
+    // current > 2 × initial, in exact integers.
+    if (current.num * initial.den > PRICE_INCREASE_THRESHOLD * initial.num * current.den) {
+      throw new PriceRefused(
+        `orchestrator price has more than doubled: ${floatString(current, 3)} wei/pixel now, ${floatString(initial, 3)} at the start`,
+      );
+    }
+    const refused = this.opts.refusePrice?.(this.info);
+    if (refused) throw new PriceRefused(refused);
+  }
 }
+
+/** The orchestrator's own words for ticket params it no longer takes (pm/recipient.go). */
+const STALE_PARAMS = /TicketParams expired|invalid ticket senderNonce|invalid recipientRand/;
+
+/** Not worth a retry: the price is what it is. */
+class PriceRefused extends Error {}
 
 export const newTally = (): PaymentTally => ({ tickets: 0, paid: ZERO, lastError: null });

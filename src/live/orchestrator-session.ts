@@ -13,6 +13,7 @@ import {
   type TrickleSegment,
   TrickleSubscriber,
 } from '../trickle/index.ts';
+import type { OrchestratorInfo } from '../wire/lp-rpc.ts';
 import { LIVE_START_PIXELS, LivePayer, LivePayments, newTally, type PaymentTally } from './live-payer.ts';
 
 /** go-livepeer's gateway keeps the control channel alive this often. */
@@ -33,6 +34,10 @@ export interface OrchestratorSessionOptions {
   payments?: LivePayments;
   /** What this stream paid the orchestrator (created on first use). */
   tally?: (orchestrator: string) => PaymentTally;
+  /** A fresh GetOrchestrator for this job from `url`, for payments (expired params, auth token). */
+  refreshInfo?: (url: string) => Promise<OrchestratorInfo>;
+  /** Why `info`'s price is above the ceiling for this job, or undefined. */
+  refusePrice?: (info: OrchestratorInfo) => string | undefined;
 }
 
 export class OrchestratorSession {
@@ -80,7 +85,7 @@ export class OrchestratorSession {
       identity = payments.identity;
       const sender = payments.senderFor(url, info);
       const p = await sender.createPayment(mul(rat(LIVE_START_PIXELS), sender.price), {
-        validate: payments.validateOptions(),
+        validate: await payments.validateOptions(),
       });
       payment = p.header;
       paid = { sender, tickets: p.numTickets, ev: p.ev };
@@ -120,6 +125,9 @@ export class OrchestratorSession {
         onError: (reason) => {
           if (!session.closed) opts.onError(reason);
         },
+        refresh:
+          opts.refreshInfo && (() => (opts.refreshInfo as (u: string) => Promise<OrchestratorInfo>)(url)),
+        refusePrice: opts.refusePrice,
       });
     }
     return session;
@@ -135,6 +143,7 @@ export class OrchestratorSession {
    */
   startInputSegment(): SegmentWriter {
     const writer = this.input.startSegment();
+    this.payer?.onInputSegment();
     return {
       seq: writer.seq,
       write: (chunk) => writer.write(chunk),

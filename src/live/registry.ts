@@ -2,6 +2,7 @@
 // unknown streams into clear errors.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { liveKind } from '../orchestrators/capabilities.ts';
 import type { OrchestratorPool } from '../orchestrators/pool.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
 import type { PeerNetworkOptions } from '../webrtc/index.ts';
@@ -77,6 +78,8 @@ export class LiveStreams {
       selectOrchestrator: (modelId, exclude, opts) =>
         this.opts.pool.selectLive(modelId, { exclude, ...opts }),
       onOrchestratorFailed: (url, reason) => this.opts.pool.suspend(url, reason),
+      refreshOrchestrator: (url, modelId) => this.opts.pool.fetchInfo(url, liveKind(modelId)),
+      refusePrice: (info, modelId) => this.opts.pool.priceRefusal(info, liveKind(modelId)),
       identity: this.opts.identity,
       payments: this.payments,
       limits: { ...FAILOVER_DEFAULTS, ...this.opts.limits },

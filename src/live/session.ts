@@ -6,6 +6,7 @@ import type { SelectedOrchestrator } from '../orchestrators/select.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
 import type { SegmentWriter } from '../trickle/index.ts';
 import { checkOffer, EgressPeer, IngestPeer, type PeerNetworkOptions } from '../webrtc/index.ts';
+import type { OrchestratorInfo } from '../wire/lp-rpc.ts';
 import { Egress } from './egress.ts';
 import { LiveError } from './errors.ts';
 import { Ingest } from './ingest.ts';
@@ -47,6 +48,10 @@ export interface LiveSessionOptions {
   ) => Promise<SelectedOrchestrator>;
   /** Told when an orchestrator failed this stream, so selection can avoid it for a while. */
   onOrchestratorFailed: (url: string, reason: string) => void;
+  /** A fresh GetOrchestrator for this stream's job from `url` (payments refresh stale params). */
+  refreshOrchestrator?: (url: string, modelId: string) => Promise<OrchestratorInfo>;
+  /** Why `info`'s price for the model is above the ceiling (checked again before each payment). */
+  refusePrice?: (info: OrchestratorInfo, modelId: string) => string | undefined;
   identity: GatewayIdentity;
   /** The gateway's payment account: jobs on orchestrators that charge are paid. Absent: off-chain. */
   payments?: LivePayments;
@@ -303,6 +308,7 @@ export class LiveSession {
    */
   private async startOrchestrator(exclude: Set<string>): Promise<OrchestratorSession> {
     const reasons: string[] = [];
+    const { refreshOrchestrator: refresh, refusePrice } = this.opts;
     for (;;) {
       let selected: SelectedOrchestrator;
       try {
@@ -324,6 +330,8 @@ export class LiveSession {
             this.payments.set(url, t);
             return t;
           },
+          refreshInfo: refresh && ((url) => refresh(url, this.opts.modelId)),
+          refusePrice: refusePrice && ((info) => refusePrice(info, this.opts.modelId)),
           modelId: this.opts.modelId,
           params: this.params,
           streamName: this.opts.stream,
@@ -348,6 +356,8 @@ export class LiveSession {
         const reason = (err as Error).message;
         reasons.push(reason);
         exclude.add(selected.url);
+        // Shown in status even when the next one starts: a refused payment check lands here.
+        this.lastError = `${selected.url}: job start failed: ${reason}`;
         this.opts.onOrchestratorFailed(selected.url, `job start failed: ${reason}`);
         this.opts.logger.warn({ orchestrator: selected.url, reason }, 'job start failed; trying another');
       }

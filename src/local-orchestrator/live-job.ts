@@ -16,6 +16,8 @@ export interface LiveJobOptions {
   statusIntervalMs: number;
   /** The job ends when no input segment starts for this long. */
   inputTimeoutMs: number;
+  /** Each input segment as it starts: the orchestrator's live accounting runs on these. */
+  onInputSegment?: () => void;
   logger: Logger;
   onEnd: (reason: string) => void;
   /**
@@ -117,6 +119,7 @@ export class LiveJob {
         const segment = await this.input.next();
         if (!segment || this.ended) break;
         this.segmentsIn++;
+        this.opts.onInputSegment?.();
         this.lastInputAt = Date.now();
         if (this.halted) {
           // A hung model: its input is still read (and dropped), nothing comes out.

@@ -133,8 +133,8 @@ export class Recipient {
 
   constructor(
     private readonly opts: LocalOrchestratorPayments,
-    /** The orchestrator's price per pixel (bound into recipientRand). */
-    readonly price: Rational,
+    /** The orchestrator's price per pixel (bound into recipientRand); see setPrice. */
+    private pricePerPixel: Rational,
   ) {
     this.recipient = getAddress(opts.recipient);
     this.ev = opts.ticketEV;
@@ -143,6 +143,15 @@ export class Recipient {
     this.verifySenderSignatures = opts.verifySenderSignatures ?? true;
     this.accountingIntervalMs = opts.accountingIntervalMs ?? 5000;
     this.now = opts.now ?? Date.now;
+  }
+
+  get price(): Rational {
+    return this.pricePerPixel;
+  }
+
+  /** New ticket params carry the new price; payments made at the old one still verify. */
+  setPrice(price: Rational): void {
+    this.pricePerPixel = price;
   }
 
   get address(): Hex {

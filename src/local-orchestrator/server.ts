@@ -10,7 +10,8 @@ import { formatFault, NO_FAULT, type OrchestratorFault, orchestratorFault } from
 import type { Config } from '../config/index.ts';
 import { Invalid } from '../config/parse.ts';
 import { flattenSegment } from '../payments/credentials.ts';
-import { compare, rat } from '../payments/rational.ts';
+import { LiveBillingClock } from '../payments/live-clock.ts';
+import { compare, mul, rat } from '../payments/rational.ts';
 import { TrickleServer } from '../trickle/index.ts';
 import {
   Capability,
@@ -341,7 +342,7 @@ export class LocalOrchestrator {
         this.trickle.createChannel(`${mid}-out`, 'video/MP2T');
         this.trickle.createChannel(`${mid}-control`, 'application/json');
         this.trickle.createChannel(`${mid}-events`, 'application/json');
-        let accounting: NodeJS.Timeout | undefined;
+        let accounting: (() => void) | undefined;
         const job = new LiveJob({
           manifestId: mid,
           trickleBase: `${this.url}${TRICKLE_PATH}`,
@@ -351,8 +352,9 @@ export class LocalOrchestrator {
           inputTimeoutMs: this.opts.inputTimeoutMs ?? 30_000,
           logger: this.opts.logger,
           fault: this.fault,
+          onInputSegment: () => accounting?.(),
           onEnd: () => {
-            clearInterval(accounting);
+            accounting = undefined;
             recipient?.clearBalance(sender, mid);
             this.jobs.delete(mid);
             for (const suffix of ['', '-out', '-control', '-events'])
@@ -448,35 +450,46 @@ export class LocalOrchestrator {
   }
 
   /**
-   * Live accounting (go-livepeer AccountPayment): every interval, debit 27,648,000 × whole seconds
-   * elapsed × price from (sender, mid); the clock moves by the seconds billed, so fractions carry
-   * over. When the balance is below the fee, the job is closed.
+   * Live accounting (go-livepeer AccountPayment driven by its LivePaymentProcessor): on input
+   * segments, at most once per interval, debit 27,648,000 units a second since the last debit ×
+   * the price the job started at (payments/live-clock.ts). When the balance is below the fee, the
+   * job is closed.
    */
   private startAccounting(
     job: LiveJob,
     recipient: Recipient,
     sender: `0x${string}`,
     mid: string,
-  ): NodeJS.Timeout {
+  ): () => void {
     // The price every payment's expected_price had to match (it is bound into recipientRand).
     const price = recipient.price;
-    let billedUntil = recipient.now();
-    const timer = setInterval(() => {
-      const seconds = Math.floor((recipient.now() - billedUntil) / 1000);
-      if (seconds < 1) return;
-      const fee = Recipient.liveFee(BigInt(seconds), price);
+    const clock = new LiveBillingClock(recipient.accountingIntervalMs, undefined, recipient.now);
+    let stopped = false;
+    return () => {
+      const due = clock.due();
+      if (stopped || !due) return;
+      const fee = mul(rat(due.units), price);
       const balance = recipient.balance(sender, mid);
       if (!balance || compare(balance, fee) < 0) {
         const message = `insufficient balance, mid=${mid}, fee=${weiString(fee)}, balance=${weiString(balance)}`;
         this.opts.logger.warn({ manifestId: mid, sender }, message);
-        clearInterval(timer);
+        stopped = true;
         job.stop(message);
         return;
       }
       recipient.debit(sender, mid, fee);
-      billedUntil += seconds * 1000;
-    }, recipient.accountingIntervalMs);
-    return timer;
+      clock.commit(due);
+    };
+  }
+
+  /**
+   * FOR TESTS AND DEMOS: change the price, as an operator does on a running go-livepeer node.
+   * Running jobs keep the price they started at; new ticket params and replies carry the new one.
+   */
+  setPrice(pricePerUnit: bigint, pixelsPerUnit: bigint = this.opts.pixelsPerUnit): void {
+    this.opts.pricePerUnit = pricePerUnit;
+    this.opts.pixelsPerUnit = pixelsPerUnit;
+    this.recipient?.setPrice(rat(pricePerUnit, pixelsPerUnit));
   }
 }
 

@@ -224,6 +224,29 @@ export class OrchestratorPool {
     this.log.warn({ orchestrator: url, reason, suspendedMs: ms }, 'orchestrator suspended');
   }
 
+  /**
+   * A fresh GetOrchestrator from `url` for a running job of `kind` (new ticket params, a new
+   * auth token), asked as go-livepeer refreshes a session: ignoring capacity, since the job
+   * already holds a slot.
+   */
+  async fetchInfo(url: string, kind: JobKind): Promise<OrchestratorInfo> {
+    return this.call(url, {
+      identity: this.opts.identity,
+      timeoutMs: this.opts.grpcTimeoutMs,
+      capabilities: jobCapabilities(kind),
+      ignoreCapacityCheck: true,
+    });
+  }
+
+  /** Why `info`'s price for `kind` is above the ceiling, or undefined when it is acceptable. */
+  priceRefusal(info: OrchestratorInfo, kind: JobKind): string | undefined {
+    return this.opts.priceCeiling.refuse(
+      jobPrice(info, kind.capability, kind.modelId),
+      kind.modelId,
+      kind.capability,
+    );
+  }
+
   /** A job's own round trip to `url` (batch requests): it feeds the latency term of the score. */
   observeLatency(url: string, ms: number): void {
     const e = this.entries.get(url);

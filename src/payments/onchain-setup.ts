@@ -11,6 +11,7 @@ import { OnChainSource } from '../orchestrators/onchain-source.ts';
 import { ARBITRUM_ONE_CHAIN_ID, LivepeerChain } from './chain.ts';
 import { accountIdentity, type GatewayIdentity } from './identity.ts';
 import { loadKeystoreAccount } from './keystore.ts';
+import type { SenderInfo } from './sender.ts';
 
 /** A usage or input problem; its message is one line. */
 export class SetupError extends Error {
@@ -131,6 +132,44 @@ export async function cachedL1Block(
   return read;
 }
 
+/**
+ * The sender's TicketBroker state and the last initialised round for the checks before paying,
+ * re-read at most every `maxAgeMs`. A failed read keeps the last good answer (an RPC hiccup
+ * must not stop payments); only with no answer ever does it fail.
+ */
+export function cachedSenderState(
+  chain: Pick<LivepeerChain, 'senderInfo' | 'lastInitializedRound'>,
+  address: Address,
+  maxAgeMs: number,
+  logger: Logger,
+): () => Promise<{ senderInfo: SenderInfo; lastInitializedRound: bigint }> {
+  let last: { senderInfo: SenderInfo; lastInitializedRound: bigint; at: number } | undefined;
+  let inflight: Promise<void> | undefined;
+  const refresh = () =>
+    (inflight ??= (async () => {
+      try {
+        const [senderInfo, lastInitializedRound] = await Promise.all([
+          chain.senderInfo(address),
+          chain.lastInitializedRound(),
+        ]);
+        last = { senderInfo, lastInitializedRound, at: Date.now() };
+      } catch (err) {
+        if (!last) throw err;
+        logger.warn(
+          { err: (err as Error).message },
+          'reading the TicketBroker deposit failed; using the last answer',
+        );
+      } finally {
+        inflight = undefined;
+      }
+    })());
+  return async () => {
+    if (!last || Date.now() - last.at >= maxAgeMs) await refresh();
+    if (!last) throw new Error('the TicketBroker deposit could not be read');
+    return { senderInfo: last.senderInfo, lastInitializedRound: last.lastInitializedRound };
+  };
+}
+
 /** What `lp-gateway start` needs on chain: the account, its identity, discovery and live payments. */
 export interface OnChainGateway {
   chain: LivepeerChain;
@@ -142,6 +181,8 @@ export interface OnChainGateway {
   close(): Promise<void>;
 }
 
+/** How long a read of the deposit, reserve and round serves the checks before paying. */
+const SENDER_STATE_MAX_AGE_MS = 10_000;
 /** How often the cached L1 block number is read again. */
 const L1_BLOCK_REFRESH_MS = 15_000;
 
@@ -175,6 +216,8 @@ export async function setupOnChain(
         maxTotalEV: config.maxTotalEV,
         intervalMs: config.livePaymentInterval,
         lastSeenL1Block,
+        senderState: cachedSenderState(chain, account.address, SENDER_STATE_MAX_AGE_MS, logger),
+        depositMultiplier: config.depositMultiplier,
       },
       bannerLines,
       close: async () => {

@@ -6,7 +6,7 @@ import { buildGatewayApp } from '../../src/http/app.ts';
 import { createMetrics } from '../../src/http/metrics.ts';
 import type { LivePaymentsOptions } from '../../src/live/live-payer.ts';
 import { LiveStreams, type LiveStreamsOptions } from '../../src/live/registry.ts';
-import { StaticSource } from '../../src/orchestrators/discovery.ts';
+import { type DiscoverySource, StaticSource } from '../../src/orchestrators/discovery.ts';
 import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
 import { PriceCeiling } from '../../src/orchestrators/price.ts';
 import { accountIdentity, type GatewayIdentity, offchainIdentity } from '../../src/payments/identity.ts';
@@ -14,6 +14,8 @@ import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
 
 export interface TestGatewayOptions {
   orchestrators: string[];
+  /** Discovery sources used instead of the static `orchestrators` list (on-chain tests). */
+  sources?: DiscoverySource[];
   logger: Logger;
   limits?: Partial<LiveStreamsOptions['limits']>;
   priceCeiling?: PriceCeiling;
@@ -32,7 +34,7 @@ export async function startTestGateway(opts: TestGatewayOptions) {
   const identity =
     opts.identity ?? (opts.payments ? accountIdentity(opts.payments.account) : offchainIdentity);
   const pool = new OrchestratorPool({
-    sources: [new StaticSource(opts.orchestrators)],
+    sources: opts.sources ?? [new StaticSource(opts.orchestrators)],
     identity,
     grpcTimeoutMs: opts.grpcTimeoutMs ?? 3000,
     infoMaxAgeMs: 10_000,

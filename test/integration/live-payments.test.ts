@@ -5,6 +5,7 @@ import pino from 'pino';
 import type { Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { LivePaymentsOptions } from '../../src/live/live-payer.ts';
 import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { compare, rat } from '../../src/payments/rational.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
@@ -62,7 +63,7 @@ async function freeOrchestrator() {
   return orch;
 }
 
-async function gateway(orchestrators: string[]) {
+async function gateway(orchestrators: string[], payments: Partial<LivePaymentsOptions> = {}) {
   const gw = await startTestGateway({
     orchestrators,
     logger,
@@ -74,6 +75,7 @@ async function gateway(orchestrators: string[]) {
       maxTicketEV: 3_000_000_000_000n,
       maxTotalEV: 20_000_000_000_000n,
       intervalMs: 250,
+      ...payments,
     },
   });
   cleanups.push(() => gw.close());
@@ -130,36 +132,88 @@ describe('live payments', () => {
     await sending;
   }, 40_000);
 
-  it('swaps to another orchestrator when its payments are refused', async () => {
+  it('refreshes expired ticket params with GetOrchestrator and keeps paying the same orchestrator', async () => {
     let l1 = 1000n;
-    const paidOrch = await paidOrchestrator(() => l1);
+    const orch = await paidOrchestrator(() => l1);
+    const free = await freeOrchestrator();
+    const gw = await gateway([orch.url, free.url]);
+    const { viewer, sending } = await publish(gw, 'refreshed', 8);
+
+    await waitFor(() => viewer.frames.length > 30, 'frames through the paid orchestrator');
+    const paidBefore = async () => (await gw.status('refreshed')).payments[0]?.tickets ?? 0;
+    await waitFor(async () => (await paidBefore()) > 60, 'a payment after the start');
+    // The orchestrator's chain moves on: every ticket params it handed out has expired, and it
+    // refuses them; the gateway asks GetOrchestrator again and pays with the new ones.
+    l1 += 100n;
+    const ticketsThen = await paidBefore();
+    await waitFor(
+      async () => (await paidBefore()) > ticketsThen + 2,
+      'payments with refreshed params',
+      10_000,
+    );
+    const status = await gw.status('refreshed');
+    expect(status.state).toBe('live');
+    expect(status.orchestrator).toBe(orch.url);
+    expect(status.swaps).toHaveLength(0);
+    expect(status.payments[0].lastError).toBeNull();
+    await sending;
+  }, 40_000);
+
+  it('swaps to another orchestrator when its price more than doubles mid-stream', async () => {
+    const paidOrch = await paidOrchestrator(() => 1000n);
     const free = await freeOrchestrator();
     const gw = await gateway([paidOrch.url, free.url]);
-    const { viewer, sending } = await publish(gw, 'refused', 8);
+    const { viewer, sending } = await publish(gw, 'pricey', 8);
 
     await waitFor(() => viewer.frames.length > 30, 'frames through the paid orchestrator');
     await waitFor(
-      async () => ((await gw.status('refused')).payments[0]?.tickets ?? 0) > 60,
+      async () => ((await gw.status('pricey')).payments[0]?.tickets ?? 0) > 60,
       'a payment after the start',
     );
-    expect((await gw.status('refused')).orchestrator).toBe(paidOrch.url);
-    // The orchestrator's chain moves on: every ticket params it handed out has expired.
-    l1 += 100n;
+    expect((await gw.status('pricey')).orchestrator).toBe(paidOrch.url);
+    // 1 → 3 wei per pixel: the next /payment reply carries it, and the payment after that is refused.
+    paidOrch.setPrice(3n);
 
-    await waitFor(async () => (await gw.status('refused')).orchestrator === free.url, 'the swap', 10_000);
+    await waitFor(async () => (await gw.status('pricey')).orchestrator === free.url, 'the swap', 10_000);
     const reached = viewer.frames.length;
     await waitFor(() => viewer.frames.length > reached + 30, 'frames from the free orchestrator');
-    const status = await gw.status('refused');
+    const status = await gw.status('pricey');
     expect(status.state).toBe('live');
     expect(status.swaps).toHaveLength(1);
-    expect(status.swaps[0].from).toBe(paidOrch.url);
-    expect(status.swaps[0].to).toBe(free.url);
-    expect(status.swaps[0].reason).toContain('payment failed');
-    expect(status.swaps[0].reason).toContain('TicketParams expired');
-    // The free orchestrator is not paid; the refused one keeps its record.
+    expect(status.swaps[0]).toMatchObject({ from: paidOrch.url, to: free.url });
+    expect(status.swaps[0].reason).toMatch(
+      /payment failed: orchestrator price has more than doubled: 3\.000/,
+    );
     expect(status.payments).toHaveLength(1);
-    expect(status.payments[0].orchestrator).toBe(paidOrch.url);
-    expect(status.payments[0].lastError).toContain('TicketParams expired');
+    expect(status.payments[0].lastError).toContain('more than doubled');
     await sending;
+  }, 40_000);
+
+  it('checks before paying: a face value the deposit cannot cover or an EV above the limit is refused, and another orchestrator used', async () => {
+    const paidOrch = await paidOrchestrator(() => 1000n);
+    const free = await freeOrchestrator();
+    // Face value is 4 × EV; a deposit of 3 × EV cannot cover one ticket.
+    const gw = await gateway([paidOrch.url, free.url], {
+      senderState: async () => ({
+        senderInfo: { deposit: EV * 3n, reserve: 10n ** 18n, withdrawRound: 0n },
+        lastInitializedRound: 10n,
+      }),
+    });
+    const { viewer, sending } = await publish(gw, 'poor', 3);
+    await waitFor(() => viewer.frames.length > 10, 'frames through the free orchestrator');
+    const status = await gw.status('poor');
+    expect(status.orchestrator).toBe(free.url);
+    expect(status.lastError).toBe(
+      `${paidOrch.url}: job start failed: ticket faceValue ${EV * 4n} > max faceValue ${EV * 3n}`,
+    );
+    expect(paidOrch.jobs.size).toBe(0);
+
+    const strict = await gateway([paidOrch.url, free.url], { maxTicketEV: EV - 1n });
+    const second = await publish(strict, 'strict', 3);
+    await waitFor(() => second.viewer.frames.length > 10, 'frames through the free orchestrator');
+    const s2 = await strict.status('strict');
+    expect(s2.orchestrator).toBe(free.url);
+    expect(s2.lastError).toMatch(/job start failed: ticket EV 27648000(\.0+)? > max ticket EV 27647999/);
+    await Promise.all([sending, second.sending]);
   }, 40_000);
 });

@@ -20,6 +20,7 @@ import {
   ticketEV,
   winProbFor,
 } from '../../src/payments/ticket.ts';
+import { TricklePublisher } from '../../src/trickle/index.ts';
 import { decodeMessage, encodeMessage, type OrchestratorInfo, type Payment } from '../../src/wire/lp-rpc.ts';
 
 const TEST_KEY: Hex = '0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80';
@@ -112,8 +113,8 @@ async function startJob() {
   const s = await prepareStart();
   const res = await start(s.payment.header, s.segment);
   expect(res.status, text(res)).toBe(200);
-  const mid = JSON.parse(text(res)).manifest_id as string;
-  return { ...s, mid };
+  const reply = JSON.parse(text(res)) as { manifest_id: string; publish_url: string };
+  return { ...s, mid: reply.manifest_id, publishUrl: reply.publish_url };
 }
 
 async function topUp(sender: TicketSender, i: OrchestratorInfo, mid: string, seconds: bigint) {
@@ -346,21 +347,34 @@ describe('local orchestrator with payments: bad tickets refused as go-livepeer d
 });
 
 describe('local orchestrator with payments: live accounting', () => {
-  it('debits the running job and closes it once payments stop', async () => {
-    const { mid } = await startJob();
+  it('debits the running job as input segments arrive, nothing without input, and closes it once payments stop', async () => {
+    const { mid, publishUrl } = await startJob();
     expect(orch.jobs.has(mid)).toBe(true);
-    const before = orch.recipient!.balance(account.address, mid)!;
-    clockOffset += 2000; // two seconds of work
-    await waitFor(() => compare(orch.recipient!.balance(account.address, mid) ?? rat(0n), before) < 0);
-    const debit = sub(before, orch.recipient!.balance(account.address, mid)!);
-    expect(compare(debit, mul(rat(LIVE_PIXELS_PER_SECOND * 2n), price))).toBeGreaterThanOrEqual(0);
+    const input = new TricklePublisher(publishUrl, { rejectUnauthorized: false, mimeType: 'video/MP2T' });
+    // Bytes are enough: the orchestrator accounts on segment arrival, before any decoding.
+    const segment = () => input.writeSegment(new Uint8Array(188).fill(0x47)).catch(() => {});
+    try {
+      const before = orch.recipient!.balance(account.address, mid)!;
+      clockOffset += 2000; // two seconds, but no input: nothing is debited
+      await new Promise((r) => setTimeout(r, 200));
+      expect(orch.recipient!.balance(account.address, mid)).toEqual(before);
 
-    clockOffset += 120_000; // far more than the start payment covers (60 s)
-    await waitFor(() => !orch.jobs.has(mid));
-    const line = logs.find((l) => l.includes(`insufficient balance, mid=${mid}, fee=`));
-    expect(line).toMatch(/insufficient balance, mid=\w+, fee=\d+, balance=\d+/);
-    // The job's balance goes with it.
-    expect(orch.recipient!.balance(account.address, mid)).toBeUndefined();
+      await segment();
+      await waitFor(() => compare(orch.recipient!.balance(account.address, mid) ?? rat(0n), before) < 0);
+      const debit = sub(before, orch.recipient!.balance(account.address, mid)!);
+      // The gap is billed with the segment that ends it, as go-livepeer's processor does.
+      expect(compare(debit, mul(rat(LIVE_PIXELS_PER_SECOND * 2n), price))).toBeGreaterThanOrEqual(0);
+
+      clockOffset += 120_000; // far more than the start payment covers (60 s)
+      await segment();
+      await waitFor(() => !orch.jobs.has(mid));
+      const line = logs.find((l) => l.includes(`insufficient balance, mid=${mid}, fee=`));
+      expect(line).toMatch(/insufficient balance, mid=\w+, fee=\d+, balance=\d+/);
+      // The job's balance goes with it.
+      expect(orch.recipient!.balance(account.address, mid)).toBeUndefined();
+    } finally {
+      await input.close();
+    }
   });
 });
 
