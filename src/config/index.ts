@@ -68,6 +68,7 @@ export type Config = {
   /** >= maxTicketEV. */
   readonly maxTotalEV: bigint;
   readonly depositMultiplier: number;
+  readonly ticketEV: bigint;
   /** Milliseconds. */
   readonly livePaymentInterval: number;
   readonly orchSecret: Secret | undefined;
@@ -279,6 +280,7 @@ function build(
     maxTicketEV,
     maxTotalEV,
     depositMultiplier: value(K.depositMultiplier),
+    ticketEV: value(K.ticketEV),
     livePaymentInterval: value(K.livePaymentInterval),
     orchSecret: value(K.orchSecret),
     v,

@@ -230,6 +230,11 @@ export const K = {
     help: 'Deposit multiplier used to determine the maximum acceptable ticket face value',
     parse: int({ min: 1 }),
   }),
+  ticketEV: req(['ticketEV'], '8000000000', {
+    type: 'wei',
+    help: 'Local orchestrator on chain (npm run orchestrator -network ...): expected value of each ticket it asks for',
+    parse: positiveBig,
+  }),
   livePaymentInterval: req(['livePaymentInterval'], '5s', {
     type: 'duration',
     help: 'How often to pay the orchestrator during a live stream',

@@ -1,12 +1,38 @@
 // Runs the local orchestrator on its own (npm run orchestrator), e.g. for another gateway to use.
+// With -network other than offchain it takes tickets: the keystore account is the recipient, and
+// its ticket params follow the chain's L1 block and round (src/local-orchestrator/onchain.ts).
 import pino from 'pino';
 import { formatFault } from '../config/fault.ts';
 import { type Config, ConfigError, loadConfig, usage } from '../config/index.ts';
-import { LocalOrchestrator, optionsFromConfig } from './server.ts';
+import type { LivepeerChain } from '../payments/chain.ts';
+import {
+  CHAIN_OVERRIDE_FLAGS,
+  connectConfiguredChain,
+  loadConfiguredAccount,
+} from '../payments/onchain-setup.ts';
+import { type ChainClock, chainClock, onChainPayments } from './onchain.ts';
+import { LocalOrchestrator, type LocalOrchestratorPayments, optionsFromConfig } from './server.ts';
+
+/** How often the chain's L1 block and round are read again. */
+const CHAIN_CLOCK_MS = 5000;
+
+/** `--chainId N` / `--aiServiceRegistry 0x…` (a test chain) out of argv; the rest is config. */
+function takeChainOverrides(argv: readonly string[]): { overrides: Map<string, string>; rest: string[] } {
+  const overrides = new Map<string, string>();
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--?([^=]+)(?:=(.*))?$/.exec(argv[i]!);
+    if (m && (CHAIN_OVERRIDE_FLAGS as readonly string[]).includes(m[1]!)) {
+      overrides.set(m[1]!, m[2] ?? argv[++i] ?? '');
+    } else rest.push(argv[i]!);
+  }
+  return { overrides, rest };
+}
 
 let config: Config;
+const { overrides, rest } = takeChainOverrides(process.argv.slice(2));
 try {
-  config = loadConfig();
+  config = loadConfig({ argv: rest });
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err;
   console.error(err.message);
@@ -17,15 +43,41 @@ if (config.help) {
   process.exit(0);
 }
 const lo = config.localOrchestrator;
+const logger = pino({ level: config.logLevel });
+let chain: LivepeerChain | undefined;
+let clock: ChainClock | undefined;
+let payments: LocalOrchestratorPayments | undefined;
+if (config.network !== 'offchain') {
+  try {
+    const account = await loadConfiguredAccount(config);
+    chain = await connectConfiguredChain(
+      config,
+      { chainId: overrides.get('chainId'), aiServiceRegistry: overrides.get('aiServiceRegistry') },
+      logger,
+    );
+    clock = await chainClock(chain, CHAIN_CLOCK_MS, logger);
+    payments = onChainPayments(clock, { recipient: account.address, ticketEV: config.ticketEV });
+  } catch (err) {
+    console.error(`local orchestrator: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`);
+    await chain?.close();
+    process.exit(2);
+  }
+}
 const orch = await LocalOrchestrator.start({
-  ...optionsFromConfig(lo, pino({ level: config.logLevel })),
+  ...optionsFromConfig(lo, logger),
   faultExitsProcess: true,
+  payments,
 });
 // Stable, machine-read (test/helpers/orchestrator-process.ts): a line starting with
 // "local orchestrator listening on <url>", the URL being followed by a space or the line's end.
 console.log(`local orchestrator listening on ${orch.url} (gRPC GetOrchestrator and HTTPS on one port)`);
 console.log(`use it from a gateway with: -orchAddr ${orch.url}`);
 if (lo.fault.kind !== 'none') console.log(`fault injection (for tests and demos): ${formatFault(lo.fault)}`);
+if (payments) {
+  console.log(
+    `taking tickets on ${config.network} as ${payments.recipient} (ticket EV ${config.ticketEV} wei, price ${lo.pricePerUnit} wei per ${lo.pixelsPerUnit} pixels)`,
+  );
+}
 
 let stopping = false;
 const stop = async (code: number) => {
@@ -34,6 +86,8 @@ const stop = async (code: number) => {
   // Open streams may keep a graceful close waiting; do not let them keep the process alive.
   setTimeout(() => process.exit(code), 3000).unref();
   await orch.close().catch((err: Error) => console.error(`local orchestrator: close failed: ${err.message}`));
+  clock?.stop();
+  await chain?.close();
   process.exit(code);
 };
 process.on('SIGINT', () => void stop(0));
