@@ -93,6 +93,11 @@ interface Entry {
   latencyMs?: number;
   /** Why the last GetOrchestrator failed; cleared by the next answer. */
   error?: { busy: boolean; message: string };
+  /**
+   * Smoothed time of its own jobs per capability (batch requests: inference included), kept apart
+   * from the GetOrchestrator round trip so a slow model does not make it look slow for live.
+   */
+  jobLatencyMs?: Map<number, number>;
   inflight?: Promise<void>;
 }
 
@@ -112,6 +117,8 @@ const LATENCY_SMOOTHING = 0.3;
 
 export class OrchestratorPool {
   private readonly entries = new Map<string, Entry>();
+  /** Answers to GetOrchestrator with a job's capabilities, for `select`'s reuseMs. */
+  private readonly answers = new Map<string, { info: OrchestratorInfo; at: number }>();
   private readonly sources: SourceState[];
   private readonly suspensions: Suspensions;
   private readonly limiter: Limiter;
@@ -180,7 +187,16 @@ export class OrchestratorPool {
    */
   async select(
     kind: JobKind,
-    opts: { exclude?: ReadonlySet<string>; includeSuspended?: boolean } = {},
+    opts: {
+      exclude?: ReadonlySet<string>;
+      includeSuspended?: boolean;
+      /**
+       * Reuse the chosen orchestrator's answer for this kind when younger than this (batch
+       * requests, as go-livepeer keeps AI sessions): saves a GetOrchestrator round trip per
+       * request. Dropped when the orchestrator is suspended.
+       */
+      reuseMs?: number;
+    } = {},
   ): Promise<SelectedOrchestrator> {
     await this.prepare();
     const reasons = new Map<string, string>();
@@ -198,13 +214,21 @@ export class OrchestratorPool {
       candidates.push({
         url: e.url,
         pricePerPixel: ratioToNumber(jobPrice(e.info, kind.capability, kind.modelId).perPixel),
-        latencyMs: e.latencyMs,
+        latencyMs: e.jobLatencyMs?.get(kind.capability) ?? e.latencyMs,
         stake: stakeOf(e),
       });
     }
     for (const c of drawOrder(candidates, this.random)) {
+      const key = answerKey(c.url, kind);
+      const kept = this.answers.get(key);
+      if (kept && opts.reuseMs !== undefined && this.now() - kept.at < opts.reuseMs) {
+        return { url: c.url, info: kept.info };
+      }
       const outcome = await this.ask(c.url, kind);
-      if ('info' in outcome) return { url: c.url, info: outcome.info };
+      if ('info' in outcome) {
+        if (opts.reuseMs !== undefined) this.answers.set(key, { info: outcome.info, at: this.now() });
+        return { url: c.url, info: outcome.info };
+      }
       reasons.set(c.url, outcome.why);
     }
     const lines = [...reasons].map(([url, why]) => `${url}: ${why}`);
@@ -220,6 +244,7 @@ export class OrchestratorPool {
 
   /** Skips `url` for a penalty that doubles with each recent failure (suspension.ts). */
   suspend(url: string, reason: string): void {
+    for (const key of this.answers.keys()) if (key.startsWith(`${url}\n`)) this.answers.delete(key);
     const ms = this.suspensions.fail(url, reason);
     this.log.warn({ orchestrator: url, reason, suspendedMs: ms }, 'orchestrator suspended');
   }
@@ -247,10 +272,23 @@ export class OrchestratorPool {
     );
   }
 
-  /** A job's own round trip to `url` (batch requests): it feeds the latency term of the score. */
-  observeLatency(url: string, ms: number): void {
+  /**
+   * A job's own time on `url` (a batch request, a transcoded segment): the latency term of the
+   * score for later jobs of that capability.
+   */
+  observeLatency(url: string, ms: number, capability?: number): void {
     const e = this.entries.get(url);
-    if (e) this.measured(e, ms);
+    if (!e) return;
+    if (capability === undefined) {
+      this.measured(e, ms);
+      return;
+    }
+    e.jobLatencyMs ??= new Map();
+    const prev = e.jobLatencyMs.get(capability);
+    e.jobLatencyMs.set(
+      capability,
+      Math.round(prev === undefined ? ms : prev * (1 - LATENCY_SMOOTHING) + ms * LATENCY_SMOOTHING),
+    );
   }
 
   /** A job on `url` went well: forget its failures and lift any suspension. */
@@ -504,6 +542,8 @@ export class OrchestratorPool {
     };
   }
 }
+
+const answerKey = (url: string, kind: JobKind) => `${url}\n${kind.capability}\n${kind.modelId}`;
 
 /** `"model"` for live (as before), `pipeline "model"` otherwise, `transcoding` without a model. */
 function jobName(kind: JobKind): string {

@@ -191,6 +191,50 @@ describe('selection', () => {
     for (const r of err.reasons) expect(r).toMatch(/no-model: does not offer AudioToText/);
   });
 
+  it('reuses a job answer within reuseMs (batch sessions) and drops it when the orchestrator is suspended', async () => {
+    let calls = 0;
+    const counting: typeof getOrchestrator = (url, o) => {
+      if (o.capabilities) calls++;
+      return getOrchestrator(url, o);
+    };
+    const pool = makePool([cheap.url], { getOrchestrator: counting });
+    const kind = { capability: Capability.H264, modelId: '' };
+    const first = await pool.select(kind, { reuseMs: 60_000 });
+    const second = await pool.select(kind, { reuseMs: 60_000 });
+    expect(calls).toBe(1);
+    expect(second.info.authToken).toEqual(first.info.authToken);
+    await pool.select(kind); // without reuseMs: asked afresh
+    expect(calls).toBe(2);
+    pool.suspend(cheap.url, 'test');
+    await pool.select(kind, { reuseMs: 60_000, includeSuspended: true });
+    expect(calls).toBe(3);
+  });
+
+  it("a batch job's own time feeds the score for its capability only", async () => {
+    const pool = makePool([cheap.url, mid.url]);
+    await pool.refresh();
+    // cheap is 10 s slower on text-to-image jobs: it is picked less for them, not for live.
+    for (let i = 0; i < 5; i++) pool.observeLatency(cheap.url, 10_000, Capability.TextToImage);
+    const live = await pick(pool, 'invert', 40);
+    expect(live.get(cheap.url)).toBeGreaterThanOrEqual(24);
+    const h264 = new Map<string, number>();
+    for (let i = 0; i < 40; i++) {
+      const { url } = await pool.select({ capability: Capability.H264, modelId: '' });
+      h264.set(url, (h264.get(url) ?? 0) + 1);
+    }
+    expect(h264.get(cheap.url)).toBeGreaterThanOrEqual(24);
+    const t2i = new Map<string, number>();
+    for (let i = 0; i < 40; i++) {
+      const { url } = await pool.select({
+        capability: Capability.TextToImage,
+        modelId: 'stabilityai/sdxl-turbo',
+      });
+      t2i.set(url, (t2i.get(url) ?? 0) + 1);
+    }
+    // Only the uniform tenth of the picks (select.ts) still reaches it: about 2 of 40.
+    expect(t2i.get(cheap.url) ?? 0).toBeLessThanOrEqual(8);
+  });
+
   it('honours exclude', async () => {
     const pool = makePool([cheap.url, mid.url]);
     for (let i = 0; i < 5; i++) {
