@@ -8,8 +8,11 @@ export type TimedFaultKind = (typeof TIMED_FAULTS)[number];
 
 /**
  * - `none`: behave normally (the default).
- * - `fail-start`: `POST /live-video-to-video` answers 500 with a plain-text reason, after the normal
- *   checks (model, capacity, credentials): a runner that failed to start.
+ * - `fail-start`: `POST /live-video-to-video`, the batch AI routes (`/text-to-image`, ...) and
+ *   `/segment` answer 500 with a plain-text reason, after the normal checks (model, capacity,
+ *   credentials, payment): a runner or transcoder that failed to start.
+ * - `hang`: the batch AI routes and `/segment` accept a request (every check passes) and never
+ *   answer; the slot stays taken until the client gives up: a hung runner, for gateway time budgets.
  * - `stall-output-after:<duration>`: after that long since the job started, no more output segments
  *   and no status events; sockets and channels stay open and input is still read: a hung model.
  * - `exit-after:<duration>`: that long after the first job started, the orchestrator dies: the
@@ -20,18 +23,20 @@ export type TimedFaultKind = (typeof TIMED_FAULTS)[number];
 export type OrchestratorFault =
   | { readonly kind: 'none' }
   | { readonly kind: 'fail-start' }
+  | { readonly kind: 'hang' }
   | { readonly kind: TimedFaultKind; readonly afterMs: number };
 
 export const NO_FAULT: OrchestratorFault = Object.freeze({ kind: 'none' });
 
-const SYNTAX = `none, fail-start, ${TIMED_FAULTS.map((k) => `${k}:<duration>`).join(', ')}`;
+const SYNTAX = `none, fail-start, hang, ${TIMED_FAULTS.map((k) => `${k}:<duration>`).join(', ')}`;
 const afterDuration = duration({ min: 0 });
 
-/** Parses `none`, `fail-start` or `<timed fault>:<duration>`; empty means none. Throws Invalid. */
+/** Parses `none`, `fail-start`, `hang` or `<timed fault>:<duration>`; empty means none. Throws Invalid. */
 export function orchestratorFault(raw: Raw): OrchestratorFault {
   const s = scalar(raw);
   if (s === '' || s === 'none') return NO_FAULT;
   if (s === 'fail-start') return { kind: 'fail-start' };
+  if (s === 'hang') return { kind: 'hang' };
   const i = s.indexOf(':');
   const kind = i < 0 ? s : s.slice(0, i);
   if (!(TIMED_FAULTS as readonly string[]).includes(kind)) throw new Invalid(`must be one of ${SYNTAX}`);

@@ -19,6 +19,7 @@
 import { randomBytes } from 'node:crypto';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { TranscodeProfile } from '../batch/profiles.ts';
 import { type FlagLookup, parseArgv } from './argv.ts';
 import type { CapabilityPrices } from './capability-prices.ts';
 import { ConfigError, show } from './errors.ts';
@@ -71,6 +72,8 @@ export type Config = {
   readonly ticketEV: bigint;
   /** Milliseconds. */
   readonly livePaymentInterval: number;
+  /** Renditions of pushed segments (-transcodingOptions): where they came from, and the profiles. */
+  readonly transcodingOptions: { readonly source: string; readonly profiles: readonly TranscodeProfile[] };
   readonly orchSecret: Secret | undefined;
   /** glog-style verbosity 0..6, and the pino level it maps to. */
   readonly v: number;
@@ -92,6 +95,14 @@ export type Config = {
     readonly secret: Secret;
     /** For tests and demos only: how it should fail; `{ kind: 'none' }` by default. */
     readonly fault: OrchestratorFault;
+    /** Model ids served by the batch AI CPU stand-ins, per pipeline (empty: not offered). */
+    readonly aiModels: {
+      readonly 'text-to-image': readonly string[];
+      readonly 'image-to-image': readonly string[];
+      readonly upscale: readonly string[];
+    };
+    /** Concurrent batch AI requests per pipeline and model. */
+    readonly aiCapacity: number;
   };
   readonly live: {
     readonly defaultModel: string;
@@ -110,6 +121,25 @@ export type Config = {
   };
   readonly http: {
     readonly bodyLimitBytes: number;
+  };
+  /** Batch AI routes (src/http/batch-routes.ts); durations in milliseconds. */
+  readonly ai: {
+    readonly processingRetryTimeout: number;
+    readonly maxTries: number;
+    readonly tryTimeout: number;
+    readonly bodyLimitBytes: number;
+    /** Absolute path; undefined = <tmpdir>/lp-gateway-results. */
+    readonly resultDir: string | undefined;
+    readonly resultTtl: number;
+    readonly publicUrl: string | undefined;
+  };
+  /** Segment transcoding (src/http/transcode-routes.ts); durations in milliseconds. */
+  readonly transcode: {
+    readonly maxSegmentBytes: number;
+    readonly maxAttempts: number;
+    readonly hlsWindowSegments: number;
+    readonly streamIdleTimeout: number;
+    readonly hlsMaxStreams: number;
   };
 };
 
@@ -282,6 +312,7 @@ function build(
     depositMultiplier: value(K.depositMultiplier),
     ticketEV: value(K.ticketEV),
     livePaymentInterval: value(K.livePaymentInterval),
+    transcodingOptions: value(K.transcodingOptions),
     orchSecret: value(K.orchSecret),
     v,
     logLevel: logLevelFor(v),
@@ -296,6 +327,12 @@ function build(
       capacity: value(K.localOrchestratorCapacity),
       secret: value(K.localOrchestratorSecret) ?? new Secret(randomBytes(32).toString('hex')),
       fault: value(K.localOrchestratorFault),
+      aiModels: {
+        'text-to-image': value(K.localOrchestratorTextToImageModels),
+        'image-to-image': value(K.localOrchestratorImageToImageModels),
+        upscale: value(K.localOrchestratorUpscaleModels),
+      },
+      aiCapacity: value(K.localOrchestratorAiCapacity),
     },
     live: {
       defaultModel,
@@ -313,6 +350,22 @@ function build(
     },
     http: {
       bodyLimitBytes: value(K.httpBodyLimitBytes),
+    },
+    ai: {
+      processingRetryTimeout: value(K.aiProcessingRetryTimeout),
+      maxTries: value(K.aiMaxTries),
+      tryTimeout: value(K.aiTryTimeout),
+      bodyLimitBytes: value(K.aiBodyLimitBytes),
+      resultDir: value(K.aiResultDir),
+      resultTtl: value(K.aiResultTtl),
+      publicUrl: value(K.aiPublicUrl),
+    },
+    transcode: {
+      maxSegmentBytes: value(K.transcodeMaxSegmentBytes),
+      maxAttempts: value(K.transcodeMaxAttempts),
+      hlsWindowSegments: value(K.transcodeHlsWindowSegments),
+      streamIdleTimeout: value(K.transcodeStreamIdleTimeout),
+      hlsMaxStreams: value(K.transcodeHlsMaxStreams),
     },
   };
   // JSON.stringify(config) works (bigints as decimal strings, secrets as "<hidden>").

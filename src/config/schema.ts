@@ -1,5 +1,11 @@
 import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
+import {
+  ProfileError,
+  parseJsonProfiles,
+  parsePresetNames,
+  type TranscodeProfile,
+} from '../batch/profiles.ts';
 import { type CapabilityPrices, parseCapabilityPrices } from './capability-prices.ts';
 import { orchestratorFault } from './fault.ts';
 import {
@@ -45,7 +51,7 @@ export interface KeyDef<T> {
   readonly parse: Parser<T>;
 }
 
-export const SECTIONS = ['localOrchestrator', 'live', 'http'] as const;
+export const SECTIONS = ['localOrchestrator', 'live', 'http', 'ai', 'transcode'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 interface Spec<T> {
@@ -122,6 +128,35 @@ const capabilityPrices: Parser<CapabilityPrices> = (raw, ctx) => {
     return { source: file, entries: parseCapabilityPrices(text) };
   } catch (err) {
     if (err instanceof Invalid) throw new Invalid(`${file}: ${err.message}`);
+    throw err;
+  }
+};
+
+/** go-livepeer's -transcodingOptions: preset names (P240p30fps16x9,...), or the path of a JSON file of profiles. */
+const transcodingOptions: Parser<{ source: string; profiles: TranscodeProfile[] }> = (raw, ctx) => {
+  const s = string(raw).trim();
+  const p = absPath(s, ctx.cwd);
+  let isFile = false;
+  try {
+    isFile = statSync(p).isFile();
+  } catch {
+    // not a file: preset names
+  }
+  try {
+    if (isFile) {
+      const text = readFileSync(p, 'utf8');
+      if (text.trim() === '') throw new Invalid(`names an empty file (${p})`);
+      try {
+        return { source: p, profiles: parseJsonProfiles(text) };
+      } catch (err) {
+        if (err instanceof ProfileError) throw new Invalid(`${p}: ${err.message}`);
+        throw err;
+      }
+    }
+    if (/[/\\]|\.json$/i.test(s)) throw new Invalid(`file not found (looked for ${p})`);
+    return { source: 'presets', profiles: parsePresetNames(s) };
+  } catch (err) {
+    if (err instanceof ProfileError) throw new Invalid(err.message);
     throw err;
   }
 };
@@ -240,6 +275,11 @@ export const K = {
     help: 'How often to pay the orchestrator during a live stream',
     parse: ms,
   }),
+  transcodingOptions: req(['transcodingOptions'], 'P240p30fps16x9,P360p30fps16x9', {
+    type: 'list|path',
+    help: "Renditions of pushed segments (PUT /live/{id}/{seq}.ts): comma-separated profile names (P720p30fps16x9, P360p30fps16x9, P240p30fps16x9, ...) or the path of a JSON file of profiles in go-livepeer's format",
+    parse: transcodingOptions,
+  }),
   orchSecret: opt(['orchSecret'], {
     type: 'string',
     help: 'Shared secret for authenticating with orchestrators',
@@ -300,8 +340,40 @@ export const K = {
   }),
   localOrchestratorFault: req(['localOrchestrator', 'fault'], 'none', {
     type: 'fault',
-    help: 'For tests and demos: make the local orchestrator fail: none, fail-start, stall-output-after:<duration>, exit-after:<duration>, events-error-after:<duration>',
+    help: 'For tests and demos: make the local orchestrator fail: none, fail-start, hang, stall-output-after:<duration>, exit-after:<duration>, events-error-after:<duration>',
     parse: orchestratorFault,
+  }),
+  localOrchestratorTextToImageModels: req(
+    ['localOrchestrator', 'textToImageModels'],
+    ['stabilityai/sdxl-turbo', 'ByteDance/SDXL-Lightning', 'SG161222/RealVisXL_V4.0_Lightning'],
+    {
+      type: 'list',
+      help: 'Model ids the local orchestrator serves text-to-image for (a CPU stand-in); empty: not offered',
+      parse: list(modelId),
+    },
+  ),
+  localOrchestratorImageToImageModels: req(
+    ['localOrchestrator', 'imageToImageModels'],
+    ['stabilityai/sdxl-turbo', 'timbrooks/instruct-pix2pix'],
+    {
+      type: 'list',
+      help: 'Model ids the local orchestrator serves image-to-image for (a CPU stand-in); empty: not offered',
+      parse: list(modelId),
+    },
+  ),
+  localOrchestratorUpscaleModels: req(
+    ['localOrchestrator', 'upscaleModels'],
+    ['stabilityai/stable-diffusion-x4-upscaler'],
+    {
+      type: 'list',
+      help: 'Model ids the local orchestrator serves upscale (4x) for (a CPU stand-in); empty: not offered',
+      parse: list(modelId),
+    },
+  ),
+  localOrchestratorAiCapacity: req(['localOrchestrator', 'aiCapacity'], '4', {
+    type: 'int',
+    help: 'Concurrent batch AI requests the local orchestrator takes per pipeline and model',
+    parse: int({ min: 1 }),
   }),
 
   liveDefaultModel: req(['live', 'defaultModel'], 'invert', {
@@ -369,6 +441,68 @@ export const K = {
   httpBodyLimitBytes: req(['http', 'bodyLimitBytes'], '1048576', {
     type: 'int',
     help: 'Maximum HTTP request body size in bytes',
+    parse: int({ min: 1 }),
+  }),
+
+  aiProcessingRetryTimeout: req(['ai', 'processingRetryTimeout'], '30s', {
+    type: 'duration',
+    help: "Batch AI: no new orchestrator is tried once a request is this old (go-livepeer's -aiProcessingRetryTimeout)",
+    parse: ms,
+  }),
+  aiMaxTries: req(['ai', 'maxTries'], '3', {
+    type: 'int',
+    help: 'Batch AI: orchestrators tried per request, at most',
+    parse: int({ min: 1, max: 20 }),
+  }),
+  aiTryTimeout: req(['ai', 'tryTimeout'], '5m', {
+    type: 'duration',
+    help: 'Batch AI: how long one orchestrator may take to answer (an LLM stream: to start, and between events) before the next is tried',
+    parse: ms,
+  }),
+  aiBodyLimitBytes: req(['ai', 'bodyLimitBytes'], '52428800', {
+    type: 'int',
+    help: 'Batch AI: maximum request body (JSON or multipart upload) in bytes; larger gets 413',
+    parse: int({ min: 1 }),
+  }),
+  aiResultDir: opt(['ai', 'resultDir'], {
+    type: 'path',
+    help: 'Batch AI: directory for result files served at /results; empty = lp-gateway-results in the system temp directory',
+    parse: path,
+  }),
+  aiResultTtl: req(['ai', 'resultTtl'], '1h', {
+    type: 'duration',
+    help: 'Batch AI: result files are removed once this old',
+    parse: ms,
+  }),
+  aiPublicUrl: opt(['ai', 'publicUrl'], {
+    type: 'url',
+    help: "Batch AI: base URL of result links (https://gw.example.com); empty = the request's own scheme and Host",
+    parse: url(['http', 'https']),
+  }),
+
+  transcodeMaxSegmentBytes: req(['transcode', 'maxSegmentBytes'], '67108864', {
+    type: 'int',
+    help: 'Segment transcoding: largest pushed segment in bytes; larger gets 413',
+    parse: int({ min: 1024 }),
+  }),
+  transcodeMaxAttempts: req(['transcode', 'maxAttempts'], '3', {
+    type: 'int',
+    help: "Segment transcoding: orchestrators tried per segment before the push fails (go-livepeer's MaxAttempts)",
+    parse: int({ min: 1, max: 20 }),
+  }),
+  transcodeHlsWindowSegments: req(['transcode', 'hlsWindowSegments'], '10', {
+    type: 'int',
+    help: 'Segment transcoding: segments listed and kept per rendition in the HLS playlists at /stream/',
+    parse: int({ min: 1, max: 1000 }),
+  }),
+  transcodeStreamIdleTimeout: req(['transcode', 'streamIdleTimeout'], '60s', {
+    type: 'duration',
+    help: 'Segment transcoding: a stream with no push for this long is dropped with its HLS playlists',
+    parse: ms,
+  }),
+  transcodeHlsMaxStreams: req(['transcode', 'hlsMaxStreams'], '100', {
+    type: 'int',
+    help: 'Segment transcoding: streams kept for HLS at once; the least recently pushed goes first',
     parse: int({ min: 1 }),
   }),
 } as const;

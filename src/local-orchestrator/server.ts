@@ -6,6 +6,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { getAddress, keccak256, stringToBytes } from 'viem';
+import { profilesHex, signedProfileNames } from '../batch/profiles.ts';
 import { formatFault, NO_FAULT, type OrchestratorFault, orchestratorFault } from '../config/fault.ts';
 import type { Config } from '../config/index.ts';
 import { Invalid } from '../config/parse.ts';
@@ -25,6 +26,9 @@ import {
   type Payment,
   type SegData,
 } from '../wire/lp-rpc.ts';
+import type { AiPipelineHandler, AiPipelineName } from './ai-pipelines.ts';
+import { AiService } from './ai-routes.ts';
+import { DEFAULT_AI_MODELS, STAND_IN_PIPELINES, type StandInPipeline, standIn } from './ai-standins.ts';
 import {
   AUTH_TOKEN_VALID_MS,
   CredentialError,
@@ -44,6 +48,7 @@ import {
   verifySig,
   weiString,
 } from './recipient.ts';
+import { segmentRoutes } from './segment.ts';
 import { selfSignedCertificate } from './tls.ts';
 
 export const TRICKLE_PATH = '/ai/trickle/';
@@ -79,6 +84,22 @@ export interface LocalOrchestratorOptions {
    * as go-livepeer with -network offchain: no ticket params, no checks.
    */
   payments?: LocalOrchestratorPayments;
+  /**
+   * Model ids served by the CPU stand-ins of the batch AI pipelines (see ai-standins.ts and
+   * docs/local-orchestrator-ai.md). Default: DEFAULT_AI_MODELS; an empty list leaves a pipeline
+   * out (not advertised; its requests get 503 "insufficient capacity").
+   */
+  aiModels?: Partial<Record<StandInPipeline, readonly string[]>>;
+  /** Concurrent batch AI requests per (pipeline, model); default 4. */
+  aiCapacity?: number;
+  /**
+   * FOR TESTS: add or replace batch AI pipelines (any of the nine, e.g. an `llm` whose `run`
+   * returns `{ kind: 'stream', chunks }` to test SSE streaming with delays between chunks, or a
+   * near-zero-work pipeline for benchmarks); `null` removes a stand-in. A handler lists its
+   * `models` (advertised in GetOrchestrator) and may set its own `capacity`. Credentials,
+   * capacity, payment, fees, faults and the reply format stay the orchestrator's.
+   */
+  aiPipelines?: Partial<Record<AiPipelineName, AiPipelineHandler | null>>;
 }
 
 export type { LocalOrchestratorPayments } from './recipient.ts';
@@ -96,6 +117,8 @@ export class LocalOrchestrator {
   private exitTimer?: NodeJS.Timeout;
   private crashed = false;
   private readonly trickle: TrickleServer;
+  /** Batch AI routes (text-to-image, ...) and what GetOrchestrator advertises for them. */
+  private readonly ai: AiService;
   private readonly app: FastifyInstance<Http2SecureServer, Http2ServerRequest, Http2ServerResponse, Logger>;
 
   private constructor(
@@ -136,6 +159,18 @@ export class LocalOrchestrator {
         return server;
       },
     });
+    this.ai = new AiService(
+      {
+        logger: opts.logger.child({ component: 'local-orchestrator-ai' }),
+        fault: () => this.fault,
+        recipient: this.recipient,
+        baseUrl: () => this.url,
+        checkCredentials: (headers) => this.checkCredentials(headers),
+        processPayment: (payment, manifestId) => this.processPayment(payment, manifestId),
+        onWorkStarted: () => this.armExitFault(),
+      },
+      { pipelines: aiPipelinesOf(opts), capacity: opts.aiCapacity },
+    );
     this.registerRoutes();
   }
 
@@ -162,8 +197,16 @@ export class LocalOrchestrator {
     clearTimeout(this.exitTimer);
     if (this.crashed) return; // an injected crash already tore everything down
     for (const job of this.jobs.values()) job.stop('orchestrator shutting down');
+    this.ai.close();
     this.trickle.close();
     await this.app.close();
+  }
+
+  /** The `exit-after` fault counts from the first job (live or batch AI) that started. */
+  private armExitFault(): void {
+    if (this.fault.kind === 'exit-after' && !this.exitTimer) {
+      this.exitTimer = setTimeout(() => this.crash(), this.fault.afterMs);
+    }
   }
 
   /** The `exit-after` fault: die as a crashed orchestrator does, without a goodbye to anyone. */
@@ -181,6 +224,7 @@ export class LocalOrchestrator {
     this.connections.clear();
     // Nobody is left to hear the jobs end or their channels close.
     for (const job of this.jobs.values()) job.stop('orchestrator crashed (injected fault)');
+    this.ai.close();
     this.trickle.close();
   }
 
@@ -199,7 +243,7 @@ export class LocalOrchestrator {
     );
     const price = { pricePerUnit: this.opts.pricePerUnit, pixelsPerUnit: this.opts.pixelsPerUnit };
     // go-livepeer gateways drop an orchestrator lacking any of the default capabilities.
-    const caps = [...DEFAULT_CAPABILITIES, Capability.LiveVideoToVideo];
+    const caps = [...DEFAULT_CAPABILITIES, Capability.LiveVideoToVideo, ...this.ai.capabilities()];
     const recipient = this.recipient;
     return {
       transcoder: this.url,
@@ -208,22 +252,33 @@ export class LocalOrchestrator {
       address: recipient ? Buffer.from(recipient.address.slice(2), 'hex') : new Uint8Array(20),
       capabilities: {
         bitstring: capabilityBitstring(caps),
-        capacities: Object.fromEntries(
-          caps.map((c) => [c, c === Capability.LiveVideoToVideo ? this.opts.capacity : 1]),
-        ),
+        capacities: {
+          ...Object.fromEntries(
+            caps.map((c) => [c, c === Capability.LiveVideoToVideo ? this.opts.capacity : 1]),
+          ),
+          ...this.ai.capacities(),
+        },
         version: ORCHESTRATOR_VERSION,
-        constraints: { PerCapability: { [Capability.LiveVideoToVideo]: { models } } },
+        constraints: {
+          PerCapability: { [Capability.LiveVideoToVideo]: { models }, ...this.ai.constraints() },
+        },
       },
       authToken,
       ...(requestHadCapabilities
         ? {}
         : {
-            hardware: this.opts.models.map((modelId) => ({ pipeline: PIPELINE, modelId, gpuInfo: {} })),
-            capabilitiesPrices: this.opts.models.map((constraint) => ({
-              ...price,
-              capability: Capability.LiveVideoToVideo,
-              constraint,
-            })),
+            hardware: [
+              ...this.opts.models.map((modelId) => ({ pipeline: PIPELINE, modelId, gpuInfo: {} })),
+              ...this.ai.hardware(),
+            ],
+            capabilitiesPrices: [
+              ...this.opts.models.map((constraint) => ({
+                ...price,
+                capability: Capability.LiveVideoToVideo,
+                constraint,
+              })),
+              ...this.ai.prices(price),
+            ],
           }),
     };
   }
@@ -257,6 +312,17 @@ export class LocalOrchestrator {
       const servable = Object.keys(wanted).some((m) => this.opts.models.includes(m));
       if (!servable || this.jobs.size >= this.opts.capacity) {
         throw new GrpcStatusError(GrpcCode.UNKNOWN, 'Invalid orchestrator request: OrchestratorCapped');
+      }
+    }
+    // Unlike go-livepeer (which checks live only), a batch AI model asked for whose every slot is
+    // busy is capped too, so a gateway learns at selection time.
+    if (!request.ignoreCapacityCheck) {
+      const perCapability = request.capabilities?.constraints?.PerCapability ?? {};
+      for (const [cap, constraint] of Object.entries(perCapability)) {
+        const models = Object.keys(constraint?.models ?? {});
+        if (models.length > 0 && this.ai.canServe(Number(cap), models) === false) {
+          throw new GrpcStatusError(GrpcCode.UNKNOWN, 'Invalid orchestrator request: OrchestratorCapped');
+        }
       }
     }
     return encodeMessage(
@@ -366,9 +432,7 @@ export class LocalOrchestrator {
         if (recipient && recipient.price.num > 0n && this.jobs.get(mid) === job) {
           accounting = this.startAccounting(job, recipient, sender, mid);
         }
-        if (this.fault.kind === 'exit-after' && !this.exitTimer) {
-          this.exitTimer = setTimeout(() => this.crash(), this.fault.afterMs);
-        }
+        this.armExitFault();
         this.opts.logger.info(
           { manifestId: mid, model: body.model_id, stream: body.stream_id },
           'live job started',
@@ -382,6 +446,22 @@ export class LocalOrchestrator {
         });
       },
     );
+
+    // Batch AI (go-livepeer handleAIRequest) and the result files it stores.
+    app.register(this.ai.routes);
+
+    // Segment transcoding (go-livepeer ServeSegment) and the renditions it stores.
+    app.register(segmentRoutes, {
+      baseUrl: () => this.url,
+      checkCredentials: (headers) => this.checkCredentials(headers),
+      processPayment: (payment, key) => this.processPayment(payment, key),
+      recipient: this.recipient,
+      info: (authToken, sender) => this.orchestratorInfo(authToken, true, sender),
+      capabilities: () => this.orchestratorInfo(undefined, true).capabilities?.bitstring ?? [],
+      fault: () => this.fault,
+      logger: this.opts.logger,
+      concurrency: 2,
+    });
 
     app.post('/payment', async (req, reply) => {
       const creds = await this.checkCredentials(req.headers);
@@ -412,11 +492,15 @@ export class LocalOrchestrator {
       const payment = readPaymentHeader(header(headers, 'livepeer-payment'));
       const segment = decodeSegmentHeader(header(headers, 'livepeer-segment'));
       if (this.recipient?.verifySenderSignatures) {
-        const flat = flattenSegment(
-          new TextDecoder().decode(segment.manifestId ?? new Uint8Array(0)),
-          segment.seq ?? 0n,
-          segment.hash ?? new Uint8Array(0),
-        );
+        // Flatten(): manifestId ‖ seq ‖ hash ‖ hex of the profiles' name hashes (none for AI jobs).
+        const flat = Buffer.concat([
+          flattenSegment(
+            new TextDecoder().decode(segment.manifestId ?? new Uint8Array(0)),
+            segment.seq ?? 0n,
+            segment.hash ?? new Uint8Array(0),
+          ),
+          Buffer.from(profilesHex(signedProfileNames(segment)), 'utf8'),
+        ]);
         if (!(await verifySig(toAddress(payment.sender), keccak256(flat), segment.sig))) {
           throw new CredentialError(403, 'ErrSegSig');
         }
@@ -519,8 +603,25 @@ export function optionsFromConfig(lo: Config['localOrchestrator'], logger: Logge
     capacity: lo.capacity,
     secret: Buffer.from(lo.secret.reveal(), 'utf8'),
     fault: lo.fault,
+    aiModels: lo.aiModels,
+    aiCapacity: lo.aiCapacity,
     logger,
   };
+}
+
+/** The batch AI pipelines to serve: the stand-ins for their models, then the test overrides. */
+function aiPipelinesOf(opts: LocalOrchestratorOptions): Partial<Record<AiPipelineName, AiPipelineHandler>> {
+  const pipelines: Partial<Record<AiPipelineName, AiPipelineHandler>> = {};
+  for (const p of STAND_IN_PIPELINES) {
+    const models = opts.aiModels?.[p] ?? DEFAULT_AI_MODELS[p];
+    if (models.length > 0) pipelines[p] = standIn(p, models);
+  }
+  const overrides = Object.entries(opts.aiPipelines ?? {}) as [AiPipelineName, AiPipelineHandler | null][];
+  for (const [p, handler] of overrides) {
+    if (handler) pipelines[p] = handler;
+    else delete pipelines[p];
+  }
+  return pipelines;
 }
 
 export function splitHostPort(addr: string): [string, string] {

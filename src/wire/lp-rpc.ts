@@ -89,7 +89,46 @@ export interface SegData {
   capabilities?: Capabilities;
   authToken?: AuthToken;
   calcPerceptualHash?: boolean;
+  /** Transcoding profiles; go-livepeer fills exactly one of the three (core/streamdata.go NetSegData). */
+  fullProfiles?: VideoProfile[];
+  fullProfiles2?: VideoProfile[];
+  fullProfiles3?: VideoProfile[];
+  segmentParameters?: { from?: bigint; to?: bigint };
   forceSessionReinit?: boolean;
+}
+/** net.VideoProfile; enums as their numbers (Format, Profile, VideoCodec, ChromaSubsampling). */
+export interface VideoProfile {
+  name?: string;
+  width?: number;
+  height?: number;
+  /** Bits per second. */
+  bitrate?: number;
+  fps?: number;
+  format?: number;
+  fpsDen?: number;
+  profile?: number;
+  /** Milliseconds; -1 = intra only. */
+  gop?: number;
+  encoder?: number;
+  colorDepth?: number;
+  chromaFormat?: number;
+  quality?: number;
+}
+export interface TranscodedSegmentData {
+  url?: string;
+  pixels?: bigint;
+  perceptualHashUrl?: string;
+}
+export interface TranscodeData {
+  segments?: TranscodedSegmentData[];
+  sig?: Uint8Array;
+}
+/** The reply to POST /segment: `error` or `data` (a oneof), and fresh orchestrator info. */
+export interface TranscodeResult {
+  seq?: bigint;
+  error?: string;
+  data?: TranscodeData;
+  info?: OrchestratorInfo;
 }
 export interface PaymentResult {
   info?: OrchestratorInfo;
@@ -105,6 +144,7 @@ interface MessageTypes {
   Payment: Payment;
   SegData: SegData;
   PaymentResult: PaymentResult;
+  TranscodeResult: TranscodeResult;
 }
 export type MessageName = keyof MessageTypes;
 

@@ -59,7 +59,7 @@ describe('localOrchestrator.fault', () => {
     let e = fails(() => load(['-localOrchestratorFault', 'crash']));
     expect(e.key).toBe('localOrchestratorFault');
     expect(e.message).toBe(
-      'config: localOrchestratorFault: must be one of none, fail-start, stall-output-after:<duration>, exit-after:<duration>, events-error-after:<duration>, in flag -localOrchestratorFault (got crash)',
+      'config: localOrchestratorFault: must be one of none, fail-start, hang, stall-output-after:<duration>, exit-after:<duration>, events-error-after:<duration>, in flag -localOrchestratorFault (got crash)',
     );
     e = fails(() => load(['-localOrchestratorFault', 'stall-output-after']));
     expect(e.key).toBe('localOrchestratorFault');
