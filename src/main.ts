@@ -1,13 +1,16 @@
 // lp-gateway's command line: read the config, start the gateway, and start the local
 // orchestrator beside it when no orchestrator is configured (off chain only). On chain
 // (src/payments/onchain-setup.ts) the keystore account pays and the transcoder pool is a source.
-import { networkInterfaces } from 'node:os';
-import { resolve } from 'node:path';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
+import { AiJobRunner } from './batch/ai-client.ts';
+import { ResultStore } from './batch/ai-results.ts';
 import { type Config, ConfigError, loadConfig, usage } from './config/index.ts';
 import { buildGatewayApp } from './http/app.ts';
 import { createMetrics } from './http/metrics.ts';
+import { LivePayments } from './live/live-payer.ts';
 import { LiveStreams } from './live/registry.ts';
 import { LocalOrchestrator, optionsFromConfig } from './local-orchestrator/server.ts';
 import { type DiscoverySource, StaticSource, WebhookSource } from './orchestrators/discovery.ts';
@@ -82,6 +85,9 @@ export async function main(
     }),
     logger,
   });
+  // One ticket sender per orchestrator for live, batch AI and transcoding alike: nonces are
+  // counted in one place.
+  const tickets = onchain ? new LivePayments(onchain.payments) : undefined;
   const live = config.live;
   // Created before the registry it reads, which reports into it.
   let streams: LiveStreams | undefined;
@@ -101,13 +107,41 @@ export async function main(
       noOrchestratorGraceMs: live.noOrchestratorGraceMs,
     },
     network: { hostAddresses: localHostAddresses() },
-    payments: onchain?.payments,
+    payments: tickets,
     metrics: metrics.live,
+    logger,
+  });
+  const ai = config.ai;
+  const results = new ResultStore({
+    dir: ai.resultDir ?? join(tmpdir(), 'lp-gateway-results'),
+    ttlMs: ai.resultTtl,
+    logger,
+  });
+  await results.start();
+  const aiRunner = new AiJobRunner({
+    pool,
+    identity,
+    payments: tickets,
+    maxTries: ai.maxTries,
+    retryTimeoutMs: ai.processingRetryTimeout,
+    tryTimeoutMs: ai.tryTimeout,
+    results,
     logger,
   });
   const app = await buildGatewayApp({
     pool,
     streams,
+    batch: { runner: aiRunner, results, bodyLimitBytes: ai.bodyLimitBytes, publicUrl: ai.publicUrl },
+    transcode: {
+      identity,
+      payments: tickets,
+      profiles: config.transcodingOptions.profiles,
+      maxSegmentBytes: config.transcode.maxSegmentBytes,
+      maxAttempts: config.transcode.maxAttempts,
+      hlsWindowSegments: config.transcode.hlsWindowSegments,
+      streamIdleTimeoutMs: config.transcode.streamIdleTimeout,
+      maxStreams: config.transcode.hlsMaxStreams,
+    },
     live: { iceServers: live.iceServers, whipAuthToken: live.whipAuthToken, defaultModel: live.defaultModel },
     bodyLimitBytes: config.http.bodyLimitBytes,
     metrics: metrics.registry,
@@ -126,8 +160,10 @@ export async function main(
     `  publish a camera: ${base}/publish.html`,
     `  live streams:     ${base}/status.html`,
     `  orchestrators:    ${base}/orchestrators`,
+    `  REST API (batch AI, transcoding): ${base}/api.html`,
+    `  push segments:    PUT ${base}/live/{id}/{seq}.ts (${config.transcodingOptions.profiles.map((p) => p.name).join(', ')}); HLS at ${base}/stream/{id}.m3u8`,
     local
-      ? `  local orchestrator (embedded, models: ${config.localOrchestrator.models.join(', ')}): ${local.url}`
+      ? `  local orchestrator (embedded, live models: ${config.localOrchestrator.models.join(', ')}; CPU stand-ins for text-to-image, image-to-image, upscale; transcoding): ${local.url}`
       : `  orchestrator sources: ${[
           ...(onchain ? ['on-chain transcoder pool'] : []),
           ...(orchestrators.length ? [orchestrators.join(', ')] : []),
@@ -146,6 +182,7 @@ export async function main(
     pool.stop();
     await streams.closeAll();
     await app.close();
+    results.stop();
     await local?.close();
     await onchain?.close();
     process.exit(0);

@@ -7,7 +7,9 @@ import type { Registry } from 'prom-client';
 import { LiveError } from '../live/errors.ts';
 import type { LiveStreams } from '../live/registry.ts';
 import type { OrchestratorPool } from '../orchestrators/pool.ts';
+import { type BatchRoutesOptions, batchRoutes } from './batch-routes.ts';
 import { type LiveRoutesOptions, liveRoutes } from './live-routes.ts';
+import { type TranscodeRoutesOptions, transcodeRoutes } from './transcode-routes.ts';
 
 const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url));
 
@@ -19,6 +21,10 @@ export interface GatewayAppOptions {
   logger: Logger;
   /** Served at GET /metrics in Prometheus' text format. */
   metrics?: Registry;
+  /** Batch AI routes (POST /text-to-image, /llm, ...), /results and /openapi.json. */
+  batch?: BatchRoutesOptions;
+  /** Segment transcoding: PUT/POST /live/{manifestId}/{seq}.ts and HLS under /stream/. */
+  transcode?: Omit<TranscodeRoutesOptions, 'pool' | 'logger'>;
 }
 
 export async function buildGatewayApp(opts: GatewayAppOptions) {
@@ -43,6 +49,10 @@ export async function buildGatewayApp(opts: GatewayAppOptions) {
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/' });
 
   await app.register(liveRoutes, { ...opts.live, streams: opts.streams });
+  if (opts.batch) await app.register(batchRoutes, opts.batch);
+  if (opts.transcode) {
+    await app.register(transcodeRoutes, { ...opts.transcode, pool: opts.pool, logger: opts.logger });
+  }
 
   app.get('/healthz', async () => ({ ok: true }));
 

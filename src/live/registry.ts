@@ -31,7 +31,8 @@ export interface LiveStreamsOptions {
    * A payment account: jobs on orchestrators with ticket params and a price above zero are paid
    * (start prepayment, then every intervalMs). Absent: everything stays off-chain.
    */
-  payments?: LivePaymentsOptions;
+  /** The gateway's payment account (or its ticket senders, shared with the REST paths). */
+  payments?: LivePaymentsOptions | LivePayments;
 }
 
 /** What the registry reports for Prometheus (src/http/metrics.ts). */
@@ -51,7 +52,9 @@ export class LiveStreams {
   private readonly payments?: LivePayments;
 
   constructor(private readonly opts: LiveStreamsOptions) {
-    if (opts.payments) this.payments = new LivePayments(opts.payments);
+    if (opts.payments) {
+      this.payments = opts.payments instanceof LivePayments ? opts.payments : new LivePayments(opts.payments);
+    }
   }
 
   async publish(

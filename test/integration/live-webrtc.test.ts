@@ -154,9 +154,10 @@ describe('live video-to-video over WHIP and WHEP', () => {
       const joined = Date.now();
       const viewer = await WhepTestViewer.connect(url('late', 'whep'));
       try {
-        await waitFor(() => viewer.frames.length > 0, 'a first frame', 4000);
-        // A segment is one second here; allow for the join itself and a loaded machine.
-        expect(Date.now() - joined).toBeLessThan(3500);
+        await waitFor(() => viewer.frames.length > 0, 'a first frame', 8000);
+        // A segment is one second here; allow for the join itself and a machine loaded by the
+        // other test files (ffmpeg transcodes run beside this one).
+        expect(Date.now() - joined).toBeLessThan(6000);
         expect(viewer.frames[0].keyframe).toBe(true);
       } finally {
         await viewer.close();

@@ -1,0 +1,392 @@
+// Segment transcoding on the gateway, as go-livepeer's broadcaster does it (server/broadcast.go
+// processSegment/transcodeSegment, server/segment_rpc.go SubmitSegment): sign the segment's
+// credentials with the profiles, pay the estimated fee, POST it to {transcoder}/segment, read the
+// TranscodeResult, download every rendition, and debit the output pixels from the local balance.
+// A failure suspends that orchestrator and the next one is tried, up to maxAttempts.
+import type { Logger } from 'pino';
+import { LivePayments } from '../live/live-payer.ts';
+import { capabilityName, type JobKind } from '../orchestrators/capabilities.ts';
+import { OrchestratorError } from '../orchestrators/errors.ts';
+import { NoOrchestratorError, type SelectedOrchestrator } from '../orchestrators/select.ts';
+import { flattenSegment, OFFCHAIN_PAYMENT } from '../payments/credentials.ts';
+import type { GatewayIdentity } from '../payments/identity.ts';
+import { add, mul, type Rational, rat, ZERO } from '../payments/rational.ts';
+import { Balances, type BalanceUpdate, priceOf } from '../payments/sender.ts';
+import {
+  Capability,
+  capabilityBitstring,
+  decodeMessage,
+  encodeMessage,
+  type OrchestratorInfo,
+  type PriceInfo,
+  type SegData,
+  type TranscodeResult,
+} from '../wire/lp-rpc.ts';
+import { BatchError } from './errors.ts';
+import { download, post, readBody } from './orchestrator-http.ts';
+import {
+  estimatedPixels,
+  profilesHex,
+  segDataProfiles,
+  type TranscodeProfile,
+  transcodeCapabilities,
+} from './profiles.ts';
+import { keccak256Of } from './transcode-hash.ts';
+
+/** What selection needs from the orchestrator pool (OrchestratorPool has it). */
+export interface TranscodePool {
+  select(kind: JobKind, opts: { exclude?: ReadonlySet<string> }): Promise<SelectedOrchestrator>;
+  suspend(url: string, reason: string): void;
+  reportSuccess(url: string): void;
+  observeLatency(url: string, ms: number, capability?: number): void;
+}
+
+/** Transcoding needs the H.264 capability and no model. */
+export const TRANSCODE_JOB: JobKind = { capability: Capability.H264, modelId: '' };
+
+/** go-livepeer's pixelEstimateMultiplier (1.02): the estimate is padded so a segment is never underpaid. */
+const PIXEL_ESTIMATE_MULTIPLIER = rat(51n, 50n);
+/** go-livepeer's HTTPTimeout, SegHttpPushTimeoutMultiplier, SegUploadTimeoutMultiplier, MinSegmentUploadTimeout. */
+const HTTP_TIMEOUT_MS = 8000;
+const PUSH_TIMEOUT_MULTIPLIER = 4;
+const UPLOAD_TIMEOUT_MULTIPLIER = 0.5;
+const MIN_UPLOAD_TIMEOUT_MS = 2000;
+const MAX_RESULT_BYTES = 1024 * 1024;
+/**
+ * lpms' NonRetryableErrs (go-livepeer isNonRetryableError, server/broadcast.go): its own errors,
+ * ffmpeg's "not found"/"Invalid argument" errors, and the transcoder's input and profile errors.
+ */
+const NON_RETRYABLE = new Set([
+  'Unsupported input pixel format',
+  'Error initializing filtergraph',
+  'Too many outputs',
+  'No input configuration',
+  'Unsupported input codec',
+  'No keyframes in input',
+  'Unrecoverable state, restart process',
+  'Decoder not found',
+  'Demuxer not found',
+  'Encoder not found',
+  'Muxer not found',
+  'Option not found',
+  'Invalid argument',
+  'TranscoderInvalidResolution',
+  'TranscoderInvalidVideo',
+  'TranscoderUnrecognizedFormat',
+  'TranscoderUnrecognizedProfile',
+  'TranscoderInvalidGOP',
+  'TranscoderIncompatibleDevices',
+]);
+/** A session's auth token is reused until this close to its expiry. */
+const TOKEN_MARGIN_S = 60n;
+
+export interface TranscoderOptions {
+  pool: TranscodePool;
+  identity: GatewayIdentity;
+  /** On-chain: tickets for orchestrators that charge. Absent: off-chain (empty Livepeer-Payment). */
+  payments?: LivePayments;
+  /** Orchestrators tried per segment (go-livepeer's MaxAttempts, 3). */
+  maxAttempts: number;
+  /** Largest rendition downloaded. */
+  maxRenditionBytes: number;
+  logger: Logger;
+}
+
+export interface PushedSegment {
+  manifestId: string;
+  seq: bigint;
+  data: Buffer;
+  durationMs: number;
+  /** With resolved formats (mpegts or mp4). */
+  profiles: readonly TranscodeProfile[];
+}
+
+export interface Rendition {
+  profile: TranscodeProfile;
+  data: Buffer;
+  /** Output pixels the orchestrator charged for. */
+  pixels: bigint;
+}
+
+export interface TranscodeOutcome {
+  renditions: Rendition[];
+  /** Who transcoded it, and after how many tries. */
+  orchestrator: string;
+  tries: number;
+  /** EV of the tickets sent for this segment (all tries), wei. */
+  paid: Rational;
+  /** What the orchestrator that served it charged: output pixels × its price, wei. */
+  fee: Rational;
+}
+
+interface StreamSession {
+  url: string;
+  info: OrchestratorInfo;
+}
+
+/** Failed on this orchestrator; `suspend` says whether it is the orchestrator's fault. */
+class AttemptFailure extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AttemptFailure';
+  }
+}
+
+export class Transcoder {
+  /** The last orchestrator that served each stream, reused while it works (go-livepeer's session). */
+  private readonly sessions = new Map<string, StreamSession>();
+  private readonly balances = new Balances();
+  private readonly log: Logger;
+
+  constructor(private readonly opts: TranscoderOptions) {
+    this.log = opts.logger.child({ component: 'transcode' });
+  }
+
+  /** Forget a stream's orchestrator session (the stream ended). */
+  endStream(manifestId: string): void {
+    const s = this.sessions.get(manifestId);
+    if (s) this.balances.clear(s.url, s.info.authToken?.sessionId ?? '');
+    this.sessions.delete(manifestId);
+  }
+
+  /** @throws BatchError: 503 when no orchestrator can take it, or every one tried failed. */
+  async transcode(seg: PushedSegment): Promise<TranscodeOutcome> {
+    const exclude = new Set<string>();
+    const failures: string[] = [];
+    let paid = ZERO;
+    const hash = await keccak256Of(seg.data);
+    for (let tries = 1; tries <= this.opts.maxAttempts; tries++) {
+      let session = this.sessions.get(seg.manifestId);
+      if (session && (exclude.has(session.url) || tokenExpiring(session.info))) session = undefined;
+      if (!session) {
+        try {
+          session = await this.opts.pool.select(TRANSCODE_JOB, { exclude });
+        } catch (err) {
+          if (!(err instanceof NoOrchestratorError)) throw err;
+          // The ones tried are in `failures` with what went wrong; the pool only says "excluded".
+          const reasons = [...failures, ...err.reasons.filter((r) => !/: excluded \(/.test(r))];
+          throw new BatchError(
+            503,
+            failures.length ? 'TRANSCODE_FAILED' : 'NO_ORCHESTRATOR',
+            failures.length
+              ? `segment ${seg.seq} of ${seg.manifestId} failed on every orchestrator tried: ${reasons.join('; ')}`
+              : `no orchestrator can transcode (${capabilityName(TRANSCODE_JOB.capability)}): ${reasons.join('; ') || 'none is configured'}`,
+            { reasons },
+            { tries: tries - 1 },
+          );
+        }
+      }
+      exclude.add(session.url);
+      const attempt = { paid: ZERO };
+      try {
+        const { renditions, fee } = await this.submit(session, seg, hash, attempt);
+        paid = add(paid, attempt.paid);
+        this.opts.pool.reportSuccess(session.url);
+        return { renditions, orchestrator: session.url, tries, paid, fee };
+      } catch (err) {
+        paid = add(paid, attempt.paid);
+        if (err instanceof BatchError)
+          throw new BatchError(err.status, err.code, err.message, err.details, {
+            orchestrator: session.url,
+            tries,
+          });
+        const reason = err instanceof Error ? err.message : String(err);
+        failures.push(`${session.url}: ${reason}`);
+        this.sessions.delete(seg.manifestId);
+        this.opts.pool.suspend(session.url, `segment transcoding failed: ${reason}`);
+        this.log.warn(
+          { orchestrator: session.url, manifestId: seg.manifestId, seq: String(seg.seq), tries },
+          reason,
+        );
+      }
+    }
+    throw new BatchError(
+      503,
+      'TRANSCODE_FAILED',
+      `segment ${seg.seq} of ${seg.manifestId} failed on ${failures.length} orchestrator${failures.length === 1 ? '' : 's'}: ${failures.join('; ')}`,
+      { reasons: failures },
+      { tries: this.opts.maxAttempts },
+    );
+  }
+
+  /** One try on one orchestrator: SubmitSegment then the downloads. */
+  private async submit(
+    session: StreamSession,
+    seg: PushedSegment,
+    hash: Uint8Array,
+    attempt: { paid: Rational },
+  ): Promise<{ renditions: Rendition[]; fee: Rational }> {
+    const { info, url } = session;
+    const transcoder = info.transcoder || url;
+    const names = seg.profiles.map((p) => p.name);
+    const signed = Buffer.concat([
+      flattenSegment(seg.manifestId, seg.seq, hash),
+      Buffer.from(profilesHex(names), 'utf8'),
+    ]);
+    const segData: SegData = {
+      manifestId: new TextEncoder().encode(seg.manifestId),
+      seq: seg.seq,
+      hash,
+      sig: await this.opts.identity.signHashOf(signed),
+      duration: seg.durationMs,
+      capabilities: { bitstring: capabilityBitstring(transcodeCapabilities(seg.profiles)) },
+      authToken: info.authToken,
+      ...segDataProfiles(seg.profiles),
+    };
+    const segmentHeader = Buffer.from(encodeMessage('SegData', segData)).toString('base64');
+
+    const payment = await this.payment(session, seg);
+    const durationMs = seg.durationMs;
+    const totalMs = Math.max(HTTP_TIMEOUT_MS, PUSH_TIMEOUT_MULTIPLIER * durationMs);
+    const uploadMs = Math.max(MIN_UPLOAD_TIMEOUT_MS, UPLOAD_TIMEOUT_MULTIPLIER * durationMs);
+    const started = performance.now();
+    let result: TranscodeResult;
+    try {
+      const res = await post(new URL('segment', transcoder.endsWith('/') ? transcoder : `${transcoder}/`), {
+        headers: {
+          'Livepeer-Segment': segmentHeader,
+          'Livepeer-Payment': payment.header,
+          'Content-Type': 'video/MP2T',
+        },
+        body: seg.data,
+        timeoutMs: uploadMs,
+      });
+      // Once the orchestrator answered, the tickets count as received (go-livepeer CreditSpent).
+      if (payment.update) payment.update.status = 'credit-spent';
+      attempt.paid = payment.ev;
+      this.opts.pool.observeLatency(url, performance.now() - started, TRANSCODE_JOB.capability);
+      const body = await readBody(res, MAX_RESULT_BYTES, totalMs, new URL(transcoder).origin);
+      if (res.statusCode !== 200) {
+        throw new AttemptFailure(
+          `/segment answered ${res.statusCode}: ${oneLine(body.toString('utf8')) || 'no reason given'}`,
+        );
+      }
+      try {
+        result = decodeMessage('TranscodeResult', body);
+      } catch (err) {
+        throw new AttemptFailure(`/segment answered with a bad TranscodeResult: ${(err as Error).message}`);
+      }
+      if (result.error !== undefined) {
+        // go-livepeer does not try another orchestrator for errors that come from the input itself.
+        if (NON_RETRYABLE.has(result.error)) {
+          throw new BatchError(
+            422,
+            'UNTRANSCODABLE_SEGMENT',
+            `the segment cannot be transcoded: ${oneLine(result.error)} (from ${url})`,
+          );
+        }
+        throw new AttemptFailure(`transcoding failed: ${oneLine(result.error)}`);
+      }
+      const segments = result.data?.segments ?? [];
+      if (segments.length !== seg.profiles.length) {
+        throw new AttemptFailure(
+          `TranscodeResult has ${segments.length} renditions for ${seg.profiles.length} profiles`,
+        );
+      }
+      const pixels = segments.reduce((sum, s) => sum + (s.pixels ?? 0n), 0n);
+      const fee = mul(rat(pixels), payment.price);
+      if (payment.update) {
+        // The change: credit minus what the orchestrator charged (output pixels × price).
+        this.balances
+          .for(url, info.authToken?.sessionId ?? '')
+          .complete({ ...payment.update, debit: fee, status: 'received-change' });
+        payment.update = undefined;
+      }
+      this.refreshSession(session, seg.manifestId, result.info);
+      const renditions = await Promise.all(
+        segments.map(async (s, i) => {
+          if (!s.url) throw new AttemptFailure(`rendition ${i} has no URL`);
+          try {
+            const { data } = await download(s.url, this.opts.maxRenditionBytes, HTTP_TIMEOUT_MS / 2);
+            if (data.length === 0) throw new Error('empty');
+            return { profile: seg.profiles[i]!, data, pixels: s.pixels ?? 0n };
+          } catch (err) {
+            throw new AttemptFailure(
+              `rendition ${seg.profiles[i]!.name} could not be downloaded: ${(err as Error).message}`,
+            );
+          }
+        }),
+      );
+      return { renditions, fee };
+    } catch (err) {
+      if (err instanceof AttemptFailure) throw err;
+      if (err instanceof OrchestratorError) throw new AttemptFailure(describe(err));
+      throw err;
+    } finally {
+      // Staged (never sent): the reserved credit goes back; spent: nothing comes back.
+      if (payment.update) this.balances.for(url, info.authToken?.sessionId ?? '').complete(payment.update);
+    }
+  }
+
+  /** Livepeer-Payment for the estimated fee (go-livepeer estimateFee × 1.02 × price). */
+  private async payment(
+    session: StreamSession,
+    seg: PushedSegment,
+  ): Promise<{ header: string; ev: Rational; price: Rational; update?: BalanceUpdate }> {
+    const payments = this.opts.payments;
+    const { info, url } = session;
+    if (!payments) return { header: OFFCHAIN_PAYMENT, ev: ZERO, price: ZERO };
+    if (!LivePayments.pays(info)) {
+      // A free orchestrator still learns who is asking (the segment signature is checked against it).
+      const header = Buffer.from(
+        encodeMessage('Payment', {
+          sender: Buffer.from(payments.identity.address.slice(2), 'hex'),
+          expectedPrice: info.priceInfo,
+        }),
+      ).toString('base64');
+      return { header, ev: ZERO, price: ZERO };
+    }
+    const sender = payments.senderFor(url, info);
+    const price = priceOf(info.priceInfo);
+    const fee = mul(
+      mul(rat(estimatedPixels(seg.profiles, seg.durationMs)), PIXEL_ESTIMATE_MULTIPLIER),
+      price,
+    );
+    const balance = this.balances.for(url, info.authToken?.sessionId ?? '');
+    try {
+      const p = await sender.createPayment(fee, { balance, validate: await payments.validateOptions() });
+      return { header: p.header, ev: p.ev, price, update: p.update };
+    } catch (err) {
+      throw new AttemptFailure(`cannot pay: ${(err as Error).message}`);
+    }
+  }
+
+  /** TranscodeResult.info: new ticket params and price; the auth token stays (go-livepeer updateSession). */
+  private refreshSession(
+    session: StreamSession,
+    manifestId: string,
+    fresh: OrchestratorInfo | undefined,
+  ): void {
+    if (fresh && !samePrice(fresh.priceInfo, session.info.priceInfo)) {
+      // A new price goes through selection again, where the price ceiling is applied.
+      this.sessions.delete(manifestId);
+      return;
+    }
+    const info = fresh ? { ...fresh, authToken: session.info.authToken } : session.info;
+    if (fresh?.ticketParams && fresh.priceInfo && this.opts.payments && LivePayments.pays(fresh)) {
+      this.opts.payments.senderFor(session.url, fresh);
+    }
+    this.sessions.set(manifestId, { url: session.url, info });
+  }
+}
+
+/** Equal prices per pixel; none is 0. */
+function samePrice(a: PriceInfo | undefined, b: PriceInfo | undefined): boolean {
+  const [an, ad] = [a?.pricePerUnit ?? 0n, a?.pixelsPerUnit || 1n];
+  const [bn, bd] = [b?.pricePerUnit ?? 0n, b?.pixelsPerUnit || 1n];
+  return an * bd === bn * ad;
+}
+
+function tokenExpiring(info: OrchestratorInfo): boolean {
+  const exp = info.authToken?.expiration;
+  return exp === undefined || exp - TOKEN_MARGIN_S <= BigInt(Math.floor(Date.now() / 1000));
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s+/g, ' ').trim().slice(0, 300);
+}
+
+function describe(err: OrchestratorError): string {
+  const prefix = `${err.orchestrator}: `;
+  return err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
+}

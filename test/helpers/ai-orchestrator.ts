@@ -1,0 +1,280 @@
+// A scriptable orchestrator for batch AI tests: gRPC GetOrchestrator (offers, price, auth token)
+// and POST /{pipeline} answered however the test says (JSON, an error, SSE chunks with delays, a
+// hang), on one TLS port like a go-livepeer orchestrator. Every AI request is recorded.
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { AiJobRunner } from '../../src/batch/ai-client.ts';
+import { ResultStore } from '../../src/batch/ai-results.ts';
+import { buildGatewayApp } from '../../src/http/app.ts';
+import type { LivePayments } from '../../src/live/live-payer.ts';
+import { LiveStreams } from '../../src/live/registry.ts';
+import { isGrpcRequest, serveUnary } from '../../src/local-orchestrator/grpc-unary.ts';
+import { selfSignedCertificate } from '../../src/local-orchestrator/tls.ts';
+import { StaticSource } from '../../src/orchestrators/discovery.ts';
+import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
+import { PriceCeiling } from '../../src/orchestrators/price.ts';
+import { type GatewayIdentity, offchainIdentity } from '../../src/payments/identity.ts';
+import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
+import {
+  type AuthToken,
+  Capability,
+  capabilityBitstring,
+  DEFAULT_CAPABILITIES,
+  decodeMessage,
+  encodeMessage,
+  GET_ORCHESTRATOR_PATH,
+  type SegData,
+} from '../../src/wire/lp-rpc.ts';
+
+export interface RecordedAiRequest {
+  path: string;
+  headers: Record<string, string | string[] | undefined>;
+  contentType: string;
+  body: Buffer;
+  /** The Livepeer-Segment header, decoded. */
+  segment?: SegData;
+  /** SSE: events written before the gateway closed the stream (all of them when it did not). */
+  eventsWritten?: number;
+  /** SSE: the gateway closed the stream before the last event. */
+  closedEarly?: boolean;
+}
+
+export type AiBehavior =
+  | { json: unknown }
+  | { status: number; text: string }
+  /** Server-Sent Events: each chunk written as `data: <chunk>\n\n` after `delayMs`. */
+  | { sse: string[]; delayMs: number }
+  /** Accepts the request and never answers. */
+  | { hang: true };
+
+export interface TestAiOrchestratorOptions {
+  /** Capability id → model ids offered. */
+  offers: Record<number, string[]>;
+  pricePerUnit?: bigint;
+  pixelsPerUnit?: bigint;
+  answer: (req: RecordedAiRequest) => AiBehavior | Promise<AiBehavior>;
+  /** Files served on GET (path → bytes), for replies that point at a URL. */
+  files?: Map<string, { type: string; data: Buffer }>;
+}
+
+export class TestAiOrchestrator {
+  readonly requests: RecordedAiRequest[] = [];
+  readonly authToken: AuthToken;
+  url = '';
+  private server?: http2.Http2SecureServer;
+  private readonly hung = new Set<Http2ServerResponse>();
+
+  private constructor(private readonly opts: TestAiOrchestratorOptions) {
+    this.authToken = {
+      token: randomBytes(32),
+      sessionId: randomBytes(8).toString('hex'),
+      expiration: BigInt(Math.floor(Date.now() / 1000) + 3600),
+    };
+  }
+
+  static async start(opts: TestAiOrchestratorOptions): Promise<TestAiOrchestrator> {
+    const o = new TestAiOrchestrator(opts);
+    const tls = await selfSignedCertificate('127.0.0.1');
+    const server = http2.createSecureServer({ ...tls, allowHTTP1: true }, (req, res) => {
+      if (isGrpcRequest(req)) {
+        void serveUnary(req, res, { [GET_ORCHESTRATOR_PATH]: async () => o.info() });
+      } else void o.handle(req, res);
+    });
+    o.server = server;
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    o.url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return o;
+  }
+
+  async close(): Promise<void> {
+    for (const res of this.hung) res.stream?.close();
+    for (const res of this.hung) (res as unknown as { socket?: { destroy(): void } }).socket?.destroy();
+    await new Promise<void>((resolve) => {
+      this.server?.close(() => resolve());
+      setTimeout(resolve, 500);
+    });
+  }
+
+  private info(): Uint8Array {
+    const caps = [...DEFAULT_CAPABILITIES, ...Object.keys(this.opts.offers).map(Number)];
+    const perCapability = Object.fromEntries(
+      Object.entries(this.opts.offers).map(([cap, models]) => [
+        cap,
+        { models: Object.fromEntries(models.map((m) => [m, { warm: true, capacity: 1 }])) },
+      ]),
+    );
+    return encodeMessage('OrchestratorInfo', {
+      transcoder: this.url,
+      priceInfo: { pricePerUnit: this.opts.pricePerUnit ?? 0n, pixelsPerUnit: this.opts.pixelsPerUnit ?? 1n },
+      capabilities: {
+        bitstring: capabilityBitstring(caps),
+        capacities: Object.fromEntries(caps.map((c) => [c, 1])),
+        version: '0.8.9',
+        constraints: { PerCapability: perCapability },
+      },
+      authToken: this.authToken,
+    });
+  }
+
+  private async handle(req: Http2ServerRequest, res: Http2ServerResponse): Promise<void> {
+    if (req.method === 'GET') {
+      const file = this.opts.files?.get(req.url);
+      res.writeHead(file ? 200 : 404, { 'content-type': file?.type ?? 'text/plain' });
+      res.end(file?.data ?? 'not found');
+      return;
+    }
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const segmentHeader = req.headers['livepeer-segment'];
+    let segment: SegData | undefined;
+    if (typeof segmentHeader === 'string' && segmentHeader !== '') {
+      try {
+        segment = decodeMessage('SegData', Buffer.from(segmentHeader, 'base64'));
+      } catch {
+        segment = undefined;
+      }
+    }
+    const recorded: RecordedAiRequest = {
+      path: req.url,
+      headers: { ...req.headers },
+      contentType: String(req.headers['content-type'] ?? ''),
+      body: Buffer.concat(chunks),
+      segment,
+    };
+    this.requests.push(recorded);
+    const behavior = await this.opts.answer(recorded);
+    if ('hang' in behavior) {
+      this.hung.add(res);
+      return;
+    }
+    if ('json' in behavior) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(behavior.json));
+      return;
+    }
+    if ('status' in behavior) {
+      res.writeHead(behavior.status, { 'content-type': 'text/plain; charset=utf-8' });
+      res.end(behavior.text);
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    // As a streaming runner: the headers go out before the first event.
+    (res as unknown as { flushHeaders(): void }).flushHeaders();
+    let closed = false;
+    res.once('close', () => {
+      closed = true;
+    });
+    recorded.eventsWritten = 0;
+    for (const chunk of behavior.sse) {
+      await new Promise((resolve) => setTimeout(resolve, behavior.delayMs));
+      if (closed || res.writableEnded) {
+        recorded.closedEarly = true;
+        return;
+      }
+      res.write(`data: ${chunk}\n\n`);
+      recorded.eventsWritten++;
+    }
+    res.end();
+  }
+}
+
+/** A 1×1 … W×H PNG header is all the gateway reads; a real encoded image for the e2e tests. */
+export function pngHeader(width: number, height: number): Buffer {
+  const b = Buffer.alloc(33);
+  Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]).copy(b, 0);
+  b.writeUInt32BE(13, 8);
+  b.write('IHDR', 12, 'ascii');
+  b.writeUInt32BE(width, 16);
+  b.writeUInt32BE(height, 20);
+  b[24] = 8;
+  b[25] = 2;
+  return b;
+}
+
+export { Capability };
+
+export interface AiGatewayOptions {
+  orchestrators: string[];
+  logger: Logger;
+  priceCeiling?: PriceCeiling;
+  /** () => 0 tries orchestrators in the order given (with equal scores). */
+  random?: () => number;
+  maxTries?: number;
+  retryTimeoutMs?: number;
+  tryTimeoutMs?: number;
+  bodyLimitBytes?: number;
+  resultTtlMs?: number;
+  payments?: LivePayments;
+  identity?: GatewayIdentity;
+}
+
+/** A gateway with the batch AI routes on 127.0.0.1 and a fresh result directory. */
+export async function startAiGateway(opts: AiGatewayOptions) {
+  const { logger } = opts;
+  const identity = opts.identity ?? opts.payments?.identity ?? offchainIdentity;
+  const pool = new OrchestratorPool({
+    sources: [new StaticSource(opts.orchestrators)],
+    identity,
+    grpcTimeoutMs: 3000,
+    infoMaxAgeMs: 10_000,
+    concurrency: 4,
+    priceCeiling: opts.priceCeiling ?? PriceCeiling.none(),
+    random: opts.random,
+    logger,
+  });
+  const streams = new LiveStreams({
+    pool,
+    identity,
+    limits: {
+      minSegmentDurationMs: 1000,
+      pliIntervalMs: 2000,
+      maxViewers: 1,
+      ingestTimeoutMs: 5000,
+      maxStreams: 1,
+    },
+    network: LOOPBACK_NETWORK,
+    logger,
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'lpgw-results-'));
+  const results = new ResultStore({ dir, ttlMs: opts.resultTtlMs ?? 60_000, logger });
+  await results.start();
+  const runner = new AiJobRunner({
+    pool,
+    identity,
+    payments: opts.payments,
+    maxTries: opts.maxTries ?? 3,
+    retryTimeoutMs: opts.retryTimeoutMs ?? 30_000,
+    tryTimeoutMs: opts.tryTimeoutMs ?? 30_000,
+    results,
+    logger,
+  });
+  const app = await buildGatewayApp({
+    pool,
+    streams,
+    live: { iceServers: [], defaultModel: 'invert' },
+    bodyLimitBytes: 1024 * 1024,
+    batch: { runner, results, bodyLimitBytes: opts.bodyLimitBytes ?? 8 * 1024 * 1024 },
+    logger,
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  return {
+    pool,
+    base,
+    results,
+    resultDir: dir,
+    async close() {
+      // A test that failed mid-response leaves it open; app.close() would wait for it.
+      app.server.closeAllConnections();
+      await app.close();
+      pool.stop();
+      results.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
