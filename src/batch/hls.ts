@@ -2,6 +2,13 @@
 // /stream/{manifestId}.m3u8 (master), /stream/{manifestId}/{rendition}.m3u8 (media playlist),
 // /stream/{manifestId}/{rendition}/{seq}.ts. Each rendition keeps a sliding window of its newest
 // segments; a stream nobody pushes to for idleTimeoutMs is dropped, and at most maxStreams are kept.
+//
+// A live playlist may only grow at its end and lose segments from its front (RFC 8216 6.2.1):
+// a URL listed at media sequence number N keeps N on every reload. So a segment is listed only
+// when its seq is above every seq listed so far; one pushed late (after a higher seq) is still
+// transcoded and answered, but not added to the playlist. A repeated seq replaces the listed
+// segment's data at the same place. EXT-X-MEDIA-SEQUENCE counts the segments that left the
+// window, and EXT-X-DISCONTINUITY-SEQUENCE the discontinuities (seq gaps) that left with them.
 import type { TranscodeProfile } from './profiles.ts';
 
 export interface HlsOptions {
@@ -20,13 +27,22 @@ interface HlsSegment {
   seq: bigint;
   durationMs: number;
   data: Buffer;
+  /** Its seq is not the previous listed one's + 1: fixed when it is listed. */
+  discontinuity?: boolean;
 }
 
 interface HlsRendition {
   profile: TranscodeProfile;
+  /** The encoded size, from the newest segment. */
+  width: number;
+  height: number;
   segments: HlsSegment[];
   /** Segments dropped from the front so far: the playlist's EXT-X-MEDIA-SEQUENCE. */
   dropped: number;
+  /** Discontinuities dropped from the front so far: EXT-X-DISCONTINUITY-SEQUENCE. */
+  droppedDiscontinuities: number;
+  /** The highest seq ever listed; a lower new one is too late for the playlist. */
+  lastSeq?: bigint;
 }
 
 interface HlsStream {
@@ -53,7 +69,7 @@ export class HlsStreams {
     manifestId: string,
     seq: bigint,
     durationMs: number,
-    renditions: { profile: TranscodeProfile; data: Buffer }[],
+    renditions: { profile: TranscodeProfile; data: Buffer; width?: number; height?: number }[],
   ): void {
     let stream = this.streams.get(manifestId);
     if (!stream) {
@@ -69,11 +85,25 @@ export class HlsStreams {
       if (r.profile.format !== 'mpegts') continue;
       let rendition = stream.renditions.get(r.profile.name);
       if (!rendition) {
-        rendition = { profile: r.profile, segments: [], dropped: 0 };
+        rendition = {
+          profile: r.profile,
+          width: r.profile.width,
+          height: r.profile.height,
+          segments: [],
+          dropped: 0,
+          droppedDiscontinuities: 0,
+        };
         stream.renditions.set(r.profile.name, rendition);
         stream.order.push(r.profile.name);
       }
-      insert(rendition, { seq, durationMs, data: r.data }, this.opts.windowSegments);
+      if (
+        insert(rendition, { seq, durationMs, data: r.data }, this.opts.windowSegments) &&
+        r.width &&
+        r.height
+      ) {
+        rendition.width = r.width;
+        rendition.height = r.height;
+      }
     }
   }
 
@@ -81,16 +111,17 @@ export class HlsStreams {
     return this.streams.has(manifestId);
   }
 
-  /** The master playlist: one variant per rendition, with its bandwidth and resolution. */
+  /** The master playlist: one variant per rendition, with its bandwidth and encoded resolution. */
   master(manifestId: string): string | undefined {
     const stream = this.streams.get(manifestId);
     if (!stream || stream.order.length === 0) return undefined;
     const lines = ['#EXTM3U', '#EXT-X-VERSION:3'];
     for (const name of stream.order) {
-      const p = stream.renditions.get(name)!.profile;
+      const r = stream.renditions.get(name)!;
+      const p = r.profile;
       const rate = p.fps > 0 ? `,FRAME-RATE=${(p.fps / (p.fpsDen || 1)).toFixed(3)}` : '';
       lines.push(
-        `#EXT-X-STREAM-INF:PROGRAM-ID=1,BANDWIDTH=${p.bitrate},RESOLUTION=${p.width}x${p.height}${rate}`,
+        `#EXT-X-STREAM-INF:PROGRAM-ID=1,BANDWIDTH=${p.bitrate},RESOLUTION=${r.width}x${r.height}${rate}`,
       );
       lines.push(`${encodeURIComponent(manifestId)}/${encodeURIComponent(name)}.m3u8`);
     }
@@ -108,15 +139,14 @@ export class HlsStreams {
       `#EXT-X-TARGETDURATION:${target}`,
       `#EXT-X-MEDIA-SEQUENCE:${r.dropped}`,
     ];
-    let previous: bigint | undefined;
-    for (const s of r.segments) {
+    if (r.droppedDiscontinuities) lines.push(`#EXT-X-DISCONTINUITY-SEQUENCE:${r.droppedDiscontinuities}`);
+    for (const [i, s] of r.segments.entries()) {
       // A gap in sequence numbers is a gap in time: tell the player not to expect continuity.
-      if (previous !== undefined && s.seq !== previous + 1n) lines.push('#EXT-X-DISCONTINUITY');
+      if (i > 0 && s.discontinuity) lines.push('#EXT-X-DISCONTINUITY');
       lines.push(
         `#EXTINF:${(s.durationMs / 1000).toFixed(3)},`,
         `${encodeURIComponent(rendition)}/${s.seq}.ts`,
       );
-      previous = s.seq;
     }
     return `${lines.join('\n')}\n`;
   }
@@ -152,18 +182,28 @@ export class HlsStreams {
   }
 }
 
-/** In seq order; a repeated seq replaces the old one; one older than the window is dropped. */
-function insert(r: HlsRendition, seg: HlsSegment, window: number): void {
-  const i = r.segments.findIndex((s) => s.seq >= seg.seq);
-  if (i >= 0 && r.segments[i]!.seq === seg.seq) {
-    r.segments[i] = seg;
-    return;
+/**
+ * Appends a segment whose seq is above every one listed so far, or replaces a listed one with
+ * the same seq; a late one (below the newest, not listed) is left out. True when it is listed.
+ */
+function insert(r: HlsRendition, seg: HlsSegment, window: number): boolean {
+  const same = r.segments.findIndex((s) => s.seq === seg.seq);
+  if (same >= 0) {
+    r.segments[same] = { ...seg, discontinuity: r.segments[same]!.discontinuity };
+    return true;
   }
-  if (i === 0 && r.segments.length >= window) return;
-  if (i < 0) r.segments.push(seg);
-  else r.segments.splice(i, 0, seg);
+  if (r.lastSeq !== undefined && seg.seq <= r.lastSeq) return false;
+  const discontinuity = r.lastSeq !== undefined && seg.seq !== r.lastSeq + 1n;
+  r.segments.push({ ...seg, discontinuity });
+  r.lastSeq = seg.seq;
   while (r.segments.length > window) {
     r.segments.shift();
     r.dropped++;
+    // The new front's discontinuity is no longer written; the count carries it.
+    if (r.segments[0]?.discontinuity) {
+      r.segments[0].discontinuity = false;
+      r.droppedDiscontinuities++;
+    }
   }
+  return true;
 }

@@ -387,3 +387,23 @@ export function signedProfileNames(seg: SegData): string[] {
       : (seg.fullProfiles ?? []);
   return net.map((p) => p.name || `net_${p.width ?? 0}x${p.height ?? 0}_${p.bitrate ?? 0}`);
 }
+
+/**
+ * The size a profile is encoded at for an input of this size, as the local orchestrator's ffmpeg
+ * scales (lpms' rule): the profile's width for a landscape input (its height for a portrait
+ * one), the other side keeping the input's aspect ratio, rounded to the nearest even number as
+ * ffmpeg's `-2` does. A 16:9 profile of a 4:3 input is 426x320, not 426x240.
+ */
+export function outputSize(
+  profile: Pick<TranscodeProfile, 'width' | 'height'>,
+  input: { width: number; height: number },
+): { width: number; height: number } {
+  if (input.width <= 0 || input.height <= 0) return { width: profile.width, height: profile.height };
+  // ffmpeg's av_rescale rounds half away from zero; every value here is positive.
+  const even = (n: bigint, d: bigint) => ((2n * n + d) / (2n * d)) * 2n;
+  const [iw, ih] = [BigInt(input.width), BigInt(input.height)];
+  if (input.width >= input.height) {
+    return { width: profile.width, height: Number(even(BigInt(profile.width) * ih, iw * 2n)) };
+  }
+  return { width: Number(even(BigInt(profile.height) * iw, ih * 2n)), height: profile.height };
+}

@@ -2,7 +2,8 @@
 // processSegment/transcodeSegment, server/segment_rpc.go SubmitSegment): sign the segment's
 // credentials with the profiles, pay the estimated fee, POST it to {transcoder}/segment, read the
 // TranscodeResult, download every rendition, and debit the output pixels from the local balance.
-// A failure suspends that orchestrator and the next one is tried, up to maxAttempts.
+// A failure suspends that orchestrator and the next one is tried, up to maxAttempts. A payment the
+// gateway itself cannot make (its own limits or deposit) suspends nobody.
 import type { Logger } from 'pino';
 import { LivePayments } from '../live/live-payer.ts';
 import { capabilityName, type JobKind } from '../orchestrators/capabilities.ts';
@@ -11,7 +12,7 @@ import { NoOrchestratorError, type SelectedOrchestrator } from '../orchestrators
 import { flattenSegment, OFFCHAIN_PAYMENT } from '../payments/credentials.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
 import { add, mul, type Rational, rat, ZERO } from '../payments/rational.ts';
-import { Balances, type BalanceUpdate, priceOf } from '../payments/sender.ts';
+import { Balances, type BalanceUpdate, priceOf, TicketParamsError } from '../payments/sender.ts';
 import {
   Capability,
   capabilityBitstring,
@@ -26,6 +27,7 @@ import { BatchError } from './errors.ts';
 import { download, post, readBody } from './orchestrator-http.ts';
 import {
   estimatedPixels,
+  outputSize,
   profilesHex,
   segDataProfiles,
   type TranscodeProfile,
@@ -90,6 +92,8 @@ export interface TranscoderOptions {
   /** Largest rendition downloaded. */
   maxRenditionBytes: number;
   logger: Logger;
+  /** The per-session credit ledger; tests pass one to look into it. */
+  balances?: Balances;
 }
 
 export interface PushedSegment {
@@ -99,6 +103,8 @@ export interface PushedSegment {
   durationMs: number;
   /** With resolved formats (mpegts or mp4). */
   profiles: readonly TranscodeProfile[];
+  /** The pushed video's size (Content-Resolution), when known. */
+  resolution?: { width: number; height: number };
 }
 
 export interface Rendition {
@@ -106,6 +112,9 @@ export interface Rendition {
   data: Buffer;
   /** Output pixels the orchestrator charged for. */
   pixels: bigint;
+  /** The encoded size: the profile's, scaled to keep the input's aspect ratio when it is known. */
+  width: number;
+  height: number;
 }
 
 export interface TranscodeOutcome {
@@ -124,7 +133,7 @@ interface StreamSession {
   info: OrchestratorInfo;
 }
 
-/** Failed on this orchestrator; `suspend` says whether it is the orchestrator's fault. */
+/** Failed on this orchestrator, by its fault: it is suspended and another one tried. */
 class AttemptFailure extends Error {
   constructor(message: string) {
     super(message);
@@ -132,48 +141,76 @@ class AttemptFailure extends Error {
   }
 }
 
+/**
+ * The gateway could not pay this orchestrator (its own max-EV limits, deposit or reserve): not
+ * the orchestrator's fault, so nobody is suspended. `everyone` when no orchestrator could be paid.
+ */
+class PaymentRefused extends Error {
+  constructor(
+    message: string,
+    readonly everyone: boolean,
+  ) {
+    super(message);
+    this.name = 'PaymentRefused';
+  }
+}
+
+/** Refusals that come from the gateway's own deposit and reserve, the same for every orchestrator. */
+const SENDER_WIDE = new Set(['no-deposit', 'no-reserve', 'unlock-soon']);
+
 export class Transcoder {
   /** The last orchestrator that served each stream, reused while it works (go-livepeer's session). */
   private readonly sessions = new Map<string, StreamSession>();
-  private readonly balances = new Balances();
+  private readonly balances: Balances;
   private readonly log: Logger;
 
   constructor(private readonly opts: TranscoderOptions) {
     this.log = opts.logger.child({ component: 'transcode' });
+    this.balances = opts.balances ?? new Balances();
   }
 
   /** Forget a stream's orchestrator session (the stream ended). */
   endStream(manifestId: string): void {
+    this.dropSession(manifestId);
+  }
+
+  /**
+   * A stream leaves its session (failure, new price, expiring token, stream end): the credit kept
+   * for that session goes with it, as go-livepeer's balance goes with its BroadcastSession, so a
+   * long stream that changes orchestrators does not pile up entries.
+   */
+  private dropSession(manifestId: string): void {
     const s = this.sessions.get(manifestId);
     if (s) this.balances.clear(s.url, s.info.authToken?.sessionId ?? '');
     this.sessions.delete(manifestId);
   }
 
-  /** @throws BatchError: 503 when no orchestrator can take it, or every one tried failed. */
+  /**
+   * @throws BatchError as go-livepeer's HandlePush answers: 500 when every orchestrator tried
+   * failed, 422 for a segment that cannot be transcoded, 503 when none could be used at all (none
+   * offers transcoding, or the gateway cannot pay any of them).
+   */
   async transcode(seg: PushedSegment): Promise<TranscodeOutcome> {
     const exclude = new Set<string>();
     const failures: string[] = [];
+    const unpaid: string[] = [];
     let paid = ZERO;
     const hash = await keccak256Of(seg.data);
-    for (let tries = 1; tries <= this.opts.maxAttempts; tries++) {
+    let tries = 0;
+    while (tries < this.opts.maxAttempts) {
       let session = this.sessions.get(seg.manifestId);
-      if (session && (exclude.has(session.url) || tokenExpiring(session.info))) session = undefined;
+      if (session && (exclude.has(session.url) || tokenExpiring(session.info))) {
+        this.dropSession(seg.manifestId);
+        session = undefined;
+      }
       if (!session) {
         try {
           session = await this.opts.pool.select(TRANSCODE_JOB, { exclude });
         } catch (err) {
           if (!(err instanceof NoOrchestratorError)) throw err;
           // The ones tried are in `failures` with what went wrong; the pool only says "excluded".
-          const reasons = [...failures, ...err.reasons.filter((r) => !/: excluded \(/.test(r))];
-          throw new BatchError(
-            503,
-            failures.length ? 'TRANSCODE_FAILED' : 'NO_ORCHESTRATOR',
-            failures.length
-              ? `segment ${seg.seq} of ${seg.manifestId} failed on every orchestrator tried: ${reasons.join('; ')}`
-              : `no orchestrator can transcode (${capabilityName(TRANSCODE_JOB.capability)}): ${reasons.join('; ') || 'none is configured'}`,
-            { reasons },
-            { tries: tries - 1 },
-          );
+          const others = err.reasons.filter((r) => !/: excluded \(/.test(r));
+          throw this.noneLeft(seg, failures, unpaid, others, tries);
         }
       }
       exclude.add(session.url);
@@ -182,9 +219,18 @@ export class Transcoder {
         const { renditions, fee } = await this.submit(session, seg, hash, attempt);
         paid = add(paid, attempt.paid);
         this.opts.pool.reportSuccess(session.url);
-        return { renditions, orchestrator: session.url, tries, paid, fee };
+        return { renditions, orchestrator: session.url, tries: tries + 1, paid, fee };
       } catch (err) {
         paid = add(paid, attempt.paid);
+        if (err instanceof PaymentRefused) {
+          // Nothing was sent: not a try, and not the orchestrator's fault.
+          unpaid.push(`${session.url}: ${err.message}`);
+          this.dropSession(seg.manifestId);
+          this.log.warn({ orchestrator: session.url, manifestId: seg.manifestId }, err.message);
+          if (err.everyone) throw this.noneLeft(seg, failures, unpaid, [], tries);
+          continue;
+        }
+        tries++;
         if (err instanceof BatchError)
           throw new BatchError(err.status, err.code, err.message, err.details, {
             orchestrator: session.url,
@@ -192,7 +238,7 @@ export class Transcoder {
           });
         const reason = err instanceof Error ? err.message : String(err);
         failures.push(`${session.url}: ${reason}`);
-        this.sessions.delete(seg.manifestId);
+        this.dropSession(seg.manifestId);
         this.opts.pool.suspend(session.url, `segment transcoding failed: ${reason}`);
         this.log.warn(
           { orchestrator: session.url, manifestId: seg.manifestId, seq: String(seg.seq), tries },
@@ -201,11 +247,48 @@ export class Transcoder {
       }
     }
     throw new BatchError(
-      503,
+      500,
       'TRANSCODE_FAILED',
-      `segment ${seg.seq} of ${seg.manifestId} failed on ${failures.length} orchestrator${failures.length === 1 ? '' : 's'}: ${failures.join('; ')}`,
-      { reasons: failures },
-      { tries: this.opts.maxAttempts },
+      `segment ${seg.seq} of ${seg.manifestId} failed on ${failures.length} orchestrator${failures.length === 1 ? '' : 's'}: ${[...failures, ...unpaid].join('; ')}`,
+      { reasons: [...failures, ...unpaid] },
+      { tries },
+    );
+  }
+
+  /** The error when no orchestrator is left to try. */
+  private noneLeft(
+    seg: PushedSegment,
+    failures: string[],
+    unpaid: string[],
+    others: string[],
+    tries: number,
+  ): BatchError {
+    const reasons = [...failures, ...unpaid, ...others];
+    const where = { tries };
+    if (failures.length) {
+      return new BatchError(
+        500,
+        'TRANSCODE_FAILED',
+        `segment ${seg.seq} of ${seg.manifestId} failed on every orchestrator tried: ${reasons.join('; ')}`,
+        { reasons },
+        where,
+      );
+    }
+    if (unpaid.length) {
+      return new BatchError(
+        503,
+        'CANNOT_PAY',
+        `this gateway cannot pay any orchestrator for segment ${seg.seq} of ${seg.manifestId}: ${reasons.join('; ')}`,
+        { reasons },
+        where,
+      );
+    }
+    return new BatchError(
+      503,
+      'NO_ORCHESTRATOR',
+      `no orchestrator can transcode (${capabilityName(TRANSCODE_JOB.capability)}): ${reasons.join('; ') || 'none is configured'}`,
+      { reasons },
+      where,
     );
   }
 
@@ -254,7 +337,6 @@ export class Transcoder {
       // Once the orchestrator answered, the tickets count as received (go-livepeer CreditSpent).
       if (payment.update) payment.update.status = 'credit-spent';
       attempt.paid = payment.ev;
-      this.opts.pool.observeLatency(url, performance.now() - started, TRANSCODE_JOB.capability);
       const body = await readBody(res, MAX_RESULT_BYTES, totalMs, new URL(transcoder).origin);
       if (res.statusCode !== 200) {
         throw new AttemptFailure(
@@ -283,6 +365,9 @@ export class Transcoder {
           `TranscodeResult has ${segments.length} renditions for ${seg.profiles.length} profiles`,
         );
       }
+      // The 200 comes before the transcoding (go-livepeer's ServeSegment), so the score is taken
+      // once the result is in: upload, queue and transcoding, for good results only.
+      this.opts.pool.observeLatency(url, performance.now() - started, TRANSCODE_JOB.capability);
       const pixels = segments.reduce((sum, s) => sum + (s.pixels ?? 0n), 0n);
       const fee = mul(rat(pixels), payment.price);
       if (payment.update) {
@@ -292,14 +377,27 @@ export class Transcoder {
           .complete({ ...payment.update, debit: fee, status: 'received-change' });
         payment.update = undefined;
       }
+      // Only the orchestrator's own hosts: a TranscodeResult must not make the gateway fetch
+      // from anywhere else (its LAN, cloud metadata).
+      const ownHosts = new Set([hostOf(transcoder), hostOf(url)]);
+      for (const [i, s] of segments.entries()) {
+        if (!s.url) throw new AttemptFailure(`rendition ${i} has no URL`);
+        const host = hostOf(s.url);
+        if (!host || !ownHosts.has(host)) {
+          throw new AttemptFailure(
+            `rendition ${seg.profiles[i]!.name} is at ${oneLine(s.url).slice(0, 120)}, not on the orchestrator's host ${hostOf(transcoder)}: refused`,
+          );
+        }
+      }
       this.refreshSession(session, seg.manifestId, result.info);
       const renditions = await Promise.all(
         segments.map(async (s, i) => {
-          if (!s.url) throw new AttemptFailure(`rendition ${i} has no URL`);
+          const profile = seg.profiles[i]!;
           try {
-            const { data } = await download(s.url, this.opts.maxRenditionBytes, HTTP_TIMEOUT_MS / 2);
+            const { data } = await download(s.url!, this.opts.maxRenditionBytes, HTTP_TIMEOUT_MS / 2);
             if (data.length === 0) throw new Error('empty');
-            return { profile: seg.profiles[i]!, data, pixels: s.pixels ?? 0n };
+            const size = seg.resolution ? outputSize(profile, seg.resolution) : profile;
+            return { profile, data, pixels: s.pixels ?? 0n, width: size.width, height: size.height };
           } catch (err) {
             throw new AttemptFailure(
               `rendition ${seg.profiles[i]!.name} could not be downloaded: ${(err as Error).message}`,
@@ -347,7 +445,10 @@ export class Transcoder {
       const p = await sender.createPayment(fee, { balance, validate: await payments.validateOptions() });
       return { header: p.header, ev: p.ev, price, update: p.update };
     } catch (err) {
-      throw new AttemptFailure(`cannot pay: ${(err as Error).message}`);
+      const message = `cannot pay: ${(err as Error).message}`;
+      // Stale ticket params are the orchestrator's to refresh; the rest are this gateway's limits.
+      if (err instanceof TicketParamsError && err.needsRefresh) throw new AttemptFailure(message);
+      throw new PaymentRefused(message, err instanceof TicketParamsError && SENDER_WIDE.has(err.code));
     }
   }
 
@@ -359,7 +460,8 @@ export class Transcoder {
   ): void {
     if (fresh && !samePrice(fresh.priceInfo, session.info.priceInfo)) {
       // A new price goes through selection again, where the price ceiling is applied.
-      this.sessions.delete(manifestId);
+      this.sessions.set(manifestId, session);
+      this.dropSession(manifestId);
       return;
     }
     const info = fresh ? { ...fresh, authToken: session.info.authToken } : session.info;
@@ -380,6 +482,15 @@ function samePrice(a: PriceInfo | undefined, b: PriceInfo | undefined): boolean 
 function tokenExpiring(info: OrchestratorInfo): boolean {
   const exp = info.authToken?.expiration;
   return exp === undefined || exp - TOKEN_MARGIN_S <= BigInt(Math.floor(Date.now() / 1000));
+}
+
+/** Lower-case hostname of a URL, or '' when it is not one. */
+function hostOf(url: string): string {
+  try {
+    return new URL(url).hostname.toLowerCase();
+  } catch {
+    return '';
+  }
 }
 
 function oneLine(s: string): string {

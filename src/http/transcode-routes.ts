@@ -2,7 +2,8 @@
 // HandlePush): PUT or POST /live/{manifestId}/{seq}.ts (or .mp4) with Content-Duration (ms) and
 // Content-Resolution; the answer is 200 once every rendition is back, with the renditions as
 // multipart/mixed parts when the client sends Accept: multipart/mixed. Every MPEG-TS rendition is
-// also kept for HLS playback under /stream/.
+// also kept for HLS playback under /stream/. Failures answer as HandlePush does: 500 when every
+// orchestrator tried failed, 422 for an untranscodable segment, 503 when none could be used.
 import { Readable } from 'node:stream';
 import type { FastifyError, FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
@@ -148,14 +149,21 @@ export const transcodeRoutes: FastifyPluginAsync<TranscodeRoutesOptions> = async
       );
     }
     const durationMs = parseDuration(req.headers['content-duration']);
-    parseResolution(req.headers['content-resolution']);
+    const resolution = parseResolution(req.headers['content-resolution']);
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     if (body.length === 0) throw new BatchError(400, 'EMPTY_BODY', 'the segment body is empty');
     const probed = probeSegment(format, body);
     if (!probed.ok) throw new BatchError(422, 'UNREADABLE_SEGMENT', probed.reason);
 
     const profiles = streamProfiles.get(manifestId) ?? resolveFormats(opts.profiles, format);
-    const outcome = await transcoder.transcode({ manifestId, seq, data: body, durationMs, profiles });
+    const outcome = await transcoder.transcode({
+      manifestId,
+      seq,
+      data: body,
+      durationMs,
+      profiles,
+      resolution,
+    });
     // Kept once a segment went through: the HLS store's expiry then forgets the stream for good.
     streamProfiles.set(manifestId, profiles);
     hls.add(manifestId, seq, durationMs, outcome.renditions);

@@ -99,13 +99,33 @@ class RenditionStore {
   }
 }
 
-/** At most `max` tasks at once; the rest wait in order. */
+/** At most `max` tasks at once; the rest wait in order, and leave the line when aborted. */
 class Gate {
   private active = 0;
   private readonly waiting: (() => void)[] = [];
   constructor(private readonly max: number) {}
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    while (this.active >= this.max) await new Promise<void>((resolve) => this.waiting.push(resolve));
+  async run<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    while (this.active >= this.max) {
+      await new Promise<void>((resolve, reject) => {
+        const wake = () => {
+          signal?.removeEventListener('abort', leave);
+          resolve();
+        };
+        const leave = () => {
+          const i = this.waiting.indexOf(wake);
+          if (i >= 0) this.waiting.splice(i, 1);
+          reject(new TranscodeFailure('transcoding cancelled: the gateway went away'));
+        };
+        if (signal?.aborted) return leave();
+        signal?.addEventListener('abort', leave, { once: true });
+        this.waiting.push(wake);
+      });
+    }
+    if (signal?.aborted) {
+      // Woken but no longer wanted: pass the turn on.
+      this.waiting.shift()?.();
+      throw new TranscodeFailure('transcoding cancelled: the gateway went away');
+    }
     this.active++;
     try {
       return await task();
@@ -188,12 +208,23 @@ export const segmentRoutes: FastifyPluginAsync<SegmentRouteOptions> = async (app
     res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
     (res as { flushHeaders?: () => void }).flushHeaders?.();
 
+    // A gateway that gave up (timeout, its client gone) closes the request: a queued job leaves
+    // the queue and a running ffmpeg is killed, so no CPU goes to answers nobody reads.
+    const cancel = new AbortController();
+    res.on('close', () => {
+      if (!res.writableEnded) cancel.abort();
+    });
     const seq = segment.seq ?? 0n;
     const result: TranscodeResult = { seq, info };
     const started = performance.now();
     try {
-      const renditions = await gate.run(() =>
-        transcodeSegment(body, profiles, { timeoutMs: opts.transcodeTimeoutMs ?? 60_000 }),
+      const renditions = await gate.run(
+        () =>
+          transcodeSegment(body, profiles, {
+            timeoutMs: opts.transcodeTimeoutMs ?? 60_000,
+            signal: cancel.signal,
+          }),
+        cancel.signal,
       );
       const base = opts.baseUrl();
       let pixels = 0n;
@@ -227,8 +258,12 @@ export const segmentRoutes: FastifyPluginAsync<SegmentRouteOptions> = async (app
     } catch (err) {
       const message =
         err instanceof TranscodeFailure ? err.message : `transcoding failed: ${(err as Error).message}`;
-      opts.logger.warn({ session, seq: String(seq) }, message);
+      if (!cancel.signal.aborted) opts.logger.warn({ session, seq: String(seq) }, message);
       result.error = message;
+    }
+    if (cancel.signal.aborted) {
+      opts.logger.debug({ session, seq: String(seq) }, 'segment cancelled: the gateway went away');
+      return;
     }
     res.end(Buffer.from(encodeMessage('TranscodeResult', result)));
   });

@@ -41,6 +41,8 @@ const MAX_OUTPUTS = 10;
 export interface TranscodeOptions {
   /** Kill ffmpeg after this long. */
   timeoutMs: number;
+  /** Kill ffmpeg (SIGKILL) when the gateway that asked is gone; the temporary files go too. */
+  signal?: AbortSignal;
   /** x264 preset; a faster one trades size for CPU. */
   preset?: string;
 }
@@ -68,6 +70,7 @@ export async function transcodeSegment(
       throw new TranscodeFailure(`profile ${p.name}: only 8-bit 4:2:0 output is supported`);
     }
   }
+  if (opts.signal?.aborted) throw new TranscodeFailure('transcoding cancelled: the gateway went away');
   const dir = await mkdtemp(join(tmpdir(), 'lpgw-segment-'));
   try {
     const inFile = join(dir, 'in');
@@ -80,7 +83,7 @@ export async function transcodeSegment(
     profiles.forEach((p, i) => {
       args.push(...outputArgs(p, opts.preset ?? 'veryfast'), outFiles[i]!);
     });
-    const log = await runFfmpeg(args, opts.timeoutMs);
+    const log = await runFfmpeg(args, opts.timeoutMs, opts.signal);
     const outputs = encodedOutputs(log, profiles.length);
     return await Promise.all(
       profiles.map(async (profile, i) => {
@@ -151,9 +154,31 @@ function encodedOutputs(log: string, outputs: number): { frames: number; width: 
 
 const LOG_TAIL = 64 * 1024;
 
-function runFfmpeg(args: string[], timeoutMs: number): Promise<string> {
+/** ffmpeg processes of this process's transcodes that have not exited yet. */
+let running = 0;
+export function runningFfmpeg(): number {
+  return running;
+}
+
+function runFfmpeg(args: string[], timeoutMs: number, signal?: AbortSignal): Promise<string> {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new TranscodeFailure('transcoding cancelled: the gateway went away'));
     const child = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    running++;
+    let exited = false;
+    let cancelled = false;
+    const cancel = () => {
+      cancelled = true;
+      child.kill('SIGKILL');
+    };
+    signal?.addEventListener('abort', cancel, { once: true });
+    const done = () => {
+      if (exited) return;
+      exited = true;
+      running--;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', cancel);
+    };
     let log = '';
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (s: string) => {
@@ -162,13 +187,14 @@ function runFfmpeg(args: string[], timeoutMs: number): Promise<string> {
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('error', (err) => {
-      clearTimeout(timer);
+      done();
       reject(new TranscodeFailure(`cannot run ffmpeg: ${err.message}`));
     });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
+    child.on('close', (code, killedBy) => {
+      done();
       if (code === 0) return resolve(log);
-      if (signal === 'SIGKILL')
+      if (cancelled) return reject(new TranscodeFailure('transcoding cancelled: the gateway went away'));
+      if (killedBy === 'SIGKILL')
         return reject(new TranscodeFailure(`transcoding took longer than ${timeoutMs} ms`));
       // lpms' error for a segment without video, which go-livepeer gateways do not retry elsewhere.
       if (noVideo(log)) return reject(new TranscodeFailure('TranscoderInvalidVideo'));

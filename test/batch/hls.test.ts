@@ -67,15 +67,58 @@ describe('HLS playlists of pushed streams', () => {
     expect(hls.segment('s', 'P240p30fps16x9', 1n)).toBeUndefined();
   });
 
-  it('keeps segments in sequence order, replaces a repeated one, ignores one older than the window', () => {
+  it('lists a segment only when it is the newest; a repeated seq replaces its data in place', () => {
     const hls = streams();
-    for (const seq of [5n, 3n, 4n]) hls.add('s', seq, 2000, [{ profile: P240, data: data(`v1-${seq}`) }]);
-    hls.add('s', 4n, 2000, [{ profile: P240, data: data('v2-4') }]);
-    hls.add('s', 1n, 2000, [{ profile: P240, data: data('late') }]);
+    for (const seq of [5n, 3n, 6n]) hls.add('s', seq, 2000, [{ profile: P240, data: data(`v1-${seq}`) }]);
+    hls.add('s', 6n, 2000, [{ profile: P240, data: data('v2-6') }]);
     const media = hls.media('s', 'P240p30fps16x9')!;
-    expect(uris(media)).toEqual(['P240p30fps16x9/3.ts', 'P240p30fps16x9/4.ts', 'P240p30fps16x9/5.ts']);
-    expect(hls.segment('s', 'P240p30fps16x9', 4n)?.toString()).toBe('v2-4');
-    expect(hls.segment('s', 'P240p30fps16x9', 1n)).toBeUndefined();
+    // 3 came after 5: inserting it would move 5 to another media sequence number.
+    expect(uris(media)).toEqual(['P240p30fps16x9/5.ts', 'P240p30fps16x9/6.ts']);
+    expect(media).toContain('#EXT-X-MEDIA-SEQUENCE:0');
+    expect(hls.segment('s', 'P240p30fps16x9', 6n)?.toString()).toBe('v2-6');
+    expect(hls.segment('s', 'P240p30fps16x9', 3n)).toBeUndefined();
+  });
+
+  it('every listed URL keeps its media sequence number across reloads, whatever order pushes come in', () => {
+    const hls = streams({ windowSegments: 4 });
+    /** URL → media sequence number, from one playlist as a player reads it. */
+    const numbers = (playlist: string) => {
+      const first = Number(/#EXT-X-MEDIA-SEQUENCE:(\d+)/.exec(playlist)![1]);
+      return new Map(uris(playlist).map((u, i) => [u, first + i]));
+    };
+    const seen = new Map<string, number>();
+    for (const seq of [0n, 2n, 1n, 3n, 5n, 4n, 6n, 9n, 7n, 8n, 10n, 11n]) {
+      hls.add('s', seq, 2000, [{ profile: P240, data: data(`${seq}`) }]);
+      for (const [uri, n] of numbers(hls.media('s', 'P240p30fps16x9')!)) {
+        expect(seen.get(uri) ?? n, `${uri} after pushing ${seq}`).toBe(n);
+        seen.set(uri, n);
+      }
+    }
+    const last = hls.media('s', 'P240p30fps16x9')!;
+    expect(uris(last)).toEqual([
+      'P240p30fps16x9/6.ts',
+      'P240p30fps16x9/9.ts',
+      'P240p30fps16x9/10.ts',
+      'P240p30fps16x9/11.ts',
+    ]);
+    expect(last).toContain('#EXT-X-MEDIA-SEQUENCE:4');
+  });
+
+  it('counts the discontinuities that left the window in EXT-X-DISCONTINUITY-SEQUENCE', () => {
+    const hls = streams({ windowSegments: 2 });
+    for (const seq of [0n, 5n, 6n]) hls.add('s', seq, 2000, [{ profile: P240, data: data('x') }]);
+    const media = hls.media('s', 'P240p30fps16x9')!;
+    expect(uris(media)).toEqual(['P240p30fps16x9/5.ts', 'P240p30fps16x9/6.ts']);
+    expect(media).toContain('#EXT-X-MEDIA-SEQUENCE:1');
+    expect(media).toContain('#EXT-X-DISCONTINUITY-SEQUENCE:1');
+    expect(media).not.toContain('#EXT-X-DISCONTINUITY\n');
+  });
+
+  it('the master advertises the encoded size a rendition reports, not the nominal one', () => {
+    const hls = streams();
+    hls.add('s', 0n, 2000, [{ profile: P240, data: data('a'), width: 426, height: 320 }]);
+    expect(hls.master('s')).toContain('RESOLUTION=426x320');
+    expect(hls.master('s')).not.toContain('426x240');
   });
 
   it('marks a gap in sequence numbers as a discontinuity', () => {

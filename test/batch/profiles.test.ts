@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import {
   estimatedPixels,
   fromNetProfile,
+  outputSize,
   PRESETS,
   ProfileError,
   parseJsonProfiles,
@@ -212,5 +213,20 @@ describe('profiles in SegData', () => {
     expect(estimatedPixels(simple, 1500)).toBe(estimatedPixels(simple, 2000));
     expect(estimatedPixels([{ ...simple[0]!, fps: 30000, fpsDen: 1001 }], 1000)).toBe(426n * 240n * 30n);
     expect(estimatedPixels([{ ...simple[0]!, fps: 0 }], 1000)).toBe(426n * 240n * 60n);
+  });
+});
+
+describe('outputSize', () => {
+  // What ffmpeg's scale=w='if(gte(iw,ih),W,-2)':h='if(lt(iw,ih),H,-2)' makes of these inputs.
+  it("keeps the input's aspect ratio along the profile's long side, rounded to even as ffmpeg -2", () => {
+    const p240 = { width: 426, height: 240 };
+    expect(outputSize(p240, { width: 1280, height: 720 })).toEqual({ width: 426, height: 240 });
+    expect(outputSize(p240, { width: 640, height: 480 })).toEqual({ width: 426, height: 320 });
+    expect(outputSize(p240, { width: 720, height: 1280 })).toEqual({ width: 136, height: 240 });
+    expect(outputSize({ width: 1280, height: 720 }, { width: 1920, height: 800 })).toEqual({
+      width: 1280,
+      height: 534,
+    });
+    expect(outputSize(p240, { width: 0, height: 0 })).toEqual(p240);
   });
 });

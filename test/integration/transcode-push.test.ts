@@ -63,11 +63,11 @@ async function probe(data: Buffer, name: string): Promise<Probe> {
   return JSON.parse(stdout) as Probe;
 }
 
-async function startOrchestrator(fault?: string) {
+async function startOrchestrator(fault?: string, pricePerUnit = 0n) {
   const orch = await LocalOrchestrator.start({
     serviceAddr: '127.0.0.1:0',
     models: ['passthrough'],
-    pricePerUnit: 0n,
+    pricePerUnit,
     pixelsPerUnit: 1n,
     capacity: 4,
     logger,
@@ -77,14 +77,17 @@ async function startOrchestrator(fault?: string) {
   return orch;
 }
 
-async function startGateway(orchestrators: string[], opts: { maxSegmentBytes?: number } = {}) {
+async function startGateway(
+  orchestrators: string[],
+  opts: { maxSegmentBytes?: number; priceCeiling?: PriceCeiling } = {},
+) {
   const pool = new OrchestratorPool({
     sources: [new StaticSource(orchestrators)],
     identity: offchainIdentity,
     grpcTimeoutMs: 2000,
     infoMaxAgeMs: 10_000,
     concurrency: 4,
-    priceCeiling: PriceCeiling.none(),
+    priceCeiling: opts.priceCeiling ?? PriceCeiling.none(),
     // random() = 0 draws the first candidate: orchestrators are tried in the order given.
     random: () => 0,
     logger,
@@ -449,11 +452,13 @@ describe('orchestrator failures', () => {
     expect(pool.list().every((o) => o.state !== 'suspended')).toBe(true);
   });
 
-  it('503 with one reason per orchestrator when none can transcode', async () => {
+  it("500 (go-livepeer's HandlePush status) with one reason per orchestrator when every one tried failed", async () => {
     const failing = await startOrchestrator('fail-start');
     const { base } = await startGateway([failing.url, 'https://127.0.0.1:1']);
     const res = await push(base, '/live/none/0.ts', segment720);
-    expect(res.status).toBe(503);
+    expect(res.status).toBe(500);
+    // The unreachable one never got past GetOrchestrator: one segment was sent.
+    expect(res.headers.get('livepeer-tries')).toBe('1');
     const body = (await res.json()) as { error: { code: string; message: string; reasons: string[] } };
     expect(body.error.code).toBe('TRANSCODE_FAILED');
     expect(body.error.reasons.some((r) => r.startsWith(`${failing.url}: /segment answered 500`))).toBe(true);
@@ -469,5 +474,27 @@ describe('orchestrator failures', () => {
     expect(body.error.code).toBe('NO_ORCHESTRATOR');
     expect(body.error.reasons).toHaveLength(1);
     expect(body.error.reasons[0]).toContain('https://127.0.0.1:1');
+  });
+});
+
+describe('the price ceiling', () => {
+  it('an orchestrator priced above -maxPricePerUnit is never chosen for transcoding', async () => {
+    // Listed first, so with random() = 0 it would be drawn first if it were a candidate.
+    const pricey = await startOrchestrator(undefined, 10n);
+    const cheap = await startOrchestrator(undefined, 1n);
+    const capped = await startGateway([pricey.url, cheap.url], {
+      priceCeiling: new PriceCeiling({ maxPricePerUnit: 5n, pixelsPerUnit: 1n }),
+    });
+    for (let i = 0; i < 4; i++) {
+      // A new stream each time: every push goes through selection.
+      const res = await push(capped.base, `/live/ceiling${i}/0.ts`, segment720);
+      expect(res.status, await res.clone().text()).toBe(200);
+      expect(res.headers.get('livepeer-orchestrator')).toBe(cheap.url);
+      expect(res.headers.get('livepeer-tries')).toBe('1');
+    }
+    // Without the ceiling the same draw picks the pricey one: the ceiling is what kept it out.
+    const uncapped = await startGateway([pricey.url, cheap.url]);
+    const res = await push(uncapped.base, '/live/uncapped/0.ts', segment720);
+    expect(res.headers.get('livepeer-orchestrator')).toBe(pricey.url);
   });
 });
