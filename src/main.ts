@@ -125,6 +125,8 @@ export async function main(
     maxTries: ai.maxTries,
     retryTimeoutMs: ai.processingRetryTimeout,
     tryTimeoutMs: ai.tryTimeout,
+    replyTimeoutMs: ai.replyTimeout,
+    maxInFlight: ai.maxInFlight,
     results,
     logger,
   });

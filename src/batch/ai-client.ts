@@ -16,6 +16,7 @@ import { OFFCHAIN_PAYMENT, segmentCredentials } from '../payments/credentials.ts
 import type { GatewayIdentity } from '../payments/identity.ts';
 import { floatString, mul, type Rational, rat, ZERO } from '../payments/rational.ts';
 import { Balances, type BalanceUpdate } from '../payments/sender.ts';
+import { encodeMessage } from '../wire/lp-rpc.ts';
 import { type AiPipeline, modelOf } from './ai-pipelines.ts';
 import { extensionFor, newRequestId, type ResultStore } from './ai-results.ts';
 import { AudioDurationError, audioDurationSeconds } from './audio-duration.ts';
@@ -34,6 +35,10 @@ const SESSION_REUSE_MS = 5000;
 /** go-livepeer's image-to-video fee counts the 25 frames stable-video-diffusion-img2vid-xt makes. */
 export const IMAGE_TO_VIDEO_FRAMES = 25n;
 const MAX_REPLY_BYTES = 256 * 1024 * 1024;
+/** Default of `ai.replyTimeout`: a reply whose headers came may take this long to finish. */
+export const DEFAULT_REPLY_TIMEOUT_MS = 5 * 60_000;
+/** Default of `ai.maxInFlight`. */
+export const DEFAULT_MAX_IN_FLIGHT = 64;
 const MAX_ERROR_BYTES = 64 * 1024;
 
 /** What the runner needs of the orchestrator pool. */
@@ -57,8 +62,16 @@ export interface AiJobRunnerOptions {
   maxTries: number;
   /** No new try starts once the request is this old (go-livepeer's -aiProcessingRetryTimeout). */
   retryTimeoutMs: number;
-  /** One orchestrator has this long to answer (for a stream: to start, then between events). */
+  /**
+   * One orchestrator has this long to start answering (response headers; for a stream, also the
+   * longest gap between events) before the next is tried. Kept well under retryTimeoutMs, so that
+   * a hung orchestrator leaves time for another.
+   */
   tryTimeoutMs: number;
+  /** Once the headers are in: the whole reply body and each result download (default 5 min). */
+  replyTimeoutMs?: number;
+  /** Jobs admitted at once (sync, streaming and async); beyond it: 503 (default 64). */
+  maxInFlight?: number;
   results: ResultStore;
   logger: Logger;
 }
@@ -100,12 +113,50 @@ type AttemptResult =
   | { ok: true; reply: IncomingMessage; ms: number; fee: Rational; settle: (ok: boolean) => void }
   | { ok: false; retry: boolean; suspend: boolean; status?: number; why: string };
 
+/** One admitted job's slot: freed once every holder (the HTTP exchange, the job) let go. */
+export interface AiJobSlot {
+  /** Another holder (the job outliving the response: a stream or an async job). */
+  hold(): void;
+  /** One holder is done; the last frees the slot. Extra calls do nothing. */
+  release(): void;
+}
+
 export class AiJobRunner {
   private readonly balances = new Balances();
   private readonly log: Logger;
+  private readonly replyTimeoutMs: number;
+  readonly maxInFlight: number;
+  private admitted = 0;
 
   constructor(private readonly opts: AiJobRunnerOptions) {
     this.log = opts.logger.child({ component: 'batch-ai' });
+    this.replyTimeoutMs = opts.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS;
+    this.maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+  }
+
+  /** Jobs holding a slot now. */
+  get inFlight(): number {
+    return this.admitted;
+  }
+
+  /**
+   * A slot for one more job, or undefined when maxInFlight are running: uploads, replies and
+   * re-hosted results are held in memory, so their number is bounded.
+   */
+  admit(): AiJobSlot | undefined {
+    if (this.admitted >= this.maxInFlight) return undefined;
+    this.admitted++;
+    let holders = 1;
+    return {
+      hold: () => {
+        if (holders > 0) holders++;
+      },
+      release: () => {
+        if (holders === 0) return;
+        holders--;
+        if (holders === 0) this.admitted--;
+      },
+    };
   }
 
   /** Runs the request; throws BatchError for anything the caller gets as an HTTP error. */
@@ -152,7 +203,7 @@ export class AiJobRunner {
           feeWei: floatString(attempt.fee, 0),
         };
         try {
-          const outcome = await this.finish(req, prepared, attempt.reply, attempts, selected.url);
+          const outcome = await this.finish(req, prepared, attempt.reply, attempts, selected);
           attempt.settle(true);
           this.opts.pool.reportSuccess(selected.url);
           this.opts.pool.observeLatency(selected.url, attempt.ms, prepared.kind.capability);
@@ -224,6 +275,10 @@ export class AiJobRunner {
         update = p.update;
         // As go-livepeer: once sent, the credit counts as spent unless the orchestrator answers.
         if (update) update.status = 'credit-spent';
+      } else if (payments) {
+        // Free, but on-chain all the same (go-livepeer genPayment): the orchestrator checks the
+        // segment signature against the payment's sender, so name it; no tickets.
+        payment = senderOnlyPayment(payments.identity.address, info.priceInfo);
       }
       segment = await segmentCredentials(info, payments?.identity ?? this.opts.identity, {
         manifestId,
@@ -284,8 +339,9 @@ export class AiJobRunner {
     job: PreparedJob,
     reply: IncomingMessage,
     attempts: AiAttempts,
-    orchestrator: string,
+    selected: SelectedOrchestrator,
   ): Promise<AiOutcome> {
+    const orchestrator = selected.url;
     const type = String(reply.headers['content-type'] ?? '');
     if (job.stream && type.startsWith('text/event-stream')) {
       return {
@@ -296,7 +352,7 @@ export class AiJobRunner {
         cancel: () => reply.destroy(),
       };
     }
-    const raw = await readBody(reply, MAX_REPLY_BYTES, this.opts.tryTimeoutMs, orchestrator);
+    const raw = await readBody(reply, MAX_REPLY_BYTES, this.replyTimeoutMs, orchestrator);
     let body: unknown;
     try {
       body = JSON.parse(raw.toString('utf8'));
@@ -310,7 +366,7 @@ export class AiJobRunner {
         `${req.pipeline.name} reply is not a JSON object`,
       );
     }
-    await this.rehost(req, body as Record<string, unknown>, attempts.requestId, orchestrator);
+    await this.rehost(req, body as Record<string, unknown>, attempts.requestId, selected);
     return { ...attempts, kind: 'json', body };
   }
 
@@ -319,8 +375,11 @@ export class AiJobRunner {
     req: AiRequest,
     body: Record<string, unknown>,
     requestId: string,
-    orchestrator: string,
+    selected: SelectedOrchestrator,
   ): Promise<void> {
+    const orchestrator = selected.url;
+    // go-livepeer orchestrators serve results from their own host; nothing else is fetched.
+    const ownHost = new URL(selected.info.transcoder || selected.url).hostname;
     const media: { url: unknown }[] = [];
     if (req.pipeline.results === 'images') {
       const images = body.images;
@@ -349,7 +408,7 @@ export class AiJobRunner {
             `${req.pipeline.name} reply has an item without a url`,
           );
         }
-        const file = await this.fetchResult(m.url, req.pipeline, i);
+        const file = await this.fetchResult(m.url, req.pipeline, i, orchestrator, ownHost);
         const name = await this.opts.results.save(requestId, file.name, file.data);
         m.url = `${base}/results/${requestId}/${name}`;
       }),
@@ -360,6 +419,8 @@ export class AiJobRunner {
     url: string,
     pipeline: AiPipeline,
     index: number,
+    orchestrator: string,
+    ownHost: string,
   ): Promise<{ name: string; data: Buffer }> {
     const dataUrl = /^data:([^;,]*)(;base64)?,(.*)$/s.exec(url);
     if (dataUrl) {
@@ -369,9 +430,23 @@ export class AiJobRunner {
         : Buffer.from(decodeURIComponent(dataUrl[3]!));
       return { name: `${newRequestId()}-${index}${extensionFor(type)}`, data };
     }
+    let host: string;
+    try {
+      host = new URL(url).hostname;
+    } catch {
+      throw new OrchestratorError('invalid-reply', orchestrator, `result URL ${oneLine(url)} is not a URL`);
+    }
+    if (host !== ownHost) {
+      // Fetching any URL an orchestrator names would let it aim the gateway at other hosts.
+      throw new OrchestratorError(
+        'invalid-reply',
+        orchestrator,
+        `result URL ${oneLine(url)} is not on the orchestrator's own host ${ownHost}`,
+      );
+    }
     let got: { data: Buffer; contentType: string };
     try {
-      got = await download(url, MAX_REPLY_BYTES, this.opts.tryTimeoutMs);
+      got = await download(url, MAX_REPLY_BYTES, this.replyTimeoutMs);
     } catch (err) {
       throw new BatchError(
         502,
@@ -385,6 +460,13 @@ export class AiJobRunner {
       : `${last || newRequestId()}${extensionFor(got.contentType)}`;
     return { name: `${index}-${name}`, data: got.data };
   }
+}
+
+/** go-livepeer's Payment for a free orchestrator: the sender and the price expected, no tickets. */
+function senderOnlyPayment(sender: string, expectedPrice: SelectedOrchestrator['info']['priceInfo']): string {
+  return Buffer.from(
+    encodeMessage('Payment', { sender: Buffer.from(sender.slice(2), 'hex'), expectedPrice }),
+  ).toString('base64');
 }
 
 /** Whether go-livepeer would pay this orchestrator: ticket params and a price above zero. */

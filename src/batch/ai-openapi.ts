@@ -51,7 +51,9 @@ function pipelineOperation(p: AiPipeline): Schema {
       `Unsupported Media Type: send ${p.body === 'json' ? 'application/json' : 'multipart/form-data'}`,
     ),
     '502': error('Bad Gateway: the result files could not be fetched from the orchestrator'),
-    '503': error('Service Unavailable: no orchestrator offers the pipeline and model, or all tried failed'),
+    '503': error(
+      'Service Unavailable: no orchestrator offers the pipeline and model, all tried failed, or the gateway runs its limit of jobs (code BUSY, with Retry-After)',
+    ),
   };
   if (p.name === 'image-to-video') {
     responses['202'] = {

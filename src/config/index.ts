@@ -126,7 +126,11 @@ export type Config = {
   readonly ai: {
     readonly processingRetryTimeout: number;
     readonly maxTries: number;
+    /** Until an orchestrator's response headers (a stream: also between events). */
     readonly tryTimeout: number;
+    /** The whole reply once it started, and each result download. */
+    readonly replyTimeout: number;
+    readonly maxInFlight: number;
     readonly bodyLimitBytes: number;
     /** Absolute path; undefined = <tmpdir>/lp-gateway-results. */
     readonly resultDir: string | undefined;
@@ -355,6 +359,8 @@ function build(
       processingRetryTimeout: value(K.aiProcessingRetryTimeout),
       maxTries: value(K.aiMaxTries),
       tryTimeout: value(K.aiTryTimeout),
+      replyTimeout: value(K.aiReplyTimeout),
+      maxInFlight: value(K.aiMaxInFlight),
       bodyLimitBytes: value(K.aiBodyLimitBytes),
       resultDir: value(K.aiResultDir),
       resultTtl: value(K.aiResultTtl),

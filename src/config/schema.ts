@@ -454,10 +454,20 @@ export const K = {
     help: 'Batch AI: orchestrators tried per request, at most',
     parse: int({ min: 1, max: 20 }),
   }),
-  aiTryTimeout: req(['ai', 'tryTimeout'], '5m', {
+  aiTryTimeout: req(['ai', 'tryTimeout'], '15s', {
     type: 'duration',
-    help: 'Batch AI: how long one orchestrator may take to answer (an LLM stream: to start, and between events) before the next is tried',
+    help: 'Batch AI: how long one orchestrator may take to start answering (response headers; an LLM stream: also between events) before the next is tried; keep it under processingRetryTimeout',
     parse: ms,
+  }),
+  aiReplyTimeout: req(['ai', 'replyTimeout'], '5m', {
+    type: 'duration',
+    help: 'Batch AI: once an orchestrator started answering, how long the whole reply (and each result file download) may take',
+    parse: ms,
+  }),
+  aiMaxInFlight: req(['ai', 'maxInFlight'], '64', {
+    type: 'int',
+    help: 'Batch AI: jobs run at once (streams and async image-to-video included); more get 503 with Retry-After',
+    parse: int({ min: 1 }),
   }),
   aiBodyLimitBytes: req(['ai', 'bodyLimitBytes'], '52428800', {
     type: 'int',

@@ -4,7 +4,7 @@
 // document at /openapi.json.
 import { PassThrough } from 'node:stream';
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { AiAttempts, AiJobRunner } from '../batch/ai-client.ts';
+import type { AiAttempts, AiJobRunner, AiJobSlot } from '../batch/ai-client.ts';
 import { BATCH_HEADERS, openapiDocument } from '../batch/ai-openapi.ts';
 import { type AiPipeline, PIPELINES, validationSchema } from '../batch/ai-pipelines.ts';
 import { newRequestId, type ResultStore } from '../batch/ai-results.ts';
@@ -28,6 +28,11 @@ interface AjvError {
 }
 
 const EXPOSED = Object.values(BATCH_HEADERS).join(', ');
+/** Seconds a client told "busy" waits before trying again. */
+const BUSY_RETRY_AFTER_S = 1;
+
+/** The slot each admitted request holds (taken before its body is read). */
+const slots = new WeakMap<FastifyRequest, AiJobSlot>();
 
 export const batchRoutes: FastifyPluginAsync<BatchRoutesOptions> = async (app, opts) => {
   app.addContentTypeParser(
@@ -88,21 +93,47 @@ export const batchRoutes: FastifyPluginAsync<BatchRoutesOptions> = async (app, o
         bodyLimit: opts.bodyLimitBytes,
         schema: { body: validationSchema(p) },
         schemaErrorFormatter: (errors) => validationError(p, errors as AjvError[]),
-        onRequest: async (req) => requireContentType(p, req),
+        onRequest: async (req, reply) => {
+          requireContentType(p, req);
+          // Before the body is read: a refused request costs no memory.
+          const slot = opts.runner.admit();
+          if (!slot) {
+            reply.header('Retry-After', String(BUSY_RETRY_AFTER_S));
+            throw new BatchError(
+              503,
+              'BUSY',
+              `the gateway is running its limit of ${opts.runner.maxInFlight} AI jobs (ai.maxInFlight); try again shortly`,
+            );
+          }
+          slots.set(req, slot);
+          reply.raw.once('close', () => slot.release());
+        },
       },
       async (req, reply) => {
         const body = req.body as Record<string, unknown>;
         const resultBase = opts.publicUrl ?? `${req.protocol}://${req.host}`;
+        const slot = slots.get(req);
         if (p.name === 'image-to-video' && /respond-async/i.test(String(req.headers.prefer ?? ''))) {
-          return startAsync(opts, p, body, resultBase, req, reply);
+          return startAsync(opts, p, body, resultBase, req, reply, slot);
         }
-        const outcome = await opts.runner.run({ pipeline: p, body, resultBase });
+        // The job keeps its slot until it is done, even when the client left before.
+        slot?.hold();
+        let outcome: Awaited<ReturnType<AiJobRunner['run']>>;
+        try {
+          outcome = await opts.runner.run({ pipeline: p, body, resultBase });
+        } catch (err) {
+          slot?.release();
+          throw err;
+        }
         setAttemptHeaders(reply, outcome);
-        if (outcome.kind === 'json') return reply.type('application/json').send(outcome.body);
+        if (outcome.kind === 'json') {
+          slot?.release();
+          return reply.type('application/json').send(outcome.body);
+        }
         return reply
           .type('text/event-stream')
           .header('Cache-Control', 'no-cache')
-          .send(relayEvents(outcome.events, outcome.cancel, reply, req));
+          .send(relayEvents(outcome.events, outcome.cancel, reply, req, () => slot?.release()));
       },
     );
   }
@@ -199,26 +230,45 @@ function relayEvents(
   cancel: () => void,
   reply: FastifyReply,
   req: FastifyRequest,
+  finished: () => void,
 ) {
   const out = new PassThrough();
   let done = false;
-  // The client went away: stop the orchestrator's stream too.
-  reply.raw.once('close', () => {
+  let gone = false;
+  // Resolves the pending wait for 'drain', which never comes once the client is gone.
+  let wake: (() => void) | undefined;
+  const clientGone = () => {
+    if (gone) return;
+    gone = true;
+    wake?.();
+    // Stop the orchestrator's stream too, even while it is quiet.
     if (!done) cancel();
-  });
+  };
+  reply.raw.once('close', clientGone);
+  out.once('close', clientGone);
+  out.once('error', clientGone);
   void (async () => {
     try {
       for await (const data of events) {
-        if (!out.write(`data: ${data}\n\n`)) await new Promise((resolve) => out.once('drain', resolve));
+        if (gone) break;
+        if (!out.write(`data: ${data}\n\n`)) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            out.once('drain', resolve);
+          });
+          wake = undefined;
+        }
+        if (gone) break; // leaving the loop runs the generator's finally: the request is closed
       }
     } catch (err) {
-      if (out.destroyed || reply.raw.destroyed) return;
+      if (gone || out.destroyed || reply.raw.destroyed) return;
       req.log.warn({ err: (err as Error).message }, 'LLM stream broke off');
       const error = { error: { code: 'STREAM_FAILED', message: (err as Error).message } };
       out.write(`data: ${JSON.stringify(error)}\n\n`);
     } finally {
       done = true;
-      out.end();
+      if (!out.destroyed) out.end();
+      finished();
     }
   })();
   return out;
@@ -232,10 +282,13 @@ async function startAsync(
   resultBase: string,
   req: FastifyRequest,
   reply: FastifyReply,
+  slot: AiJobSlot | undefined,
 ) {
   const requestId = newRequestId();
   const fields = Object.fromEntries(Object.entries(body).filter(([, v]) => !isUploadedFile(v)));
   await opts.results.save(requestId, 'request.json', Buffer.from(JSON.stringify(fields)));
+  // The job keeps its slot after the 202 went out, until its result is stored.
+  slot?.hold();
   void opts.runner
     .run({ pipeline: p, body, requestId, resultBase })
     .then((outcome) =>
@@ -251,7 +304,8 @@ async function startAsync(
       };
     })
     .then((result) => opts.results.save(requestId, 'result.json', Buffer.from(JSON.stringify(result))))
-    .catch((err: unknown) => req.log.error({ requestId, err }, 'could not store the image-to-video result'));
+    .catch((err: unknown) => req.log.error({ requestId, err }, 'could not store the image-to-video result'))
+    .finally(() => slot?.release());
   reply.header(BATCH_HEADERS.requestId, requestId);
   return reply.code(202).send({ request_id: requestId });
 }

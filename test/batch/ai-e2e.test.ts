@@ -7,11 +7,11 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import type { Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LivePayments } from '../../src/live/live-payer.ts';
 import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { accountIdentity } from '../../src/payments/identity.ts';
-import { compare, ZERO } from '../../src/payments/rational.ts';
+import { add, mul, type Rational, rat, sub, ZERO } from '../../src/payments/rational.ts';
 import { Capability } from '../../src/wire/lp-rpc.ts';
 import { startAiGateway } from '../helpers/ai-orchestrator.ts';
 import { makeWorkdir, type Workdir } from '../media/ffmpeg.ts';
@@ -242,6 +242,11 @@ describe('batch AI paid with tickets the local orchestrator checks', () => {
   });
 
   it('pays output pixels × price in tickets; the orchestrator credits them and does the work', async () => {
+    const manifestId = `${Capability.TextToImage}_${T2I}`;
+    const recipient = orch.recipient!;
+    // Watched, not replaced: the orchestrator's own accounting runs as always.
+    const debit = vi.spyOn(recipient, 'debit');
+    const credit = vi.spyOn(recipient, 'credit');
     for (let i = 0; i < 2; i++) {
       const res = await fetch(`${gw.base}/text-to-image`, {
         method: 'POST',
@@ -255,10 +260,61 @@ describe('batch AI paid with tickets the local orchestrator checks', () => {
       const png = await fetchResult(body.images[0].url);
       expect((await dimensions(png, `paid-${i}.png`)).width).toBe(256);
     }
-    // What is left after two debits is the change from the tickets' EV, never a debt.
-    const balance = orch.recipient!.balance(account.address, `${Capability.TextToImage}_${T2I}`);
-    expect(balance).toBeDefined();
-    expect(compare(balance!, ZERO)).toBeGreaterThanOrEqual(0);
+    const ours = (calls: [string, string, Rational][]) =>
+      calls.filter(
+        ([sender, m]) => m === manifestId && sender.toLowerCase() === account.address.toLowerCase(),
+      );
+    const debits = ours(debit.mock.calls as [string, string, Rational][]).map(([, , amount]) => amount);
+    const credits = ours(credit.mock.calls as [string, string, Rational][]).map(([, , amount]) => amount);
+    debit.mockRestore();
+    credit.mockRestore();
+    // Each request debited exactly its output pixels × price: 256 × 128 × 1 wei.
+    const fee = mul(rat(256n * 128n), rat(1n));
+    expect(debits).toEqual([fee, fee]);
+    // The tickets' EV came in, and what is left is exactly that minus the two debits.
+    expect(credits.length).toBeGreaterThan(0);
+    const credited = credits.reduce(add, ZERO);
+    expect(recipient.balance(account.address, manifestId)).toEqual(sub(credited, add(fee, fee)));
+  });
+
+  it('a free orchestrator with tickets turned on does the work: the payment names the sender, no tickets', async () => {
+    const free = await LocalOrchestrator.start({
+      serviceAddr: '127.0.0.1:0',
+      models: ['passthrough'],
+      pricePerUnit: 0n,
+      pixelsPerUnit: 1n,
+      capacity: 2,
+      logger,
+      payments: {
+        recipient: '0x73AEd7b5dEb30222fa896f399d46cC99c7BEe57F',
+        ticketEV: 1_000_000_000n,
+        faceValue: 4_000_000_000n,
+        l1Block: () => 1000n,
+        round: { number: 10n, blockHash: `0x${'11'.repeat(32)}` },
+      },
+    });
+    const payments = new LivePayments({
+      account,
+      maxTicketEV: 10_000_000_000n,
+      maxTotalEV: 100_000_000_000n,
+      intervalMs: 1000,
+    });
+    const paying = await startAiGateway({ orchestrators: [free.url], logger, payments, maxTries: 1 });
+    try {
+      const res = await fetch(`${paying.base}/text-to-image`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: 'free fox', model_id: T2I, width: 64, height: 64 }),
+      });
+      expect(res.status, await res.clone().text()).toBe(200);
+      expect(res.headers.get('livepeer-fee-wei')).toBe('0');
+      const body = await res.json();
+      expect((await dimensions(await fetchResult(body.images[0].url), 'free.png')).width).toBe(64);
+      expect(free.recipient!.winningTickets).toHaveLength(0);
+    } finally {
+      await paying.close();
+      await free.close();
+    }
   });
 
   it('without a payment the orchestrator refuses the work; the gateway says so', async () => {

@@ -4,6 +4,7 @@
 // relayed event by event.
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/index.ts';
 import { PriceCeiling } from '../../src/orchestrators/price.ts';
 import { hasCapability } from '../../src/wire/lp-rpc.ts';
 import {
@@ -89,6 +90,21 @@ describe('batch AI retries', () => {
     expect(hanging.requests).toHaveLength(1);
   });
 
+  it('a reply that starts in time but stalls is given up after the reply timeout, then the next answers', async () => {
+    const stalling = await orchestrator(() => ({ stallAfterHeaders: true }));
+    const good = await orchestrator(() => imageReply());
+    const gw = await gateway([stalling.url, good.url], { tryTimeoutMs: 5000, replyTimeoutMs: 300 });
+    const started = Date.now();
+    const res = await textToImage(gw.base);
+    const took = Date.now() - started;
+    expect(res.status).toBe(200);
+    expect(res.headers.get('livepeer-tries')).toBe('2');
+    expect(res.headers.get('livepeer-orchestrator')).toBe(good.url);
+    expect(took).toBeGreaterThanOrEqual(300);
+    expect(took).toBeLessThan(3000);
+    expect(gw.pool.list().find((s) => s.url === stalling.url)?.state).toBe('suspended');
+  });
+
   it('"insufficient capacity" goes to the next orchestrator without suspending the busy one', async () => {
     const busy = await orchestrator(() => ({ status: 503, text: 'insufficient capacity' }));
     const good = await orchestrator(() => imageReply());
@@ -135,14 +151,63 @@ describe('batch AI retries', () => {
   });
 
   it('no new try once the retry budget is spent', async () => {
-    const slow = await orchestrator(() => ({ hang: true }));
+    // A failure that comes late (not a hang: that has its own, shorter timeout per try).
+    const slow = await orchestrator(() => ({ status: 500, text: 'runner crashed', afterMs: 300 }));
     const good = await orchestrator(() => imageReply());
-    const gw = await gateway([slow.url, good.url], { tryTimeoutMs: 300, retryTimeoutMs: 200 });
+    const gw = await gateway([slow.url, good.url], { tryTimeoutMs: 1000, retryTimeoutMs: 200 });
     const res = await textToImage(gw.base);
     expect(res.status).toBe(503);
     const body = await res.json();
     expect(body.error.message).toContain('retry budget of 200 ms used up');
     expect(good.requests).toHaveLength(0);
+  });
+
+  it('with the default settings a hung orchestrator is left within the retry budget and the next answers', async () => {
+    const ai = loadConfig({ argv: [], env: {} }).ai;
+    // What the defaults promise: a try given up on leaves budget for another.
+    expect(ai.tryTimeout).toBeLessThan(ai.processingRetryTimeout);
+    const hanging = await orchestrator(() => ({ hang: true }));
+    const good = await orchestrator(() => imageReply());
+    const gw = await gateway([hanging.url, good.url], {
+      maxTries: ai.maxTries,
+      retryTimeoutMs: ai.processingRetryTimeout,
+      tryTimeoutMs: ai.tryTimeout,
+      replyTimeoutMs: ai.replyTimeout,
+      maxInFlight: ai.maxInFlight,
+    });
+    const started = Date.now();
+    const res = await textToImage(gw.base);
+    const took = Date.now() - started;
+    expect(res.status).toBe(200);
+    expect(res.headers.get('livepeer-tries')).toBe('2');
+    expect(res.headers.get('livepeer-orchestrator')).toBe(good.url);
+    expect(took).toBeGreaterThanOrEqual(ai.tryTimeout);
+    expect(took).toBeLessThan(ai.processingRetryTimeout);
+    expect(hanging.requests).toHaveLength(1);
+  }, 60_000);
+
+  it('a stream lasting longer than the try timeout, its events coming in time, is relayed to the end', async () => {
+    const chunk = (content: string, finish = '') =>
+      JSON.stringify({
+        id: 'c',
+        model: 'test/llm',
+        created: 1,
+        choices: [{ index: 0, delta: { content }, finish_reason: finish }],
+      });
+    // Four gaps of 250 ms: the whole stream takes longer than the 400 ms try timeout.
+    const o = await orchestrator(() => ({
+      sse: [chunk('a'), chunk('b'), chunk('c'), chunk('d', 'stop')],
+      delayMs: 250,
+    }));
+    const gw = await gateway([o.url], { tryTimeoutMs: 400, replyTimeoutMs: 10_000 });
+    const res = await fetch(`${gw.base}/llm`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'test/llm', messages: [{ role: 'user', content: 'hi' }], stream: true }),
+    });
+    const events = (await res.text()).split('\n\n').filter(Boolean);
+    expect(events).toHaveLength(4);
+    expect(events[3]).toContain('"stop"');
   });
 
   it('an orchestrator priced above the ceiling is never chosen', async () => {
@@ -223,6 +288,39 @@ describe('batch AI on the wire', () => {
     const body = await res.json();
     expect(body.images[0].url).toMatch(new RegExp(`^${gw.base}/results/[0-9a-f]{16}/0-out\\.png$`));
     expect(Buffer.from(await (await fetch(body.images[0].url)).arrayBuffer())).toEqual(PNG);
+  });
+
+  it("a result URL on another host than the orchestrator's is refused: the next orchestrator answers", async () => {
+    // Another machine as far as host names go (127.0.0.2 is this one's loopback all the same).
+    const elsewhere = await TestAiOrchestrator.start({
+      offers: {},
+      answer: () => ({ status: 404, text: 'no' }),
+      files: new Map([['/secret.png', { type: 'image/png', data: PNG }]]),
+      host: '127.0.0.2',
+    });
+    cleanups.push(() => elsewhere.close());
+    const pointing = await orchestrator(() => ({
+      json: { images: [{ url: `${elsewhere.url}/secret.png`, seed: 1, nsfw: false }] },
+    }));
+    const good = await orchestrator(() => imageReply());
+    const gw = await gateway([pointing.url, good.url]);
+    const res = await textToImage(gw.base);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('livepeer-tries')).toBe('2');
+    expect(res.headers.get('livepeer-orchestrator')).toBe(good.url);
+    expect(elsewhere.downloads).toEqual([]);
+    const state = gw.pool.list().find((s) => s.url === pointing.url);
+    expect(state?.state).toBe('suspended');
+
+    // With nobody else to ask, the caller learns why.
+    const alone = await gateway([pointing.url]);
+    const refused = await textToImage(alone.base);
+    expect(refused.status).toBe(503);
+    const body = await refused.json();
+    expect(body.error.failures[0]).toBe(
+      `${pointing.url}: result URL ${elsewhere.url}/secret.png is not on the orchestrator's own host 127.0.0.1`,
+    );
+    expect(elsewhere.downloads).toEqual([]);
   });
 
   it('a result URL that cannot be fetched is a 502, not a retry', async () => {

@@ -42,15 +42,20 @@ export interface RecordedAiRequest {
   eventsWritten?: number;
   /** SSE: the gateway closed the stream before the last event. */
   closedEarly?: boolean;
+  /** SSE: when (Date.now()) the gateway closed the stream before its end. */
+  closedAt?: number;
 }
 
 export type AiBehavior =
   | { json: unknown }
-  | { status: number; text: string }
+  /** An error answer, `afterMs` after the request came in. */
+  | { status: number; text: string; afterMs?: number }
   /** Server-Sent Events: each chunk written as `data: <chunk>\n\n` after `delayMs`. */
   | { sse: string[]; delayMs: number }
   /** Accepts the request and never answers. */
-  | { hang: true };
+  | { hang: true }
+  /** Sends 200 and the start of a JSON body, then nothing more. */
+  | { stallAfterHeaders: true };
 
 export interface TestAiOrchestratorOptions {
   /** Capability id → model ids offered. */
@@ -60,10 +65,14 @@ export interface TestAiOrchestratorOptions {
   answer: (req: RecordedAiRequest) => AiBehavior | Promise<AiBehavior>;
   /** Files served on GET (path → bytes), for replies that point at a URL. */
   files?: Map<string, { type: string; data: Buffer }>;
+  /** Listen address (default 127.0.0.1); any 127.x.y.z is this machine. */
+  host?: string;
 }
 
 export class TestAiOrchestrator {
   readonly requests: RecordedAiRequest[] = [];
+  /** Paths asked for with GET (result downloads). */
+  readonly downloads: string[] = [];
   readonly authToken: AuthToken;
   url = '';
   private server?: http2.Http2SecureServer;
@@ -79,15 +88,16 @@ export class TestAiOrchestrator {
 
   static async start(opts: TestAiOrchestratorOptions): Promise<TestAiOrchestrator> {
     const o = new TestAiOrchestrator(opts);
-    const tls = await selfSignedCertificate('127.0.0.1');
+    const host = opts.host ?? '127.0.0.1';
+    const tls = await selfSignedCertificate(host);
     const server = http2.createSecureServer({ ...tls, allowHTTP1: true }, (req, res) => {
       if (isGrpcRequest(req)) {
         void serveUnary(req, res, { [GET_ORCHESTRATOR_PATH]: async () => o.info() });
       } else void o.handle(req, res);
     });
     o.server = server;
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    o.url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    await new Promise<void>((resolve) => server.listen(0, host, resolve));
+    o.url = `https://${host}:${(server.address() as AddressInfo).port}`;
     return o;
   }
 
@@ -123,6 +133,7 @@ export class TestAiOrchestrator {
 
   private async handle(req: Http2ServerRequest, res: Http2ServerResponse): Promise<void> {
     if (req.method === 'GET') {
+      this.downloads.push(req.url);
       const file = this.opts.files?.get(req.url);
       res.writeHead(file ? 200 : 404, { 'content-type': file?.type ?? 'text/plain' });
       res.end(file?.data ?? 'not found');
@@ -152,12 +163,19 @@ export class TestAiOrchestrator {
       this.hung.add(res);
       return;
     }
+    if ('stallAfterHeaders' in behavior) {
+      this.hung.add(res);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"images": [');
+      return;
+    }
     if ('json' in behavior) {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(behavior.json));
       return;
     }
     if ('status' in behavior) {
+      if (behavior.afterMs) await new Promise((resolve) => setTimeout(resolve, behavior.afterMs));
       res.writeHead(behavior.status, { 'content-type': 'text/plain; charset=utf-8' });
       res.end(behavior.text);
       return;
@@ -168,6 +186,7 @@ export class TestAiOrchestrator {
     let closed = false;
     res.once('close', () => {
       closed = true;
+      if (!res.writableEnded) recorded.closedAt = Date.now();
     });
     recorded.eventsWritten = 0;
     for (const chunk of behavior.sse) {
@@ -207,6 +226,8 @@ export interface AiGatewayOptions {
   maxTries?: number;
   retryTimeoutMs?: number;
   tryTimeoutMs?: number;
+  replyTimeoutMs?: number;
+  maxInFlight?: number;
   bodyLimitBytes?: number;
   resultTtlMs?: number;
   payments?: LivePayments;
@@ -250,6 +271,8 @@ export async function startAiGateway(opts: AiGatewayOptions) {
     maxTries: opts.maxTries ?? 3,
     retryTimeoutMs: opts.retryTimeoutMs ?? 30_000,
     tryTimeoutMs: opts.tryTimeoutMs ?? 30_000,
+    replyTimeoutMs: opts.replyTimeoutMs,
+    maxInFlight: opts.maxInFlight,
     results,
     logger,
   });
@@ -265,6 +288,7 @@ export async function startAiGateway(opts: AiGatewayOptions) {
   const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   return {
     pool,
+    runner,
     base,
     results,
     resultDir: dir,
