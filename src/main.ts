@@ -185,6 +185,7 @@ export async function main(
     await streams.closeAll();
     await app.close();
     results.stop();
+    await results.flush();
     await local?.close();
     await onchain?.close();
     process.exit(0);

@@ -1,11 +1,13 @@
 // Result files the gateway hosts: go-livepeer's gateway re-saves every image, video and audio an
 // orchestrator returns into its own object store and answers with that URL (server/ai_process.go
 // processTextToImage et al.). Here: one directory per request under `dir`, removed once older
-// than the expiry, served at GET /results/{requestId}/{name}.
+// than the expiry, served at GET /results/{requestId}/{name}. A saved file is served from memory
+// until it is on disk, so answering a request never waits for the disk.
 import { randomBytes } from 'node:crypto';
-import { createReadStream, type ReadStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 
 const REQUEST_ID = /^[0-9a-f]{16}$/;
@@ -46,6 +48,9 @@ export interface ResultStoreOptions {
 
 export class ResultStore {
   private timer?: NodeJS.Timeout;
+  /** Files saved but maybe not yet written, by path: served from here meanwhile. */
+  private readonly pending = new Map<string, { data: Uint8Array; at: number }>();
+  private readonly writes = new Set<Promise<void>>();
 
   constructor(private readonly opts: ResultStoreOptions) {}
 
@@ -66,18 +71,39 @@ export class ResultStore {
     clearInterval(this.timer);
   }
 
-  /** Stores `data` under the request; returns the (sanitised, unique) file name. */
+  /** Resolves once every file saved so far is on disk (tests, shutdown). */
+  async flush(): Promise<void> {
+    while (this.writes.size > 0) await Promise.allSettled([...this.writes]);
+  }
+
+  /**
+   * Stores `data` under the request and returns the (sanitised) file name at once; the file is
+   * served from memory until the disk write lands. A failed write is logged, and the file is then
+   * served from memory until it expires.
+   */
   async save(requestId: string, name: string, data: Uint8Array): Promise<string> {
     const dir = this.requestDir(requestId);
-    await mkdir(dir, { recursive: true });
     const safe = sanitiseName(name);
-    await writeFile(join(dir, safe), data);
+    const file = join(dir, safe);
+    this.pending.set(file, { data, at: Date.now() });
+    const write = (async () => {
+      try {
+        await mkdir(dir, { recursive: true });
+        await writeFile(file, data);
+        this.pending.delete(file);
+      } catch (err) {
+        this.opts.logger.warn({ file, err: (err as Error).message }, 'saving a batch result failed');
+      }
+    })();
+    this.writes.add(write);
+    void write.finally(() => this.writes.delete(write));
     return safe;
   }
 
   async exists(requestId: string, name: string): Promise<boolean> {
     const file = this.path(requestId, name);
     if (!file) return false;
+    if (this.fresh(file)) return true;
     try {
       return (await stat(file)).isFile();
     } catch {
@@ -89,6 +115,8 @@ export class ResultStore {
     const file = this.path(requestId, name);
     if (!file) return undefined;
     try {
+      const kept = this.fresh(file);
+      if (kept) return JSON.parse(Buffer.from(kept).toString('utf8'));
       return JSON.parse(await readFile(file, 'utf8'));
     } catch {
       return undefined;
@@ -99,16 +127,24 @@ export class ResultStore {
   async open(
     requestId: string,
     name: string,
-  ): Promise<{ stream: ReadStream; size: number; contentType: string } | undefined> {
+  ): Promise<{ stream: Readable | Buffer; size: number; contentType: string } | undefined> {
     const file = this.path(requestId, name);
     if (!file) return undefined;
+    const contentType = CONTENT_TYPES[extname(name).toLowerCase()] ?? 'application/octet-stream';
+    const kept = this.fresh(file);
+    if (kept)
+      return {
+        stream: Buffer.from(kept.buffer, kept.byteOffset, kept.byteLength),
+        size: kept.byteLength,
+        contentType,
+      };
     try {
       const s = await stat(file);
       if (!s.isFile() || Date.now() - s.mtimeMs > this.opts.ttlMs) return undefined;
       return {
         stream: createReadStream(file),
         size: s.size,
-        contentType: CONTENT_TYPES[extname(name).toLowerCase()] ?? 'application/octet-stream',
+        contentType,
       };
     } catch {
       return undefined;
@@ -125,6 +161,7 @@ export class ResultStore {
       return 0;
     }
     const now = Date.now();
+    for (const [file, kept] of this.pending) if (now - kept.at > this.opts.ttlMs) this.pending.delete(file);
     for (const id of entries) {
       if (!REQUEST_ID.test(id)) continue;
       const dir = join(this.opts.dir, id);
@@ -140,6 +177,12 @@ export class ResultStore {
     }
     if (removed) this.opts.logger.debug({ removed }, 'expired batch results removed');
     return removed;
+  }
+
+  /** The bytes of a file saved but not yet on disk, unless expired. */
+  private fresh(file: string): Uint8Array | undefined {
+    const kept = this.pending.get(file);
+    return kept && Date.now() - kept.at <= this.opts.ttlMs ? kept.data : undefined;
   }
 
   private requestDir(requestId: string): string {

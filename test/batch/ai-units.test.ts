@@ -155,9 +155,15 @@ describe('ResultStore', () => {
     const store = new ResultStore({ dir, ttlMs: 60_000, logger: pino({ level: 'silent' }) });
     await store.start();
     const name = await store.save('00112233aabbccdd', 'out.png', Buffer.from('png!'));
+    // Served at once, from memory, before the disk write lands.
+    const first = await store.open('00112233aabbccdd', name);
+    expect(first?.contentType).toBe('image/png');
+    expect(first?.stream).toEqual(Buffer.from('png!'));
+    await store.flush();
+    expect((await readFile(join(dir, '00112233aabbccdd', name))).toString()).toBe('png!');
     const opened = await store.open('00112233aabbccdd', name);
-    expect(opened?.contentType).toBe('image/png');
-    opened?.stream.destroy();
+    expect(opened?.size).toBe(4);
+    if (opened && !Buffer.isBuffer(opened.stream)) opened.stream.destroy();
     expect(await store.open('00112233aabbccdd', '../out.png')).toBeUndefined();
     expect(await store.open('not-an-id', name)).toBeUndefined();
     const old = new Date(Date.now() - 120_000);
