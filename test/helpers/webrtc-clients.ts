@@ -379,6 +379,8 @@ export interface SendOptions {
   realtime?: boolean;
   /** Packet indexes (0-based over all video packets) not to send, to simulate loss. */
   dropVideoPackets?: ReadonlySet<number>;
+  /** Stop sending (the promise resolves) once aborted: a test that has seen enough. */
+  signal?: AbortSignal;
 }
 
 export interface PublisherStats {
@@ -479,6 +481,7 @@ export class WeriftPublisher {
     const started = performance.now();
     let videoIndex = 0;
     for (const event of events) {
+      if (opts.signal?.aborted) break;
       if (realtime) {
         const wait = started + event.at - performance.now();
         if (wait > 1) await sleep(wait);

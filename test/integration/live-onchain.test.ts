@@ -116,12 +116,14 @@ describe('a live stream paid on chain', () => {
   it('is paid with tickets from start to end, survives expired params, and its winning tickets redeem on chain', async () => {
     const [sender, orchAccount] = [lc.accounts[0]!, lc.accounts[1]!];
     expect(onchain.identity.address.toLowerCase()).toBe(sender.address.toLowerCase());
-    const clip = await makeH264Clip({ seconds: 9 });
+    // Long enough for every payment below on a loaded machine: payments need input segments.
+    const clip = await makeH264Clip({ seconds: 30 });
     const publisher = await WhipTestPublisher.connect(gw.url('chain', 'whip?model=passthrough'));
     cleanups.push(() => publisher.close());
     const viewer = await WhepTestViewer.connect(gw.url('chain', 'whep'));
     cleanups.push(() => viewer.close());
-    const sending = publisher.send({ video: h264Frames(clip, 30) });
+    const stop = new AbortController();
+    const sending = publisher.send({ video: h264Frames(clip, 30), signal: stop.signal });
 
     await waitFor(() => viewer.frames.length > 30, 'frames through the on-chain orchestrator', 15_000);
     const started = await gw.status('chain');
@@ -133,7 +135,8 @@ describe('a live stream paid on chain', () => {
     // The chain's L1 block moves past every ticket params handed out so far.
     await lc.send(sender, 'RoundsManager', 'setBlockNum', [L1_BLOCK + 100n]);
     const before = await tickets();
-    await waitFor(async () => (await tickets()) > before + 1, 'payments with fresh params', 10_000);
+    await waitFor(async () => (await tickets()) > before + 1, 'payments with fresh params', 15_000);
+    stop.abort();
     await sending;
 
     const status = await gw.status('chain');

@@ -88,8 +88,10 @@ async function publish(gw: Awaited<ReturnType<typeof gateway>>, stream: string, 
   cleanups.push(() => publisher.close());
   const viewer = await WhepTestViewer.connect(gw.url(stream, 'whep'));
   cleanups.push(() => viewer.close());
-  const sending = publisher.send({ video: h264Frames(clip, 30) });
-  return { viewer, sending };
+  const stop = new AbortController();
+  // Payments need input segments: a test that has seen enough stops the clip (see `done`).
+  const sending = publisher.send({ video: h264Frames(clip, 30), signal: stop.signal });
+  return { viewer, sending: sending.then(() => undefined), stop: () => stop.abort() };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -98,7 +100,7 @@ describe('live payments', () => {
   it('prepays the job and keeps paying: the orchestrator never runs out of balance', async () => {
     const orch = await paidOrchestrator(() => 1000n);
     const gw = await gateway([orch.url]);
-    const { viewer, sending } = await publish(gw, 'paid', 6);
+    const { viewer, sending, stop } = await publish(gw, 'paid', 20);
 
     await waitFor(() => viewer.frames.length > 30, 'frames through the paid orchestrator');
     const started = await gw.status('paid');
@@ -129,6 +131,7 @@ describe('live payments', () => {
     expect(paid.tickets).toBeGreaterThan(61); // 60 for the start, then one a second
     expect(BigInt(paid.paidEV)).toBe(EV * BigInt(paid.tickets));
     expect(paid.lastError).toBeNull();
+    stop();
     await sending;
   }, 40_000);
 
@@ -137,7 +140,7 @@ describe('live payments', () => {
     const orch = await paidOrchestrator(() => l1);
     const free = await freeOrchestrator();
     const gw = await gateway([orch.url, free.url]);
-    const { viewer, sending } = await publish(gw, 'refreshed', 8);
+    const { viewer, sending, stop } = await publish(gw, 'refreshed', 20);
 
     await waitFor(() => viewer.frames.length > 30, 'frames through the paid orchestrator');
     const paidBefore = async () => (await gw.status('refreshed')).payments[0]?.tickets ?? 0;
@@ -156,6 +159,7 @@ describe('live payments', () => {
     expect(status.orchestrator).toBe(orch.url);
     expect(status.swaps).toHaveLength(0);
     expect(status.payments[0].lastError).toBeNull();
+    stop();
     await sending;
   }, 40_000);
 
@@ -163,7 +167,7 @@ describe('live payments', () => {
     const paidOrch = await paidOrchestrator(() => 1000n);
     const free = await freeOrchestrator();
     const gw = await gateway([paidOrch.url, free.url]);
-    const { viewer, sending } = await publish(gw, 'pricey', 8);
+    const { viewer, sending, stop } = await publish(gw, 'pricey', 20);
 
     await waitFor(() => viewer.frames.length > 30, 'frames through the paid orchestrator');
     await waitFor(
@@ -186,6 +190,7 @@ describe('live payments', () => {
     );
     expect(status.payments).toHaveLength(1);
     expect(status.payments[0].lastError).toContain('more than doubled');
+    stop();
     await sending;
   }, 40_000);
 
