@@ -3,6 +3,7 @@
 // (src/batch/ai-client.ts), with result files served from /results and the gateway's OpenAPI
 // document at /openapi.json.
 import { PassThrough } from 'node:stream';
+import { Ajv } from 'ajv';
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { AiAttempts, AiJobRunner, AiJobSlot } from '../batch/ai-client.ts';
 import { BATCH_HEADERS, openapiDocument } from '../batch/ai-openapi.ts';
@@ -28,6 +29,16 @@ interface AjvError {
 }
 
 const EXPOSED = Object.values(BATCH_HEADERS).join(', ');
+
+/** fastify's own Ajv options without type coercion. */
+const strictAjv = new Ajv({
+  coerceTypes: false,
+  useDefaults: true,
+  removeAdditional: true,
+  allErrors: false,
+  strict: false,
+});
+const strictJson = ({ schema }: { schema: object }) => strictAjv.compile(schema);
 /** Seconds a client told "busy" waits before trying again. */
 const BUSY_RETRY_AFTER_S = 1;
 
@@ -92,6 +103,9 @@ export const batchRoutes: FastifyPluginAsync<BatchRoutesOptions> = async (app, o
       {
         bodyLimit: opts.bodyLimitBytes,
         schema: { body: validationSchema(p) },
+        // JSON bodies are checked as written ("512" is not an integer), as ai-runner's and
+        // go-livepeer's validators do; multipart fields are text and are converted by fastify's.
+        ...(p.body === 'json' ? { validatorCompiler: strictJson } : {}),
         schemaErrorFormatter: (errors) => validationError(p, errors as AjvError[]),
         onRequest: async (req, reply) => {
           requireContentType(p, req);

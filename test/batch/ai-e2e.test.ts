@@ -143,6 +143,17 @@ describe('batch AI through the gateway to the local orchestrator (off-chain)', (
     const body = await res.json();
     expect(body.error.message).toContain('text-to-image "black-forest-labs/FLUX.1-dev"');
 
+    // A pipeline the local orchestrator has no stand-in for: not offered at all.
+    const llm = await fetch(`${gw.base}/llm`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(llm.status).toBe(503);
+    const reason = (await llm.json()).error.message as string;
+    expect(reason).toContain('llm "meta-llama/llama-3.1-8B-Instruct"');
+    expect(reason).toContain('does not offer LLM');
+
     // No model named: go-livepeer's default for the pipeline, which the stand-ins also serve.
     const plain = await fetch(`${gw.base}/text-to-image`, {
       method: 'POST',

@@ -46,6 +46,13 @@ describe('batch AI routes: validation and errors', () => {
     let res = await postJson('/text-to-image', { prompt: 'a cat', width: 'wide' });
     expect(res.status).toBe(400);
     expect((await res.json()).error.message).toBe('field "width" must be integer');
+    // Checked as written: a number in a string, or a number where text goes, is not converted.
+    res = await postJson('/text-to-image', { prompt: 'a cat', width: '512' });
+    expect(res.status).toBe(400);
+    expect((await res.json()).error.message).toBe('field "width" must be integer');
+    res = await postJson('/text-to-image', { prompt: 5 });
+    expect(res.status).toBe(400);
+    expect((await res.json()).error.message).toBe('field "prompt" must be string');
     res = await postJson('/text-to-image', { prompt: 'a cat', num_images_per_prompt: 0 });
     expect(res.status).toBe(400);
     expect((await res.json()).error.message).toBe('field "num_images_per_prompt" must be >= 1');
