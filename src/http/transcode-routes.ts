@@ -38,7 +38,14 @@ export interface TranscodeRoutesOptions {
 const MAX_DURATION_MS = 5 * 60 * 1000;
 /** go-livepeer fills in 2 s when Content-Duration is absent. */
 const DEFAULT_DURATION_MS = 2000;
-const ACCEPTED_TYPES = new Set(['video/mp2t', 'video/mp4', 'application/octet-stream']);
+// go-livepeer ignores the type; we refuse only bodies that say they are something else. curl's
+// --data-binary sends application/x-www-form-urlencoded, so that passes (the body is probed anyway).
+const ACCEPTED_TYPES = new Set([
+  'video/mp2t',
+  'video/mp4',
+  'application/octet-stream',
+  'application/x-www-form-urlencoded',
+]);
 
 export const transcodeRoutes: FastifyPluginAsync<TranscodeRoutesOptions> = async (app, opts) => {
   const log = opts.logger.child({ component: 'transcode-http' });

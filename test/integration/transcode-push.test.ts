@@ -229,6 +229,14 @@ describe('segment transcoding through the gateway', () => {
     }
   });
 
+  it('takes a push as curl --data-binary sends it (application/x-www-form-urlencoded), as go-livepeer does', async () => {
+    const res = await push(base, '/live/curl-test/0.ts', segment720, {
+      'Content-Type': 'application/x-www-form-urlencoded',
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('livepeer-tries')).toBe('1');
+  });
+
   it('keeps MP4 pushes as MP4 renditions (the profiles take the input format)', async () => {
     const res = await push(base, '/live/mp4-test/7.mp4', segment720mp4, {
       Accept: 'multipart/mixed',
