@@ -6,6 +6,7 @@
 // GetOrchestrator, and a price above the ceiling or more than double the start price is refused.
 import type { Logger } from 'pino';
 import type { LocalAccount } from 'viem';
+import { OrchestratorError } from '../orchestrators/errors.ts';
 import { sendLivePayment } from '../orchestrators/live-payment.ts';
 import { segmentCredentials } from '../payments/credentials.ts';
 import { accountIdentity, type GatewayIdentity } from '../payments/identity.ts';
@@ -20,7 +21,7 @@ import {
   TicketSender,
   type ValidateOptions,
 } from '../payments/sender.ts';
-import type { OrchestratorInfo } from '../wire/lp-rpc.ts';
+import type { Capabilities, OrchestratorInfo } from '../wire/lp-rpc.ts';
 
 /** go-livepeer's initPixelsToPay: 60 s of 1280×720×30, prepaid by the start request. */
 export const LIVE_START_PIXELS = 1_658_880_000n;
@@ -28,6 +29,10 @@ export const LIVE_START_PIXELS = 1_658_880_000n;
 const AUTH_TOKEN_VALID_S = 30 * 60;
 /** go-livepeer's priceIncreaseThreshold: refuse to pay once the price more than doubles. */
 const PRICE_INCREASE_THRESHOLD = 2n;
+/** Half the 60 s the start prepays: past this without a payment getting through, fail over. */
+const MAX_UNPAID_MS = 30_000;
+/** One /payment (go-livepeer allows a minute; the unpaid limit above bounds the wait anyway). */
+const PAYMENT_TIMEOUT_MS = 15_000;
 
 /** The gateway's payment account and limits (LiveStreamsOptions.payments). */
 export interface LivePaymentsOptions {
@@ -129,8 +134,10 @@ export interface LivePayerOptions {
   info: OrchestratorInfo;
   /** The job's manifest id, from the start reply. */
   manifestId: string;
-  /** Price per pixel the job was started at. */
+  /** Price per pixel the job was started at (its start payment's expected price). */
   price: Rational;
+  /** The job's capabilities, sent in every payment's segment credentials as go-livepeer does. */
+  capabilities?: Capabilities;
   tally: PaymentTally;
   logger: Logger;
   /** Payment failed twice in a row: the caller swaps the orchestrator before it cuts the stream. */
@@ -139,7 +146,10 @@ export interface LivePayerOptions {
   refresh?: () => Promise<OrchestratorInfo>;
   /** Why the orchestrator's current price is not acceptable (the ceiling), or undefined. */
   refusePrice?: (info: OrchestratorInfo) => string | undefined;
+  /** Wall clock, ms (auth token expiry); default Date.now. */
   now?: () => number;
+  /** Monotonic clock, ms (billing, unpaid time); default performance.now. */
+  monotonic?: () => number;
 }
 
 /** Pays one running job as its input segments flow, until stop(). */
@@ -147,13 +157,19 @@ export class LivePayer {
   private readonly balance: Balance;
   private readonly clock: LiveBillingClock;
   private readonly now: () => number;
+  private readonly monotonic: () => number;
+  /** Monotonic ms of the last payment the orchestrator took (the start prepays). */
+  private paidAt: number;
   private info: OrchestratorInfo;
   private busy = false;
   private stopped = false;
 
   constructor(private readonly opts: LivePayerOptions) {
     this.now = opts.now ?? Date.now;
-    this.clock = new LiveBillingClock(opts.payments.opts.intervalMs, undefined, this.now);
+    // A wall clock that steps (NTP) would stop payments or send one huge bill.
+    this.monotonic = opts.monotonic ?? (() => performance.now());
+    this.clock = new LiveBillingClock(opts.payments.opts.intervalMs, undefined, this.monotonic);
+    this.paidAt = this.monotonic();
     this.info = opts.info;
     // The start payment's credit counts as spent: the 60 s buffer lives on the orchestrator.
     this.balance = new Balances().for(opts.transcoder, opts.manifestId);
@@ -163,10 +179,13 @@ export class LivePayer {
     this.stopped = true;
   }
 
-  /** An input segment is on its way to the orchestrator: pay if an interval has passed. */
-  onInputSegment(): void {
-    if (this.busy || this.stopped || !this.clock.due()) return;
-    void this.payDue();
+  /**
+   * An input segment is on its way to the orchestrator: pay if an interval has passed. Returns
+   * the payment under way, if one was started (it never rejects).
+   */
+  onInputSegment(): Promise<void> | undefined {
+    if (this.busy || this.stopped || !this.clock.due()) return undefined;
+    return this.payDue();
   }
 
   private async payDue(): Promise<void> {
@@ -176,12 +195,15 @@ export class LivePayer {
       if (!due) return;
       const fee = mul(rat(due.units), this.opts.price);
       let reason = '';
-      // A failed payment is tried once more at once (with fresh params when the orchestrator
-      // said they were stale); a second failure ends this orchestrator.
+      // A refused payment is tried once more at once (with fresh params when the orchestrator
+      // said they were stale); a second refusal ends this orchestrator. A payment that did not
+      // get through (timeout, connection) stays due and is tried again with a later segment,
+      // until nothing has been paid for half the 60 s the start prepaid.
       for (let attempt = 0; attempt < 2; attempt++) {
         try {
           await this.pay(fee, attempt > 0 && STALE_PARAMS.test(reason));
           this.clock.commit(due);
+          this.paidAt = this.monotonic();
           this.opts.tally.lastError = null;
           return;
         } catch (err) {
@@ -192,6 +214,15 @@ export class LivePayer {
             'live payment failed',
           );
           if (err instanceof PriceRefused) break;
+          if (err instanceof OrchestratorError && err.kind !== 'refused') {
+            const unpaidMs = this.monotonic() - this.paidAt;
+            if (unpaidMs < MAX_UNPAID_MS) {
+              this.opts.tally.lastError = reason;
+              return;
+            }
+            reason = `${reason} (nothing paid for ${Math.round(unpaidMs / 1000)} s)`;
+            break;
+          }
         }
       }
       this.opts.tally.lastError = reason;
@@ -209,19 +240,34 @@ export class LivePayer {
     this.checkPrice();
     const payment = await sender.createPayment(fee, { balance: this.balance, validate });
     const update = payment.update;
+    let fresh: OrchestratorInfo | undefined;
     try {
       const segment = await segmentCredentials(this.info, payments.identity, {
         manifestId: this.opts.manifestId,
+        capabilities: this.opts.capabilities,
       });
-      const fresh = await sendLivePayment(this.opts.transcoder, { payment: payment.header, segment });
-      if (update) this.balance.complete({ ...update, debit: fee, status: 'received-change' });
-      this.opts.tally.tickets += payment.numTickets;
-      this.opts.tally.paid = add(this.opts.tally.paid, payment.ev);
-      if (fresh) this.take(fresh);
+      fresh = await sendLivePayment(this.opts.transcoder, {
+        payment: payment.header,
+        segment,
+        timeoutMs: PAYMENT_TIMEOUT_MS,
+      });
     } catch (err) {
       // Not credited: the local credit goes back as it was.
       if (update) this.balance.complete(update);
       throw err;
+    }
+    if (update) this.balance.complete({ ...update, debit: fee, status: 'received-change' });
+    this.opts.tally.tickets += payment.numTickets;
+    this.opts.tally.paid = add(this.opts.tally.paid, payment.ev);
+    if (!fresh) return;
+    try {
+      this.take(fresh);
+    } catch (err) {
+      // The payment was taken; unusable new params are the next payment's problem (refresh).
+      this.opts.logger.warn(
+        { orchestrator: this.opts.transcoder, reason: (err as Error).message },
+        'payment reply has unusable ticket params; keeping the previous ones',
+      );
     }
   }
 

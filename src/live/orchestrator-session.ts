@@ -1,6 +1,7 @@
 // The part of a live stream that belongs to one orchestrator: the job, and its four trickle
 // channels (input, output, control, events). Swapping orchestrators replaces only this.
 import type { Logger } from 'pino';
+import { liveJobCapabilities } from '../orchestrators/capabilities.ts';
 import { type LiveJobUrls, startLiveVideoToVideo } from '../orchestrators/live-video.ts';
 import type { SelectedOrchestrator } from '../orchestrators/select.ts';
 import { OFFCHAIN_PAYMENT, segmentCredentials } from '../payments/credentials.ts';
@@ -79,16 +80,18 @@ export class OrchestratorSession {
     const payments = opts.payments && LivePayments.pays(info) ? opts.payments : undefined;
     let identity = opts.identity;
     let payment = OFFCHAIN_PAYMENT;
-    let paid: { sender: TicketSender; tickets: number; ev: Rational } | undefined;
+    let paid: { sender: TicketSender; tickets: number; ev: Rational; price: Rational } | undefined;
     if (payments) {
       // Prepay 60 s (at least one ticket), signed by the paying account.
       identity = payments.identity;
+      const validate = await payments.validateOptions();
       const sender = payments.senderFor(url, info);
-      const p = await sender.createPayment(mul(rat(LIVE_START_PIXELS), sender.price), {
-        validate: await payments.validateOptions(),
-      });
+      // The orchestrator bills the job at this payment's expected price for its whole life; the
+      // shared sender's price may move with other streams' replies later.
+      const price = sender.price;
+      const p = await sender.createPayment(mul(rat(LIVE_START_PIXELS), price), { validate });
       payment = p.header;
-      paid = { sender, tickets: p.numTickets, ev: p.ev };
+      paid = { sender, tickets: p.numTickets, ev: p.ev, price };
     }
     let urls: LiveJobUrls;
     try {
@@ -98,7 +101,12 @@ export class OrchestratorSession {
         streamId: opts.streamName,
         requestId: opts.requestId,
         payment,
-        segment: await segmentCredentials(info, identity, { manifestId: opts.requestId }),
+        // The job's capabilities, as go-livepeer's genSegCreds sends them: the orchestrator prices
+        // its replies for them (the model's price, not the transcoding one).
+        segment: await segmentCredentials(info, identity, {
+          manifestId: opts.requestId,
+          capabilities: liveJobCapabilities(opts.modelId),
+        }),
       });
     } catch (err) {
       if (paid && opts.tally) opts.tally(url).lastError = (err as Error).message;
@@ -119,7 +127,8 @@ export class OrchestratorSession {
         transcoder,
         info,
         manifestId: urls.manifestId,
-        price: paid.sender.price,
+        price: paid.price,
+        capabilities: liveJobCapabilities(opts.modelId),
         tally,
         logger: opts.logger,
         onError: (reason) => {
@@ -143,7 +152,7 @@ export class OrchestratorSession {
    */
   startInputSegment(): SegmentWriter {
     const writer = this.input.startSegment();
-    this.payer?.onInputSegment();
+    void this.payer?.onInputSegment();
     return {
       seq: writer.seq,
       write: (chunk) => writer.write(chunk),

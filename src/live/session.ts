@@ -3,7 +3,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { SelectedOrchestrator } from '../orchestrators/select.ts';
+import { ChainError } from '../payments/chain.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
+import { TicketParamsError } from '../payments/sender.ts';
 import type { SegmentWriter } from '../trickle/index.ts';
 import { checkOffer, EgressPeer, IngestPeer, type PeerNetworkOptions } from '../webrtc/index.ts';
 import type { OrchestratorInfo } from '../wire/lp-rpc.ts';
@@ -99,6 +101,13 @@ export interface LiveStatus {
   payments: PaymentStatus[];
   endReason?: string;
 }
+
+/** Errors about the gateway's own payment account, not the orchestrator. */
+function gatewaySidePaymentError(err: unknown): boolean {
+  if (err instanceof TicketParamsError) return GATEWAY_SIDE_CODES.has(err.code);
+  return err instanceof ChainError || (err instanceof Error && err.message.startsWith('the TicketBroker deposit'));
+}
+const GATEWAY_SIDE_CODES = new Set<string>(['no-deposit', 'no-reserve', 'unlock-soon']);
 
 export class LiveSession {
   readonly sessionId: string;
@@ -358,7 +367,11 @@ export class LiveSession {
         exclude.add(selected.url);
         // Shown in status even when the next one starts: a refused payment check lands here.
         this.lastError = `${selected.url}: job start failed: ${reason}`;
-        this.opts.onOrchestratorFailed(selected.url, `job start failed: ${reason}`);
+        // Our own account's trouble (no deposit, unlocking, chain unreadable) is no reason to
+        // keep other streams off this orchestrator once it is fixed.
+        if (!gatewaySidePaymentError(err)) {
+          this.opts.onOrchestratorFailed(selected.url, `job start failed: ${reason}`);
+        }
         this.opts.logger.warn({ orchestrator: selected.url, reason }, 'job start failed; trying another');
       }
     }

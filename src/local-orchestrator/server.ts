@@ -12,7 +12,7 @@ import type { Config } from '../config/index.ts';
 import { Invalid } from '../config/parse.ts';
 import { flattenSegment } from '../payments/credentials.ts';
 import { LiveBillingClock } from '../payments/live-clock.ts';
-import { compare, mul, rat } from '../payments/rational.ts';
+import { compare, mul, type Rational, rat } from '../payments/rational.ts';
 import { TrickleServer } from '../trickle/index.ts';
 import {
   Capability,
@@ -429,8 +429,10 @@ export class LocalOrchestrator {
         });
         this.jobs.set(mid, job);
         job.start();
-        if (recipient && recipient.price.num > 0n && this.jobs.get(mid) === job) {
-          accounting = this.startAccounting(job, recipient, sender, mid);
+        // As go-livepeer (ai_http.go): billed at the start payment's expected price, if any.
+        const jobPrice = expectedPrice(creds.payment);
+        if (recipient && jobPrice && jobPrice.num > 0n && this.jobs.get(mid) === job) {
+          accounting = this.startAccounting(job, recipient, sender, mid, jobPrice);
         }
         this.armExitFault();
         this.opts.logger.info(
@@ -544,9 +546,8 @@ export class LocalOrchestrator {
     recipient: Recipient,
     sender: `0x${string}`,
     mid: string,
+    price: Rational,
   ): () => void {
-    // The price every payment's expected_price had to match (it is bound into recipientRand).
-    const price = recipient.price;
     const clock = new LiveBillingClock(recipient.accountingIntervalMs, undefined, recipient.now);
     let stopped = false;
     return () => {
@@ -575,6 +576,13 @@ export class LocalOrchestrator {
     this.opts.pixelsPerUnit = pixelsPerUnit;
     this.recipient?.setPrice(rat(pricePerUnit, pixelsPerUnit));
   }
+}
+
+/** A payment's expected price per pixel; undefined when absent or without pixels. */
+function expectedPrice(payment: Payment): Rational | undefined {
+  const p = payment.expectedPrice;
+  if (!p || (p.pixelsPerUnit ?? 0n) <= 0n) return undefined;
+  return rat(p.pricePerUnit ?? 0n, p.pixelsPerUnit ?? 1n);
 }
 
 function parseFaultOption(fault: OrchestratorFault | string | undefined): OrchestratorFault {
