@@ -105,7 +105,9 @@ export interface LiveStatus {
 /** Errors about the gateway's own payment account, not the orchestrator. */
 function gatewaySidePaymentError(err: unknown): boolean {
   if (err instanceof TicketParamsError) return GATEWAY_SIDE_CODES.has(err.code);
-  return err instanceof ChainError || (err instanceof Error && err.message.startsWith('the TicketBroker deposit'));
+  return (
+    err instanceof ChainError || (err instanceof Error && err.message.startsWith('the TicketBroker deposit'))
+  );
 }
 const GATEWAY_SIDE_CODES = new Set<string>(['no-deposit', 'no-reserve', 'unlock-soon']);
 
