@@ -23,6 +23,8 @@ import type { Payment, PriceInfo, TicketParams } from '../wire/lp-rpc.ts';
 export const PARAMS_EXPIRATION_BLOCKS = 40n;
 /** go-livepeer's maxSenderNonces, per recipientRand. */
 export const MAX_SENDER_NONCES = 600;
+/** Winning tickets kept for redemption; older ones are dropped (the local orchestrator redeems none). */
+const MAX_KEPT_WINNING_TICKETS = 10_000;
 /** redeemGasL2 (Arbitrum) and txCostMultiplier / evMultiplier of go-livepeer's starter. */
 export const REDEEM_GAS = 1_200_000n;
 export const TX_COST_MULTIPLIER = 100n;
@@ -124,7 +126,7 @@ export class Recipient {
   readonly verifySenderSignatures: boolean;
   readonly accountingIntervalMs: number;
   readonly now: () => number;
-  /** Winning tickets, in arrival order, for a later redemption task. */
+  /** Winning tickets, in arrival order, for a later redemption task (the newest 10,000). */
   readonly winningTickets: WinningTicket[] = [];
   private readonly secret: Uint8Array;
   private readonly balances = new Map<string, Rational>();
@@ -303,6 +305,8 @@ export class Recipient {
           seed,
           price,
         });
+        // Nothing redeems them here (a redeemer would take them off): keep the newest only.
+        if (this.winningTickets.length > MAX_KEPT_WINNING_TICKETS) this.winningTickets.shift();
       }
     }
     if (receiveErr) throw receiveErr;
