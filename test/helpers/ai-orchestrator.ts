@@ -10,16 +10,11 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { AiJobRunner } from '../../src/batch/ai-client.ts';
 import { ResultStore } from '../../src/batch/ai-results.ts';
-import { buildGatewayApp } from '../../src/http/app.ts';
 import type { LivePayments } from '../../src/live/live-payer.ts';
-import { LiveStreams } from '../../src/live/registry.ts';
 import { isGrpcRequest, serveUnary } from '../../src/local-orchestrator/grpc-unary.ts';
 import { selfSignedCertificate } from '../../src/local-orchestrator/tls.ts';
-import { StaticSource } from '../../src/orchestrators/discovery.ts';
-import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
-import { PriceCeiling } from '../../src/orchestrators/price.ts';
+import type { PriceCeiling } from '../../src/orchestrators/price.ts';
 import { type GatewayIdentity, offchainIdentity } from '../../src/payments/identity.ts';
-import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
 import {
   type AuthToken,
   Capability,
@@ -30,6 +25,7 @@ import {
   GET_ORCHESTRATOR_PATH,
   type SegData,
 } from '../../src/wire/lp-rpc.ts';
+import { startTestGateway } from './gateway.ts';
 
 export interface RecordedAiRequest {
   path: string;
@@ -237,66 +233,41 @@ export interface AiGatewayOptions {
 /** A gateway with the batch AI routes on 127.0.0.1 and a fresh result directory. */
 export async function startAiGateway(opts: AiGatewayOptions) {
   const { logger } = opts;
-  const identity = opts.identity ?? opts.payments?.identity ?? offchainIdentity;
-  const pool = new OrchestratorPool({
-    sources: [new StaticSource(opts.orchestrators)],
-    identity,
-    grpcTimeoutMs: 3000,
-    infoMaxAgeMs: 10_000,
-    concurrency: 4,
-    priceCeiling: opts.priceCeiling ?? PriceCeiling.none(),
-    random: opts.random,
-    logger,
-  });
-  const streams = new LiveStreams({
-    pool,
-    identity,
-    limits: {
-      minSegmentDurationMs: 1000,
-      pliIntervalMs: 2000,
-      maxViewers: 1,
-      ingestTimeoutMs: 5000,
-      maxStreams: 1,
-    },
-    network: LOOPBACK_NETWORK,
-    logger,
-  });
   const dir = await mkdtemp(join(tmpdir(), 'lpgw-results-'));
   const results = new ResultStore({ dir, ttlMs: opts.resultTtlMs ?? 60_000, logger });
   await results.start();
-  const runner = new AiJobRunner({
-    pool,
-    identity,
+  let runner: AiJobRunner | undefined;
+  const gw = await startTestGateway({
+    orchestrators: opts.orchestrators,
+    logger,
+    priceCeiling: opts.priceCeiling,
+    random: opts.random,
     payments: opts.payments,
-    maxTries: opts.maxTries ?? 3,
-    retryTimeoutMs: opts.retryTimeoutMs ?? 30_000,
-    tryTimeoutMs: opts.tryTimeoutMs ?? 30_000,
-    replyTimeoutMs: opts.replyTimeoutMs,
-    maxInFlight: opts.maxInFlight,
-    results,
-    logger,
+    identity: opts.identity,
+    batch: (pool) => {
+      runner = new AiJobRunner({
+        pool,
+        identity: opts.identity ?? opts.payments?.identity ?? offchainIdentity,
+        payments: opts.payments,
+        maxTries: opts.maxTries ?? 3,
+        retryTimeoutMs: opts.retryTimeoutMs ?? 30_000,
+        tryTimeoutMs: opts.tryTimeoutMs ?? 30_000,
+        replyTimeoutMs: opts.replyTimeoutMs,
+        maxInFlight: opts.maxInFlight,
+        results,
+        logger,
+      });
+      return { runner, results, bodyLimitBytes: opts.bodyLimitBytes ?? 8 * 1024 * 1024 };
+    },
   });
-  const app = await buildGatewayApp({
-    pool,
-    streams,
-    live: { iceServers: [], defaultModel: 'invert' },
-    bodyLimitBytes: 1024 * 1024,
-    batch: { runner, results, bodyLimitBytes: opts.bodyLimitBytes ?? 8 * 1024 * 1024 },
-    logger,
-  });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   return {
-    pool,
-    runner,
-    base,
+    pool: gw.pool,
+    runner: runner as AiJobRunner,
+    base: gw.base,
     results,
     resultDir: dir,
     async close() {
-      // A test that failed mid-response leaves it open; app.close() would wait for it.
-      app.server.closeAllConnections();
-      await app.close();
-      pool.stop();
+      await gw.close();
       results.stop();
       await rm(dir, { recursive: true, force: true });
     },

@@ -2,9 +2,10 @@
 // with loopback-only WebRTC and the limits a test wants.
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { buildGatewayApp } from '../../src/http/app.ts';
+import { buildGatewayApp, type GatewayAppOptions } from '../../src/http/app.ts';
+import type { BatchRoutesOptions } from '../../src/http/batch-routes.ts';
 import { createMetrics } from '../../src/http/metrics.ts';
-import type { LivePaymentsOptions } from '../../src/live/live-payer.ts';
+import { LivePayments, type LivePaymentsOptions } from '../../src/live/live-payer.ts';
 import { LiveStreams, type LiveStreamsOptions } from '../../src/live/registry.ts';
 import { type DiscoverySource, StaticSource } from '../../src/orchestrators/discovery.ts';
 import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
@@ -23,16 +24,26 @@ export interface TestGatewayOptions {
   random?: () => number;
   defaultModel?: string;
   grpcTimeoutMs?: number;
-  /** Pay orchestrators that charge from this account. */
-  payments?: LivePaymentsOptions;
+  /** Pay orchestrators that charge from this account (or these ticket senders). */
+  payments?: LivePaymentsOptions | LivePayments;
   /** Who the gateway is to orchestrators; default: the payments account's, else off-chain. */
   identity?: GatewayIdentity;
+  /** The batch AI routes, built on the gateway's pool. */
+  batch?: (pool: OrchestratorPool) => BatchRoutesOptions;
+  /** The segment transcoding routes. */
+  transcode?: GatewayAppOptions['transcode'];
 }
 
 export async function startTestGateway(opts: TestGatewayOptions) {
   const { logger } = opts;
+  const payments = opts.payments;
   const identity =
-    opts.identity ?? (opts.payments ? accountIdentity(opts.payments.account) : offchainIdentity);
+    opts.identity ??
+    (payments instanceof LivePayments
+      ? payments.identity
+      : payments
+        ? accountIdentity(payments.account)
+        : offchainIdentity);
   const pool = new OrchestratorPool({
     sources: opts.sources ?? [new StaticSource(opts.orchestrators)],
     identity,
@@ -67,6 +78,8 @@ export async function startTestGateway(opts: TestGatewayOptions) {
     live: { iceServers: [], defaultModel: opts.defaultModel ?? 'invert' },
     bodyLimitBytes: 1024 * 1024,
     metrics: metrics.registry,
+    batch: opts.batch?.(pool),
+    transcode: opts.transcode,
     logger,
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
@@ -80,6 +93,8 @@ export async function startTestGateway(opts: TestGatewayOptions) {
     status: async (stream: string) => (await fetch(`${base}/live/video-to-video/${stream}/status`)).json(),
     async close() {
       await streams?.closeAll();
+      // A test that failed mid-response leaves it open; app.close() would wait for it.
+      app.server.closeAllConnections();
       await app.close();
       pool.stop();
     },

@@ -2,20 +2,14 @@
 // (PUT/POST /live/{id}/{seq}.ts), transcoded by the local orchestrator's ffmpeg into two
 // profiles, answered as multipart/mixed parts and served as HLS; checked with ffprobe.
 import { execFile } from 'node:child_process';
-import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePresetNames } from '../../src/batch/profiles.ts';
-import { buildGatewayApp } from '../../src/http/app.ts';
-import { createMetrics } from '../../src/http/metrics.ts';
-import { LiveStreams } from '../../src/live/registry.ts';
 import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
-import { StaticSource } from '../../src/orchestrators/discovery.ts';
-import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
 import { PriceCeiling } from '../../src/orchestrators/price.ts';
 import { offchainIdentity } from '../../src/payments/identity.ts';
-import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
+import { startTestGateway } from '../helpers/gateway.ts';
 import { makeWorkdir, type Workdir } from '../media/ffmpeg.ts';
 
 const run = promisify(execFile);
@@ -81,39 +75,14 @@ async function startGateway(
   orchestrators: string[],
   opts: { maxSegmentBytes?: number; priceCeiling?: PriceCeiling } = {},
 ) {
-  const pool = new OrchestratorPool({
-    sources: [new StaticSource(orchestrators)],
-    identity: offchainIdentity,
+  const gw = await startTestGateway({
+    orchestrators,
+    logger,
     grpcTimeoutMs: 2000,
-    infoMaxAgeMs: 10_000,
-    concurrency: 4,
-    priceCeiling: opts.priceCeiling ?? PriceCeiling.none(),
+    priceCeiling: opts.priceCeiling,
     // random() = 0 draws the first candidate: orchestrators are tried in the order given.
     random: () => 0,
-    logger,
-  });
-  let streams: LiveStreams | undefined;
-  const metrics = createMetrics({ streams: () => streams as LiveStreams, pool });
-  streams = new LiveStreams({
-    pool,
-    identity: offchainIdentity,
-    limits: {
-      minSegmentDurationMs: 1000,
-      pliIntervalMs: 2000,
-      maxViewers: 4,
-      ingestTimeoutMs: 5000,
-      maxStreams: 8,
-    },
-    network: LOOPBACK_NETWORK,
-    metrics: metrics.live,
-    logger,
-  });
-  const app = await buildGatewayApp({
-    pool,
-    streams,
-    live: { iceServers: [], defaultModel: 'passthrough' },
-    bodyLimitBytes: 1024 * 1024,
-    logger,
+    defaultModel: 'passthrough',
     transcode: {
       identity: offchainIdentity,
       profiles: parsePresetNames('P240p30fps16x9,P360p30fps16x9'),
@@ -124,12 +93,8 @@ async function startGateway(
       maxStreams: 10,
     },
   });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  cleanups.push(async () => {
-    await app.close();
-    pool.stop();
-  });
-  return { base: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, pool };
+  cleanups.push(() => gw.close());
+  return { base: gw.base, pool: gw.pool };
 }
 
 interface Part {
