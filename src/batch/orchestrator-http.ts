@@ -14,6 +14,8 @@ export interface PostOptions {
   body: Buffer;
   /** Until the response headers arrive. */
   timeoutMs: number;
+  /** Aborting destroys the request (and so its response): the caller's own client went away. */
+  signal?: AbortSignal;
 }
 
 /** POSTs and resolves with the response once its headers are in; rejects with an OrchestratorError. */
@@ -38,6 +40,7 @@ export function post(url: URL, opts: PostOptions): Promise<IncomingMessage> {
       clearTimeout(timer);
       reject(asOrchestratorError(err, origin));
     });
+    abortWith(opts.signal, req);
     req.end(opts.body);
   });
 }
@@ -93,6 +96,7 @@ export function download(
   url: string,
   maxBytes: number,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<{ data: Buffer; contentType: string }> {
   const u = new URL(url);
   if (u.protocol !== 'https:' && u.protocol !== 'http:') {
@@ -127,6 +131,22 @@ export function download(
       clearTimeout(timer);
       reject(err);
     });
+    abortWith(signal, req);
     req.end();
   });
+}
+
+/** Destroys `req` once `signal` aborts (at once if it already has). */
+function abortWith(
+  signal: AbortSignal | undefined,
+  req: { destroy(err: Error): void; once(e: 'close', f: () => void): void },
+): void {
+  if (!signal) return;
+  const abort = () => req.destroy(new Error('cancelled: the client went away'));
+  if (signal.aborted) {
+    abort();
+    return;
+  }
+  signal.addEventListener('abort', abort, { once: true });
+  req.once('close', () => signal.removeEventListener('abort', abort));
 }

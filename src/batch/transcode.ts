@@ -96,6 +96,17 @@ export interface TranscoderOptions {
   balances?: Balances;
 }
 
+/** The pusher closed the connection: nobody reads the answer (logged, never sent). */
+function pusherGone(seg: PushedSegment, tries: number): BatchError {
+  return new BatchError(
+    499,
+    'CLIENT_CLOSED',
+    `the pusher of segment ${seg.seq} of ${seg.manifestId} went away; transcoding stopped`,
+    undefined,
+    { tries },
+  );
+}
+
 export interface PushedSegment {
   manifestId: string;
   seq: bigint;
@@ -105,6 +116,8 @@ export interface PushedSegment {
   profiles: readonly TranscodeProfile[];
   /** The pushed video's size (Content-Resolution), when known. */
   resolution?: { width: number; height: number };
+  /** Aborted when the pusher goes away: the work stops, and no orchestrator is blamed. */
+  signal?: AbortSignal;
 }
 
 export interface Rendition {
@@ -198,6 +211,7 @@ export class Transcoder {
     const hash = await keccak256Of(seg.data);
     let tries = 0;
     while (tries < this.opts.maxAttempts) {
+      if (seg.signal?.aborted) throw pusherGone(seg, tries);
       let session = this.sessions.get(seg.manifestId);
       if (session && (exclude.has(session.url) || tokenExpiring(session.info))) {
         this.dropSession(seg.manifestId);
@@ -231,6 +245,7 @@ export class Transcoder {
           continue;
         }
         tries++;
+        if (seg.signal?.aborted) throw pusherGone(seg, tries);
         if (err instanceof BatchError)
           throw new BatchError(err.status, err.code, err.message, err.details, {
             orchestrator: session.url,
@@ -333,6 +348,7 @@ export class Transcoder {
         },
         body: seg.data,
         timeoutMs: uploadMs,
+        signal: seg.signal,
       });
       // Once the orchestrator answered, the tickets count as received (go-livepeer CreditSpent).
       if (payment.update) payment.update.status = 'credit-spent';
@@ -394,7 +410,12 @@ export class Transcoder {
         segments.map(async (s, i) => {
           const profile = seg.profiles[i]!;
           try {
-            const { data } = await download(s.url!, this.opts.maxRenditionBytes, HTTP_TIMEOUT_MS / 2);
+            const { data } = await download(
+              s.url!,
+              this.opts.maxRenditionBytes,
+              HTTP_TIMEOUT_MS / 2,
+              seg.signal,
+            );
             if (data.length === 0) throw new Error('empty');
             const size = seg.resolution ? outputSize(profile, seg.resolution) : profile;
             return { profile, data, pixels: s.pixels ?? 0n, width: size.width, height: size.height };

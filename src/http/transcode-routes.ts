@@ -163,6 +163,12 @@ export const transcodeRoutes: FastifyPluginAsync<TranscodeRoutesOptions> = async
     if (!probed.ok) throw new BatchError(422, 'UNREADABLE_SEGMENT', probed.reason);
 
     const profiles = streamProfiles.get(manifestId) ?? resolveFormats(opts.profiles, format);
+    // The pusher gone before its answer: stop the orchestrator's work (go-livepeer's request
+    // context does the same).
+    const cancel = new AbortController();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableEnded) cancel.abort();
+    });
     const outcome = await transcoder.transcode({
       manifestId,
       seq,
@@ -170,6 +176,7 @@ export const transcodeRoutes: FastifyPluginAsync<TranscodeRoutesOptions> = async
       durationMs,
       profiles,
       resolution,
+      signal: cancel.signal,
     });
     // Kept once a segment went through: the HLS store's expiry then forgets the stream for good.
     streamProfiles.set(manifestId, profiles);
