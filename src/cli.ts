@@ -12,6 +12,7 @@
 // stderr and exit status 1; the password and private key are never printed.
 import { formatEther, parseEther } from 'viem';
 import { type Config, loadConfig } from './config/index.ts';
+import { splitArgs } from './config/split-args.ts';
 import { exitOnError, main } from './main.ts';
 import { type AccountBalance, balance, fundDepositAndReserve } from './payments/funding.ts';
 import {
@@ -20,6 +21,7 @@ import {
   loadConfiguredAccount,
   requireKeystoreConfig,
   SetupError,
+  takeChainOverrides,
 } from './payments/onchain-setup.ts';
 
 const FUNDING_COMMANDS = ['balance', 'deposit'] as const;
@@ -48,46 +50,6 @@ const COMMANDS_HELP = [
 
 /** A usage or input problem of a command; its message is one line. */
 class CliError extends SetupError {}
-
-export interface SplitArgs {
-  /** The command's own flags, by name (last one wins). */
-  own: Map<string, string>;
-  /** Everything else, for loadConfig(). */
-  config: string[];
-}
-
-/**
- * Takes the flags named in `own` out of argv. Any other `-flag` without `=value` is a config flag
- * and keeps the argument after it as its value, so a value such as a password is never mistaken
- * for one of the command's flags.
- */
-export function splitArgs(argv: readonly string[], own: readonly string[]): SplitArgs {
-  const found = new Map<string, string>();
-  const config: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--') {
-      config.push(...argv.slice(i));
-      break;
-    }
-    const m = /^--?([^-=][^=]*)(?:=([\s\S]*))?$/.exec(arg);
-    if (!m) {
-      config.push(arg);
-      continue;
-    }
-    const [, name, inline] = m as unknown as [string, string, string | undefined];
-    if (own.includes(name)) {
-      if (inline !== undefined) found.set(name, inline);
-      else if (i + 1 < argv.length) found.set(name, argv[++i]!);
-      else throw new CliError(`--${name} needs a value (--${name} value or --${name}=value)`);
-      continue;
-    }
-    config.push(arg);
-    const isBool = name === 'help' || name === 'h';
-    if (inline === undefined && !isBool && i + 1 < argv.length) config.push(argv[++i]!);
-  }
-  return { own: found, config };
-}
 
 /** Wei as digits (optionally `wei`), or ETH with an `eth` suffix: `1000`, `0.05eth`, `1 ETH`. */
 export function parseAmount(flag: string, raw: string): bigint {
@@ -172,18 +134,14 @@ async function run(argv: readonly string[]): Promise<void> {
     if (gatewayArgs.some((a) => /^--?(h|help)(=(1|t|true|T|TRUE|True))?$/.test(a))) {
       process.stdout.write(`${COMMANDS_HELP}\n`);
     }
-    let split: SplitArgs;
+    let split: ReturnType<typeof takeChainOverrides>;
     try {
-      split = splitArgs(gatewayArgs, CHAIN_OVERRIDE_FLAGS);
+      split = takeChainOverrides(gatewayArgs);
     } catch (err) {
       console.error(`lp-gateway: ${oneLineMessage(err)}`);
       process.exit(2);
     }
-    const chainOverrides = {
-      chainId: split.own.get('chainId'),
-      aiServiceRegistry: split.own.get('aiServiceRegistry'),
-    };
-    await main(split.config, chainOverrides).catch(exitOnError);
+    await main(split.config, split.overrides).catch(exitOnError);
     return;
   }
   if (first === 'help') {

@@ -4,11 +4,13 @@
 import pino from 'pino';
 import { formatFault } from '../config/fault.ts';
 import { type Config, ConfigError, loadConfig, usage } from '../config/index.ts';
+import { ArgsError } from '../config/split-args.ts';
 import type { LivepeerChain } from '../payments/chain.ts';
 import {
-  CHAIN_OVERRIDE_FLAGS,
+  type ChainOverrides,
   connectConfiguredChain,
   loadConfiguredAccount,
+  takeChainOverrides,
 } from '../payments/onchain-setup.ts';
 import { type ChainClock, chainClock, onChainPayments } from './onchain.ts';
 import { LocalOrchestrator, type LocalOrchestratorPayments, optionsFromConfig } from './server.ts';
@@ -16,25 +18,14 @@ import { LocalOrchestrator, type LocalOrchestratorPayments, optionsFromConfig } 
 /** How often the chain's L1 block and round are read again. */
 const CHAIN_CLOCK_MS = 5000;
 
-/** `--chainId N` / `--aiServiceRegistry 0x…` (a test chain) out of argv; the rest is config. */
-function takeChainOverrides(argv: readonly string[]): { overrides: Map<string, string>; rest: string[] } {
-  const overrides = new Map<string, string>();
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const m = /^--?([^=]+)(?:=(.*))?$/.exec(argv[i]!);
-    if (m && (CHAIN_OVERRIDE_FLAGS as readonly string[]).includes(m[1]!)) {
-      overrides.set(m[1]!, m[2] ?? argv[++i] ?? '');
-    } else rest.push(argv[i]!);
-  }
-  return { overrides, rest };
-}
-
 let config: Config;
-const { overrides, rest } = takeChainOverrides(process.argv.slice(2));
+let overrides: ChainOverrides;
 try {
-  config = loadConfig({ argv: rest });
+  const split = takeChainOverrides(process.argv.slice(2));
+  overrides = split.overrides;
+  config = loadConfig({ argv: split.config });
 } catch (err) {
-  if (!(err instanceof ConfigError)) throw err;
+  if (!(err instanceof ConfigError || err instanceof ArgsError)) throw err;
   console.error(err.message);
   process.exit(2);
 }
@@ -50,11 +41,7 @@ let payments: LocalOrchestratorPayments | undefined;
 if (config.network !== 'offchain') {
   try {
     const account = await loadConfiguredAccount(config);
-    chain = await connectConfiguredChain(
-      config,
-      { chainId: overrides.get('chainId'), aiServiceRegistry: overrides.get('aiServiceRegistry') },
-      logger,
-    );
+    chain = await connectConfiguredChain(config, overrides, logger);
     clock = await chainClock(chain, CHAIN_CLOCK_MS, logger);
     payments = onChainPayments(clock, { recipient: account.address, ticketEV: config.ticketEV });
   } catch (err) {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { type Address, formatEther, getAddress, type LocalAccount } from 'viem';
 import type { Config } from '../config/index.ts';
+import { splitArgs } from '../config/split-args.ts';
 import type { LivePaymentsOptions } from '../live/live-payer.ts';
 import { OnChainSource } from '../orchestrators/onchain-source.ts';
 import { ARBITRUM_ONE_CHAIN_ID, LivepeerChain } from './chain.ts';
@@ -26,6 +27,15 @@ export interface ChainOverrides {
 
 /** The flags that set ChainOverrides. */
 export const CHAIN_OVERRIDE_FLAGS = ['chainId', 'aiServiceRegistry'] as const;
+
+/** `--chainId` and `--aiServiceRegistry` taken out of argv; the rest is config. Throws ArgsError. */
+export function takeChainOverrides(argv: readonly string[]): { overrides: ChainOverrides; config: string[] } {
+  const { own, config } = splitArgs(argv, CHAIN_OVERRIDE_FLAGS);
+  return {
+    overrides: { chainId: own.get('chainId'), aiServiceRegistry: own.get('aiServiceRegistry') },
+    config,
+  };
+}
 
 export function parseChainId(raw: string): number {
   if (!/^\d{1,15}$/.test(raw.trim()) || Number(raw) < 1) {
