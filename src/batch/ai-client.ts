@@ -6,17 +6,16 @@
 // orchestrator, up to maxTries and while the retry budget lasts. docs/batch-ai.md has the rules.
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
-import type { LivePayments } from '../live/live-payer.ts';
+import { LivePayments } from '../live/live-payer.ts';
 import { type JobKind, jobCapabilities } from '../orchestrators/capabilities.ts';
 import { OrchestratorError } from '../orchestrators/errors.ts';
 import { AI_WORKER_PROTOCOL } from '../orchestrators/live-video.ts';
 import { NoOrchestratorError, type SelectedOrchestrator } from '../orchestrators/pool.ts';
 import { jobPrice } from '../orchestrators/price.ts';
-import { OFFCHAIN_PAYMENT, segmentCredentials } from '../payments/credentials.ts';
+import { OFFCHAIN_PAYMENT, segmentCredentials, senderOnlyPayment } from '../payments/credentials.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
 import { floatString, mul, type Rational, rat, ZERO } from '../payments/rational.ts';
 import { Balances, type BalanceUpdate } from '../payments/sender.ts';
-import { encodeMessage } from '../wire/lp-rpc.ts';
 import { type AiPipeline, modelOf } from './ai-pipelines.ts';
 import { extensionFor, newRequestId, type ResultStore } from './ai-results.ts';
 import { AudioDurationError, audioDurationSeconds } from './audio-duration.ts';
@@ -267,7 +266,7 @@ export class AiJobRunner {
     const balance = this.balances.for(sel.url, manifestId);
     let segment: string;
     try {
-      if (payments && isPaid(info)) {
+      if (payments && LivePayments.pays(info)) {
         const sender = payments.senderFor(sel.url, info);
         const validate = await payments.validateOptions();
         const p = await sender.createPayment(fee, { balance, validate });
@@ -460,19 +459,6 @@ export class AiJobRunner {
       : `${last || newRequestId()}${extensionFor(got.contentType)}`;
     return { name: `${index}-${name}`, data: got.data };
   }
-}
-
-/** go-livepeer's Payment for a free orchestrator: the sender and the price expected, no tickets. */
-function senderOnlyPayment(sender: string, expectedPrice: SelectedOrchestrator['info']['priceInfo']): string {
-  return Buffer.from(
-    encodeMessage('Payment', { sender: Buffer.from(sender.slice(2), 'hex'), expectedPrice }),
-  ).toString('base64');
-}
-
-/** Whether go-livepeer would pay this orchestrator: ticket params and a price above zero. */
-function isPaid(info: SelectedOrchestrator['info']): boolean {
-  const p = info.priceInfo;
-  return info.ticketParams !== undefined && (p?.pricePerUnit ?? 0n) > 0n && (p?.pixelsPerUnit ?? 0n) > 0n;
 }
 
 /**

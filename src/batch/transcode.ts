@@ -9,7 +9,7 @@ import { LivePayments } from '../live/live-payer.ts';
 import { capabilityName, type JobKind } from '../orchestrators/capabilities.ts';
 import { OrchestratorError } from '../orchestrators/errors.ts';
 import { NoOrchestratorError, type SelectedOrchestrator } from '../orchestrators/select.ts';
-import { flattenSegment, OFFCHAIN_PAYMENT } from '../payments/credentials.ts';
+import { flattenSegment, OFFCHAIN_PAYMENT, senderOnlyPayment } from '../payments/credentials.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
 import { add, mul, type Rational, rat, ZERO } from '../payments/rational.ts';
 import { Balances, type BalanceUpdate, priceOf, TicketParamsError } from '../payments/sender.ts';
@@ -447,13 +447,7 @@ export class Transcoder {
     if (!payments) return { header: OFFCHAIN_PAYMENT, ev: ZERO, price: ZERO };
     if (!LivePayments.pays(info)) {
       // A free orchestrator still learns who is asking (the segment signature is checked against it).
-      const header = Buffer.from(
-        encodeMessage('Payment', {
-          sender: Buffer.from(payments.identity.address.slice(2), 'hex'),
-          expectedPrice: info.priceInfo,
-        }),
-      ).toString('base64');
-      return { header, ev: ZERO, price: ZERO };
+      return { header: senderOnlyPayment(payments.identity.address, info.priceInfo), ev: ZERO, price: ZERO };
     }
     const sender = payments.senderFor(url, info);
     const price = priceOf(info.priceInfo);

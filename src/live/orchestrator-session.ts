@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { liveJobCapabilities } from '../orchestrators/capabilities.ts';
 import { type LiveJobUrls, startLiveVideoToVideo } from '../orchestrators/live-video.ts';
 import type { SelectedOrchestrator } from '../orchestrators/select.ts';
-import { OFFCHAIN_PAYMENT, segmentCredentials } from '../payments/credentials.ts';
+import { OFFCHAIN_PAYMENT, segmentCredentials, senderOnlyPayment } from '../payments/credentials.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
 import { add, mul, type Rational, rat } from '../payments/rational.ts';
 import type { TicketSender } from '../payments/sender.ts';
@@ -78,12 +78,14 @@ export class OrchestratorSession {
     const { info, url } = opts.orchestrator;
     const transcoder = info.transcoder ?? url;
     const payments = opts.payments && LivePayments.pays(info) ? opts.payments : undefined;
-    let identity = opts.identity;
-    let payment = OFFCHAIN_PAYMENT;
+    const identity = opts.payments?.identity ?? opts.identity;
+    // On chain a free orchestrator still learns who signed the segment credentials.
+    let payment = opts.payments
+      ? senderOnlyPayment(opts.payments.identity.address, info.priceInfo)
+      : OFFCHAIN_PAYMENT;
     let paid: { sender: TicketSender; tickets: number; ev: Rational; price: Rational } | undefined;
     if (payments) {
       // Prepay 60 s (at least one ticket), signed by the paying account.
-      identity = payments.identity;
       const validate = await payments.validateOptions();
       const sender = payments.senderFor(url, info);
       // The orchestrator bills the job at this payment's expected price for its whole life; the

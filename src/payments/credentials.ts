@@ -1,7 +1,13 @@
 // The headers a gateway sends with every paid request: Livepeer-Payment (the Payment
 // protobuf, base64) and Livepeer-Segment (signed SegData carrying the auth token).
-import { keccak256 } from 'viem';
-import { type Capabilities, encodeMessage, type OrchestratorInfo, type SegData } from '../wire/lp-rpc.ts';
+import { type Hex, keccak256 } from 'viem';
+import {
+  type Capabilities,
+  encodeMessage,
+  type OrchestratorInfo,
+  type PriceInfo,
+  type SegData,
+} from '../wire/lp-rpc.ts';
 import type { GatewayIdentity } from './identity.ts';
 
 /** keccak256 of no bytes: the segment hash of payment-only requests. */
@@ -47,3 +53,13 @@ export async function segmentCredentials(
 
 /** The off-chain payment: go-livepeer sends the header with an empty value. */
 export const OFFCHAIN_PAYMENT = '';
+
+/**
+ * On chain, for a free orchestrator (go-livepeer's genPayment with 0 tickets): the sender and the
+ * price expected, no tickets. The orchestrator checks the segment signature against this sender.
+ */
+export function senderOnlyPayment(sender: Hex, expectedPrice: PriceInfo | undefined): string {
+  return Buffer.from(
+    encodeMessage('Payment', { sender: Buffer.from(sender.slice(2), 'hex'), expectedPrice }),
+  ).toString('base64');
+}

@@ -221,4 +221,26 @@ describe('live payments', () => {
     expect(s2.lastError).toMatch(/job start failed: ticket EV 27648000(\.0+)? > max ticket EV 27647999/);
     await Promise.all([sending, second.sending]);
   }, 40_000);
+
+  it('a free orchestrator that checks signatures (on chain, price 0) takes the job: the payment names the sender', async () => {
+    const orch = await LocalOrchestrator.start({
+      serviceAddr: '127.0.0.1:0',
+      models: ['passthrough'],
+      pricePerUnit: 0n,
+      pixelsPerUnit: 1n,
+      capacity: 4,
+      logger,
+      payments: { recipient: RECIPIENT, ticketEV: EV, l1Block: () => 1000n, round: ROUND },
+    });
+    cleanups.push(() => orch.close());
+    const gw = await gateway([orch.url]);
+    const { viewer, sending, stop } = await publish(gw, 'free-onchain', 10);
+    await waitFor(() => viewer.frames.length > 10, 'frames through the free orchestrator');
+    const status = await gw.status('free-onchain');
+    expect(status.orchestrator).toBe(orch.url);
+    expect(status.lastError).toBeNull();
+    expect(status.payments).toEqual([]);
+    stop();
+    await sending;
+  }, 40_000);
 });
