@@ -3,7 +3,7 @@
 // L1 block and the round come from the caller, winning tickets are only kept in a list.
 import { randomBytes } from 'node:crypto';
 import { bytesToHex, getAddress, type Hex, hexToBytes, recoverMessageAddress, zeroAddress } from 'viem';
-import { add, compare, floatString, mul, type Rational, rat, sub, ZERO } from '../payments/rational.ts';
+import { add, compare, floatString, type Rational, rat, sub, ZERO } from '../payments/rational.ts';
 import {
   auxData,
   bigintToBytes,
@@ -31,8 +31,6 @@ export const TX_COST_MULTIPLIER = 100n;
 export const EV_MULTIPLIER = 100n;
 /** Gas price used to derive faceValue when none is configured: go-livepeer's avgGasPrice, 3 gwei. */
 export const DEFAULT_GAS_PRICE = 3_000_000_000n;
-/** LV2V: 1280×720×30 "pixels" per second (live_payment_processor.go). */
-export const LIVE_PIXELS_PER_SECOND = 27_648_000n;
 
 export interface RoundInfo {
   number: bigint;
@@ -95,7 +93,7 @@ export interface ProcessResult {
 }
 
 /** Price per pixel of a PriceInfo; undefined when pixelsPerUnit is 0 (RatPriceInfo's error). */
-function ratPrice(info: PriceInfo): Rational | undefined {
+export function ratPrice(info: PriceInfo): Rational | undefined {
   const pixels = info.pixelsPerUnit ?? 0n;
   if (pixels === 0n) return undefined;
   return rat(info.pricePerUnit ?? 0n, pixels);
@@ -373,11 +371,6 @@ export class Recipient {
     for (const [key, entry] of this.senderNonces) {
       if (entry.expirationBlock <= latest) this.senderNonces.delete(key);
     }
-  }
-
-  /** The LV2V fee for whole seconds at a price: 27,648,000 × seconds × price. */
-  static liveFee(seconds: bigint, price: Rational): Rational {
-    return mul(rat(LIVE_PIXELS_PER_SECOND * seconds), price);
   }
 }
 

@@ -44,6 +44,7 @@ import {
   type LocalOrchestratorPayments,
   PaymentError,
   Recipient,
+  ratPrice,
   toAddress,
   verifySig,
   weiString,
@@ -430,7 +431,7 @@ export class LocalOrchestrator {
         this.jobs.set(mid, job);
         job.start();
         // As go-livepeer (ai_http.go): billed at the start payment's expected price, if any.
-        const jobPrice = expectedPrice(creds.payment);
+        const jobPrice = creds.payment.expectedPrice && ratPrice(creds.payment.expectedPrice);
         if (recipient && jobPrice && jobPrice.num > 0n && this.jobs.get(mid) === job) {
           accounting = this.startAccounting(job, recipient, sender, mid, jobPrice);
         }
@@ -576,13 +577,6 @@ export class LocalOrchestrator {
     this.opts.pixelsPerUnit = pixelsPerUnit;
     this.recipient?.setPrice(rat(pricePerUnit, pixelsPerUnit));
   }
-}
-
-/** A payment's expected price per pixel; undefined when absent or without pixels. */
-function expectedPrice(payment: Payment): Rational | undefined {
-  const p = payment.expectedPrice;
-  if (!p || (p.pixelsPerUnit ?? 0n) <= 0n) return undefined;
-  return rat(p.pricePerUnit ?? 0n, p.pixelsPerUnit ?? 1n);
 }
 
 function parseFaultOption(fault: OrchestratorFault | string | undefined): OrchestratorFault {

@@ -6,11 +6,12 @@ import pino from 'pino';
 import { type Hex, hexToBytes, keccak256, numberToHex, stringToBytes, toHex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LIVE_PIXELS_PER_SECOND } from '../../src/local-orchestrator/recipient.ts';
+
 import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { getOrchestrator } from '../../src/orchestrators/grpc-client.ts';
 import { segmentCredentials } from '../../src/payments/credentials.ts';
 import { accountIdentity, type GatewayIdentity, offchainIdentity } from '../../src/payments/identity.ts';
+import { LIVE_UNITS_PER_SECOND } from '../../src/payments/live-clock.ts';
 import { add, compare, mul, rat, sub } from '../../src/payments/rational.ts';
 import { TicketSender } from '../../src/payments/sender.ts';
 import {
@@ -118,7 +119,7 @@ async function startJob() {
 }
 
 async function topUp(sender: TicketSender, i: OrchestratorInfo, mid: string, seconds: bigint) {
-  const payment = await sender.createPayment(mul(rat(LIVE_PIXELS_PER_SECOND * seconds), price));
+  const payment = await sender.createPayment(mul(rat(LIVE_UNITS_PER_SECOND * seconds), price));
   const segment = await segmentCredentials(i, identity, { manifestId: mid });
   return {
     payment,
@@ -187,7 +188,7 @@ describe('local orchestrator with payments: job start and top-up', () => {
     // Credited by exactly the tickets' EV (less any per-second debit in between).
     const debited = sub(add(afterStart, top.payment.ev), afterTopUp);
     expect(compare(debited, rat(0n))).toBeGreaterThanOrEqual(0);
-    expect(compare(debited, mul(rat(LIVE_PIXELS_PER_SECOND * 5n), price))).toBeLessThan(0);
+    expect(compare(debited, mul(rat(LIVE_UNITS_PER_SECOND * 5n), price))).toBeLessThan(0);
 
     // The fresh params are good: the sender adopts them and pays again, nonces from 1.
     sender.update(fresh.ticketParams!, fresh.priceInfo!);
@@ -363,7 +364,7 @@ describe('local orchestrator with payments: live accounting', () => {
       await waitFor(() => compare(orch.recipient!.balance(account.address, mid) ?? rat(0n), before) < 0);
       const debit = sub(before, orch.recipient!.balance(account.address, mid)!);
       // The gap is billed with the segment that ends it, as go-livepeer's processor does.
-      expect(compare(debit, mul(rat(LIVE_PIXELS_PER_SECOND * 2n), price))).toBeGreaterThanOrEqual(0);
+      expect(compare(debit, mul(rat(LIVE_UNITS_PER_SECOND * 2n), price))).toBeGreaterThanOrEqual(0);
 
       clockOffset += 120_000; // far more than the start payment covers (60 s)
       await segment();
