@@ -48,6 +48,34 @@ export async function makeH264Clip(opts: ClipOptions & { dark?: boolean }): Prom
   return stdout;
 }
 
+/** One H.264 MPEG-TS segment, video only, as a transcoding push sends it (default 2 s 720p30, GOP 2 s). */
+export async function makeTsSegment(opts: ClipOptions): Promise<Buffer> {
+  const { seconds, width = 1280, height = 720, fps = 30, gopSeconds = 2 } = opts;
+  const { stdout } = await runBuffer('ffmpeg', [
+    ...[
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      `testsrc2=size=${width}x${height}:rate=${fps}`,
+    ],
+    ...[
+      '-t',
+      String(seconds),
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-g',
+      String(Math.round(fps * gopSeconds)),
+    ],
+    ...['-f', 'mpegts', '-'],
+  ]);
+  return stdout;
+}
+
 function runBuffer(cmd: string, args: string[]): Promise<{ stdout: Buffer }> {
   return new Promise((resolve, reject) => {
     execFile(cmd, args, { encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 }, (err, stdout) =>

@@ -1,7 +1,6 @@
 // A pusher that goes away mid-transcode: the gateway closes its request to the orchestrator (the
 // local orchestrator then kills its ffmpeg), blames no orchestrator, and takes the next push.
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { promisify } from 'node:util';
 import pino from 'pino';
@@ -11,25 +10,18 @@ import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { runningFfmpeg } from '../../src/local-orchestrator/transcode.ts';
 import { offchainIdentity } from '../../src/payments/identity.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
+import { makeTsSegment } from '../helpers/media.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { makeWorkdir, type Workdir } from '../media/ffmpeg.ts';
 
-const run = promisify(execFile);
+const _run = promisify(execFile);
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
-let dir: Workdir;
 let long: Buffer;
 let orch: LocalOrchestrator;
 let gw: Awaited<ReturnType<typeof startTestGateway>>;
 
 beforeAll(async () => {
-  dir = await makeWorkdir();
-  const file = dir.path('long.ts');
-  await run('ffmpeg', [
-    ...['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30'],
-    ...['-t', '8', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '60', '-f', 'mpegts', file],
-  ]);
-  long = await readFile(file);
+  long = await makeTsSegment({ seconds: 8 });
   orch = await LocalOrchestrator.start({
     serviceAddr: '127.0.0.1:0',
     models: ['passthrough'],
@@ -56,7 +48,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw?.close();
   await orch?.close();
-  await dir?.remove();
 });
 
 describe('a pusher that goes away', () => {

@@ -3,7 +3,6 @@
 // signed profiles, credits the tickets and debits the output pixels it really produced, and the
 // gateway carries the change to the next segment. Public Hardhat test key #0.
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import Fastify from 'fastify';
@@ -20,9 +19,9 @@ import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
 import { PriceCeiling } from '../../src/orchestrators/price.ts';
 import { accountIdentity } from '../../src/payments/identity.ts';
 import { compare, rat } from '../../src/payments/rational.ts';
-import { makeWorkdir, type Workdir } from '../media/ffmpeg.ts';
+import { makeTsSegment } from '../helpers/media.ts';
 
-const run = promisify(execFile);
+const _run = promisify(execFile);
 const TEST_KEY: Hex = '0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80';
 const RECIPIENT: Hex = '0x73AEd7b5dEb30222fa896f399d46cC99c7BEe57F';
 const BLOCK_HASH: Hex = '0x41b1a0649752af1b28b3dc29a1556eee781e4a4c3a1f7f53f90fa834de098c4d';
@@ -31,20 +30,13 @@ const account = privateKeyToAccount(TEST_KEY);
 const identity = accountIdentity(account);
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
-let dir: Workdir;
 let segment: Buffer;
 let orch: LocalOrchestrator;
 let base: string;
 const closers: (() => Promise<unknown>)[] = [];
 
 beforeAll(async () => {
-  dir = await makeWorkdir();
-  const file = dir.path('in.ts');
-  await run('ffmpeg', [
-    ...['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30'],
-    ...['-t', '2', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '60', '-f', 'mpegts', file],
-  ]);
-  segment = await readFile(file);
+  segment = await makeTsSegment({ seconds: 2 });
   orch = await LocalOrchestrator.start({
     serviceAddr: '127.0.0.1:0',
     models: ['passthrough'],
@@ -92,7 +84,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const c of closers.reverse()) await c().catch(() => {});
-  await dir.remove();
 });
 
 describe('paid segment transcoding', () => {

@@ -2,7 +2,6 @@
 // request: the local orchestrator then drops the jobs still queued behind its 2 ffmpeg slots and
 // kills the running ffmpeg, instead of burning CPU on answers nobody reads.
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import type { ClientRequest } from 'node:http';
 import { request } from 'node:https';
 import { promisify } from 'node:util';
@@ -22,9 +21,9 @@ import {
   encodeMessage,
   type OrchestratorInfo,
 } from '../../src/wire/lp-rpc.ts';
-import { makeWorkdir, type Workdir } from '../media/ffmpeg.ts';
+import { makeTsSegment } from '../helpers/media.ts';
 
-const run = promisify(execFile);
+const _run = promisify(execFile);
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 // Heavy enough that ffmpeg is still busy when the requests are dropped.
 const PROFILES = resolveFormats(
@@ -33,18 +32,11 @@ const PROFILES = resolveFormats(
 );
 const CAPS = capabilityBitstring([Capability.H264, Capability.MPEGTS, Capability.AuthToken, 26]);
 
-let dir: Workdir;
 let segment: Buffer;
 let orch: LocalOrchestrator;
 
 beforeAll(async () => {
-  dir = await makeWorkdir();
-  const file = dir.path('long.ts');
-  await run('ffmpeg', [
-    ...['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30'],
-    ...['-t', '8', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '60', '-f', 'mpegts', file],
-  ]);
-  segment = await readFile(file);
+  segment = await makeTsSegment({ seconds: 8 });
   orch = await LocalOrchestrator.start({
     serviceAddr: '127.0.0.1:0',
     models: ['passthrough'],
@@ -56,7 +48,6 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(async () => {
   await orch?.close();
-  await dir?.remove();
 });
 
 async function segmentHeader(info: OrchestratorInfo, seq: bigint, profiles = PROFILES): Promise<string> {

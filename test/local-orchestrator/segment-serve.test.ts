@@ -31,6 +31,7 @@ import {
   type OrchestratorInfo,
   type SegData,
 } from '../../src/wire/lp-rpc.ts';
+import { makeTsSegment } from '../helpers/media.ts';
 import { makeWorkdir, type Workdir } from '../media/ffmpeg.ts';
 
 const run = promisify(execFile);
@@ -53,12 +54,7 @@ let failing: LocalOrchestrator;
 
 beforeAll(async () => {
   dir = await makeWorkdir();
-  const file = dir.path('in.ts');
-  await run('ffmpeg', [
-    ...['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30'],
-    ...['-t', '2', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '60', '-f', 'mpegts', file],
-  ]);
-  segment = await (await import('node:fs/promises')).readFile(file);
+  segment = await makeTsSegment({ seconds: 2 });
   const base = {
     serviceAddr: '127.0.0.1:0',
     models: ['passthrough'],
