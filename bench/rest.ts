@@ -21,7 +21,7 @@ import pino from 'pino';
 import { AiJobRunner } from '../src/batch/ai-client.ts';
 import { ResultStore } from '../src/batch/ai-results.ts';
 import { buildMultipart } from '../src/batch/multipart.ts';
-import { readBody } from '../src/batch/orchestrator-http.ts';
+import { readBody } from '../src/orchestrators/http.ts';
 import {
   parsePresetNames,
   profilesHex,
@@ -221,7 +221,7 @@ function pct(samples: number[], p: number): number {
 
 const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : 'n/a');
 
-// Keep-alive clients like the gateway's own (src/batch/orchestrator-http.ts): the same for both
+// Keep-alive clients like the gateway's own (src/orchestrators/http.ts): the same for both
 // sides, so that the difference is the gateway's.
 const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 256 });
 const httpsAgent = new HttpsAgent({ keepAlive: true, rejectUnauthorized: false, maxSockets: 256 });

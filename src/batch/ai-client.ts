@@ -22,7 +22,7 @@ import { AudioDurationError, audioDurationSeconds } from './audio-duration.ts';
 import { BatchError } from './errors.ts';
 import { imageSize } from './image-size.ts';
 import { buildMultipart, isUploadedFile, type UploadedFile } from './multipart.ts';
-import { download, post, readBody } from './orchestrator-http.ts';
+import { download, post, readBody } from '../orchestrators/http.ts';
 
 /**
  * How long one GetOrchestrator answer (auth token, price, ticket params) serves further requests

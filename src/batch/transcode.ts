@@ -24,7 +24,7 @@ import {
   type TranscodeResult,
 } from '../wire/lp-rpc.ts';
 import { BatchError } from './errors.ts';
-import { download, post, readBody } from './orchestrator-http.ts';
+import { download, post, readBody } from '../orchestrators/http.ts';
 import {
   estimatedPixels,
   outputSize,

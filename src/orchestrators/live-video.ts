@@ -1,7 +1,7 @@
 // Starting a live-video-to-video job on an orchestrator (POST {transcoder}/live-video-to-video),
 // with the headers go-livepeer's gateway sends.
-import { request } from 'node:https';
 import { OrchestratorError } from './errors.ts';
+import { post, readBody } from './http.ts';
 
 export interface LiveJobRequest {
   modelId: string;
@@ -73,57 +73,24 @@ export async function startLiveVideoToVideo(transcoder: string, job: LiveJobRequ
   return urls as LiveJobUrls;
 }
 
-function postJson(url: URL, body: string, job: LiveJobRequest): Promise<{ status: number; text: string }> {
-  const transcoder = url.origin;
-  return new Promise((resolve, reject) => {
-    const req = request(
-      url,
-      {
-        method: 'POST',
-        rejectUnauthorized: false, // orchestrators use self-signed certificates
-        timeout: job.timeoutMs ?? 5000,
-        headers: {
-          'Content-Type': 'application/json',
-          'Content-Length': Buffer.byteLength(body),
-          'Livepeer-Payment': job.payment,
-          'Livepeer-Segment': job.segment,
-          Authorization: AI_WORKER_PROTOCOL,
-          streamID: job.streamId,
-          requestID: job.requestId,
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > MAX_REPLY_BYTES) {
-            req.destroy(new OrchestratorError('invalid-reply', transcoder, 'reply too large'));
-            return;
-          }
-          chunks.push(c);
-        });
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () =>
-      req.destroy(
-        new OrchestratorError(
-          'timeout',
-          transcoder,
-          `live-video-to-video timed out after ${job.timeoutMs ?? 5000} ms`,
-        ),
-      ),
-    );
-    req.on('error', (err) => {
-      if (err instanceof OrchestratorError) reject(err);
-      else if (/certificate|SSL|TLS/i.test(err.message))
-        reject(new OrchestratorError('tls', transcoder, err.message));
-      else reject(new OrchestratorError('unreachable', transcoder, err.message));
-    });
-    req.end(body);
+async function postJson(
+  url: URL,
+  body: string,
+  job: LiveJobRequest,
+): Promise<{ status: number; text: string }> {
+  const timeoutMs = job.timeoutMs ?? 5000;
+  const res = await post(url, {
+    headers: {
+      'Content-Type': 'application/json',
+      'Livepeer-Payment': job.payment,
+      'Livepeer-Segment': job.segment,
+      Authorization: AI_WORKER_PROTOCOL,
+      streamID: job.streamId,
+      requestID: job.requestId,
+    },
+    body: Buffer.from(body),
+    timeoutMs,
   });
+  const reply = await readBody(res, MAX_REPLY_BYTES, timeoutMs, url.origin);
+  return { status: res.statusCode ?? 0, text: reply.toString('utf8') };
 }

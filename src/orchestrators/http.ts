@@ -1,10 +1,11 @@
-// HTTPS to orchestrators for batch jobs: one keep-alive agent (orchestrators use self-signed
-// certificates, as go-livepeer's httpClient skips verification), a POST that resolves on the
-// response headers, bounded body reads, and downloads of result files.
+// HTTPS to orchestrators (live job starts, live payments, batch jobs, segments): one keep-alive
+// agent (orchestrators use self-signed certificates, as go-livepeer's httpClient skips
+// verification), a POST that resolves on the response headers, bounded body reads, and downloads
+// of result files.
 import type { IncomingMessage } from 'node:http';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { OrchestratorError } from '../orchestrators/errors.ts';
+import { OrchestratorError } from './errors.ts';
 
 const httpsAgent = new HttpsAgent({ keepAlive: true, rejectUnauthorized: false, maxSockets: 256 });
 const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 256 });
