@@ -21,7 +21,6 @@ import pino from 'pino';
 import { AiJobRunner } from '../src/batch/ai-client.ts';
 import { ResultStore } from '../src/batch/ai-results.ts';
 import { buildMultipart } from '../src/batch/multipart.ts';
-import { readBody } from '../src/orchestrators/http.ts';
 import {
   parsePresetNames,
   profilesHex,
@@ -36,6 +35,7 @@ import { LiveStreams } from '../src/live/registry.ts';
 import { LocalOrchestrator } from '../src/local-orchestrator/server.ts';
 import { jobCapabilities } from '../src/orchestrators/capabilities.ts';
 import { StaticSource } from '../src/orchestrators/discovery.ts';
+import { readBody } from '../src/orchestrators/http.ts';
 import { AI_WORKER_PROTOCOL } from '../src/orchestrators/live-video.ts';
 import { OrchestratorPool } from '../src/orchestrators/pool.ts';
 import { PriceCeiling } from '../src/orchestrators/price.ts';
