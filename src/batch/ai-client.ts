@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { LivePayments } from '../live/live-payer.ts';
 import { type JobKind, jobCapabilities } from '../orchestrators/capabilities.ts';
 import { OrchestratorError } from '../orchestrators/errors.ts';
+import { download, post, readBody } from '../orchestrators/http.ts';
 import { AI_WORKER_PROTOCOL } from '../orchestrators/live-video.ts';
 import { NoOrchestratorError, type SelectedOrchestrator } from '../orchestrators/pool.ts';
 import { jobPrice } from '../orchestrators/price.ts';
@@ -22,7 +23,6 @@ import { AudioDurationError, audioDurationSeconds } from './audio-duration.ts';
 import { BatchError } from './errors.ts';
 import { imageSize } from './image-size.ts';
 import { buildMultipart, isUploadedFile, type UploadedFile } from './multipart.ts';
-import { download, post, readBody } from '../orchestrators/http.ts';
 
 /**
  * How long one GetOrchestrator answer (auth token, price, ticket params) serves further requests

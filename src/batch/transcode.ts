@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { LivePayments } from '../live/live-payer.ts';
 import { capabilityName, type JobKind } from '../orchestrators/capabilities.ts';
 import { OrchestratorError } from '../orchestrators/errors.ts';
+import { download, post, readBody } from '../orchestrators/http.ts';
 import { NoOrchestratorError, type SelectedOrchestrator } from '../orchestrators/select.ts';
 import { flattenSegment, OFFCHAIN_PAYMENT, senderOnlyPayment } from '../payments/credentials.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
@@ -24,7 +25,6 @@ import {
   type TranscodeResult,
 } from '../wire/lp-rpc.ts';
 import { BatchError } from './errors.ts';
-import { download, post, readBody } from '../orchestrators/http.ts';
 import {
   estimatedPixels,
   outputSize,
