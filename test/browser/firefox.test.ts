@@ -6,7 +6,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import pino from 'pino';
 import type { Browser, Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RTCRtpCodecParameters, RTCPeerConnection as WeriftPeer } from 'werift';
 import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
+import { weriftNetworkConfig } from '../../src/webrtc/network.ts';
 import {
   instrumentMedia,
   type MissingDevice,
@@ -154,6 +157,56 @@ describe('the pages in Firefox ESR', () => {
       ['m=audio', 'a=recvonly'],
     ]);
     await page.close();
+  }, 60_000);
+
+  it('the harness: Firefox connects to a werift peer on 127.0.0.1 and its VP8 arrives', async () => {
+    // What a VP8-ingesting gateway will meet. Firefox 153 offered no 127.0.0.1 candidate here
+    // (only eth0's addresses, media.peerconnection.ice.loopback notwithstanding), yet it reaches a
+    // peer that offers only 127.0.0.1.
+    const page = await openPage('/status.html');
+    const offer = await page.evaluate(async () => {
+      const media = await navigator.mediaDevices.getUserMedia({ video: true });
+      const pc = new RTCPeerConnection({ iceServers: [] });
+      pc.addTransceiver(media.getVideoTracks()[0], { direction: 'sendonly' });
+      (window as unknown as { pc: RTCPeerConnection }).pc = pc;
+      await pc.setLocalDescription(await pc.createOffer());
+      await new Promise((resolve) => {
+        pc.addEventListener('icegatheringstatechange', () => {
+          if (pc.iceGatheringState === 'complete') resolve(null);
+        });
+        setTimeout(resolve, 3000);
+      });
+      return pc.localDescription?.sdp ?? '';
+    });
+    const peer = new WeriftPeer({
+      ...weriftNetworkConfig(LOOPBACK_NETWORK),
+      bundlePolicy: 'max-bundle',
+      codecs: { video: [new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000 })], audio: [] },
+    });
+    try {
+      let packets = 0;
+      peer.onTransceiverAdded.subscribe((t) =>
+        t.onTrack.subscribe((track) => track.onReceiveRtp.subscribe(() => packets++)),
+      );
+      await peer.setRemoteDescription({ type: 'offer', sdp: offer });
+      await peer.setLocalDescription(await peer.createAnswer());
+      await until('werift’s candidates', async () => peer.iceGatheringState === 'complete');
+      const answer = peer.localDescription?.sdp ?? '';
+      expect(answer).toContain(' 127.0.0.1 ');
+      await page.evaluate(async (sdp) => {
+        const { pc } = window as unknown as { pc: RTCPeerConnection };
+        await pc.setRemoteDescription({ type: 'answer', sdp });
+      }, answer);
+      await until('Firefox connected', async () =>
+        page.evaluate(
+          () => (window as unknown as { pc: RTCPeerConnection }).pc.connectionState === 'connected',
+        ),
+      );
+      await until('VP8 packets from Firefox', async () => packets > 30);
+    } finally {
+      await peer.close();
+      await page.close();
+    }
   }, 60_000);
 
   it('the publish page explains the missing H.264 before opening the camera, then shows the refusal plainly and lets go', async () => {
