@@ -7,11 +7,30 @@ function cell(content) {
   return td;
 }
 
+/** What the stream runs now: params.effect (else the model), then the other params. */
+function effect(s) {
+  const params = s.params ?? {};
+  const name = typeof params.effect === 'string' ? params.effect : s.model;
+  const rest = Object.entries(params)
+    .filter(([k]) => k !== 'effect')
+    .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  return [name, ...rest].join(' · ');
+}
+
+/** One row across the whole table. */
+function message(text) {
+  const tr = document.createElement('tr');
+  const td = cell(text);
+  td.colSpan = 13;
+  tr.append(td);
+  return tr;
+}
+
 async function load() {
   try {
     const { streams } = await (await fetch('/live/streams')).json();
     if (!streams.length) {
-      body.replaceChildren(cell('No live stream.'));
+      body.replaceChildren(message('No live stream.'));
       return;
     }
     body.replaceChildren(
@@ -24,6 +43,7 @@ async function load() {
           cell(s.stream),
           cell(s.state),
           cell(s.model),
+          cell(effect(s)),
           cell(s.orchestrator ?? '—'),
           cell(`${s.input.fps} / ${s.input.bitrateKbps}`),
           cell(`${s.output.fps} / ${s.output.bitrateKbps}`),
@@ -42,7 +62,7 @@ async function load() {
       }),
     );
   } catch (err) {
-    body.replaceChildren(cell(`Could not load: ${err}`));
+    body.replaceChildren(message(`Could not load: ${err}`));
   }
 }
 

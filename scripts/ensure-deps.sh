@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what `npm start` / `npm test` need and is missing: npm packages, and
-# Debian's ffmpeg (plus chromium for the browser tests when called with --test).
+# Debian's ffmpeg (plus chromium and firefox-esr for the browser tests when called with --test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,7 @@ need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v firefox-esr >/dev/null 2>&1 || need+=(firefox-esr)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

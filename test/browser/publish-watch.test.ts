@@ -1,9 +1,10 @@
 // A person's path, in Debian's Chromium with a fake camera: publish from the publish page, watch
 // from the watch page, see the effect in the pixels, switch it from the page's controls.
 import pino from 'pino';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import { launchChromium } from '../helpers/browser-pages.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
@@ -23,20 +24,9 @@ beforeAll(async () => {
   });
   gw = await startTestGateway({ orchestrators: [orch.url], logger, limits: { ingestTimeoutMs: 10_000 } });
   base = gw.base;
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream',
-      '--allow-loopback-in-peer-connection',
-      // Host candidates as plain addresses rather than mDNS names, so the gateway can use them.
-      '--disable-features=WebRtcHideLocalIpsWithMdns',
-    ],
-  });
+  // A running gateway has asked its orchestrators by the time a person opens a page.
+  await gw.pool.refresh();
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {
