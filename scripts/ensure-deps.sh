@@ -14,6 +14,8 @@ need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  # ss lists the gateway's sockets in test/integration/ice-ports.test.ts.
+  command -v ss >/dev/null 2>&1 || need+=(iproute2)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

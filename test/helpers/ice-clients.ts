@@ -6,6 +6,7 @@ import {
   RTCIceParameters,
   type RTCIceTransport,
   type RTCPeerConnection,
+  type RTCPeerConnectionConfig,
 } from 'werift';
 import { parseSdpFrag } from '../../src/webrtc/sdpfrag.ts';
 
@@ -132,4 +133,46 @@ export async function restartIce(
     server: { ufrag: fragment.ufrag, pwd: fragment.pwd, candidates: fragment.candidates.length },
     connected,
   };
+}
+
+/** werift settings for a client that may only use ICE-TCP: its UDP socket exists but stays idle. */
+export const TCP_ONLY: Partial<RTCPeerConnectionConfig> = {
+  iceUseTcp: true,
+  iceFilterCandidatePair: (pair) => pair.localCandidate.transport.toLowerCase() === 'tcp',
+  iceFilterStunResponse: (_message, _addr, protocol) =>
+    protocol.localCandidate?.transport.toLowerCase() === 'tcp',
+};
+
+const isTcpCandidate = (line: string) => / tcp /i.test(line);
+
+/**
+ * WHIP/WHEP with every UDP candidate taken out of the offer and the answer: the only path left is
+ * ICE-TCP (our active candidate to the gateway's passive one).
+ */
+export async function connectTcpOnly(
+  pc: RTCPeerConnection,
+  url: string,
+  timeoutMs = 10_000,
+): Promise<{ resourceUrl: string; answerSdp: string }> {
+  await pc.setLocalDescription(await pc.createOffer());
+  const offer = withoutCandidates(pc.localDescription!.sdp, isTcpCandidate);
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/sdp' },
+    body: offer,
+  });
+  const answerSdp = await response.text();
+  if (response.status !== 201) throw new Error(`POST ${url}: ${response.status} ${answerSdp}`);
+  await pc.setRemoteDescription({ type: 'answer', sdp: withoutCandidates(answerSdp, isTcpCandidate) });
+  const deadline = Date.now() + timeoutMs;
+  while (pc.connectionState !== 'connected') {
+    if (Date.now() > deadline) throw new Error(`not connected over TCP (state ${pc.connectionState})`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { resourceUrl: new URL(response.headers.get('location')!, url).toString(), answerSdp };
+}
+
+/** The transport ('udp' | 'tcp') of the candidate pair ICE selected, from the client's side. */
+export function selectedTransport(pc: RTCPeerConnection): string | undefined {
+  return bundleTransport(pc).connection.nominated?.localCandidate.transport.toLowerCase();
 }
