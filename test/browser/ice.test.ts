@@ -197,18 +197,28 @@ type Selected = {
   framesDecoded?: number;
   framesSent?: number;
 };
+/** What openPage() puts on `window.lp`, as the test calls it. */
+type PageHelpers = {
+  lp: {
+    start(name: string, url: string, kind: 'whip' | 'whep', tcpOnly: boolean): Promise<void>;
+    selected(name: string): Promise<Selected>;
+    restart(name: string): Promise<{ etag: string; oldEtag: string; contentType: string }>;
+    stop(name: string): Promise<void>;
+  };
+};
 const lp = (page: Page) => ({
   start: (name: string, url: string, kind: 'whip' | 'whep', tcpOnly: boolean) =>
-    page.evaluate(([n, u, k, t]) => (window as any).lp.start(n, u, k, t), [
+    page.evaluate(([n, u, k, t]) => (window as unknown as PageHelpers).lp.start(n, u, k, t), [
       name,
       url,
       kind,
       tcpOnly,
     ] as const),
-  selected: (name: string): Promise<Selected> => page.evaluate((n) => (window as any).lp.selected(n), name),
+  selected: (name: string): Promise<Selected> =>
+    page.evaluate((n) => (window as unknown as PageHelpers).lp.selected(n), name),
   restart: (name: string): Promise<{ etag: string; oldEtag: string; contentType: string }> =>
-    page.evaluate((n) => (window as any).lp.restart(n), name),
-  stop: (name: string) => page.evaluate((n) => (window as any).lp.stop(n), name),
+    page.evaluate((n) => (window as unknown as PageHelpers).lp.restart(n), name),
+  stop: (name: string) => page.evaluate((n) => (window as unknown as PageHelpers).lp.stop(n), name),
 });
 
 describe('Chromium on the shared ICE ports', () => {
