@@ -79,10 +79,13 @@ export class TcpMux {
     const server = createServer({ noDelay: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: opts.host, port: opts.port, exclusive: true }, () => {
-        server.off('error', reject);
-        resolve();
-      });
+      server.listen(
+        { host: opts.host, port: opts.port, exclusive: true, ipv6Only: opts.host.includes(':') },
+        () => {
+          server.off('error', reject);
+          resolve();
+        },
+      );
     });
     return new TcpMux(server, opts);
   }

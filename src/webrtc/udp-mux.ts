@@ -89,7 +89,8 @@ export class UdpMux implements UdpSink {
   /** Binds `host:port` (port 0: any free port). IPv6 when host is an IPv6 literal. */
   static async bind(opts: UdpMuxOptions): Promise<UdpMux> {
     const socketType = isIP(opts.host) === 6 ? 'udp6' : 'udp4';
-    const socket = createSocket({ type: socketType, reuseAddr: false });
+    // IPv6 sockets stay IPv6-only: candidates are announced per family, never as mapped addresses.
+    const socket = createSocket({ type: socketType, reuseAddr: false, ipv6Only: socketType === 'udp6' });
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
       socket.bind({ address: opts.host, port: opts.port, exclusive: true }, () => {
