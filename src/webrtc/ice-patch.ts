@@ -15,13 +15,14 @@ export type IcePatchErrorCode =
   | 'BAD_SDPFRAG'
   | 'TOO_MANY_CANDIDATES'
   | 'ICE_RESTART_NOT_POSSIBLE'
+  | 'TOO_MANY_RESTARTS'
   | 'SESSION_ENDED';
 
 /** A PATCH the session refuses; `status` is the HTTP status RFC 9725 / RFC 9110 call for. */
 export class IcePatchError extends Error {
   override name = 'IcePatchError';
   constructor(
-    readonly status: 400 | 404 | 409 | 412 | 428,
+    readonly status: 400 | 404 | 409 | 412 | 428 | 429,
     readonly code: IcePatchErrorCode,
     message: string,
   ) {

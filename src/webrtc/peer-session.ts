@@ -74,6 +74,11 @@ export const DEFAULT_INACTIVITY_TIMEOUT_MS = 15_000;
 export const MAX_REMOTE_CANDIDATES = 100;
 /** How long a PATCH waits for werift to take a candidate (an mDNS name is looked up first). */
 const ADD_CANDIDATE_TIMEOUT_MS = 2000;
+/**
+ * ICE restarts of one peer are at least this far apart. Each one runs werift's connectivity loop
+ * (a 20 ms timer) until its ICE session is up or the peer ends, so they must not pile up.
+ */
+export const MIN_ICE_RESTART_INTERVAL_MS = 1000;
 
 export interface AnswerParams {
   offerSdp: string;
@@ -344,8 +349,16 @@ export class PeerSession {
         `at most ${MAX_REMOTE_CANDIDATES} remote candidates`,
       );
     }
+    const now = Date.now();
+    if (this.lastIceRestartAt !== undefined && now - this.lastIceRestartAt < MIN_ICE_RESTART_INTERVAL_MS) {
+      throw new IcePatchError(
+        429,
+        'TOO_MANY_RESTARTS',
+        `ICE restarts must be at least ${MIN_ICE_RESTART_INTERVAL_MS} ms apart`,
+      );
+    }
     const generation = ++this.#generation;
-    this.lastIceRestartAt = Date.now();
+    this.lastIceRestartAt = now;
     this.#log?.info({ generation }, 'webrtc: ICE restart');
     // restart() drops the remote credentials, so the new ones are taken without a second restart.
     transport.restart();
@@ -355,9 +368,11 @@ export class PeerSession {
     const creds = this.#ports ? this.#ports.renew() : newIceCredentials();
     if (!this.#ports) setLocalIceCredentials(transport.connection, creds);
     this.#etag = newIceEtag();
+    // A restart while another is still connecting keeps the first one's deadline: restarting
+    // again and again does not keep an unconnected peer alive.
+    if (!this.#restarting) this.#armConnectTimer();
     this.#restarting = true;
     this.#setState('connecting');
-    this.#armConnectTimer();
     // Gathering re-announces the agent's existing sockets; nothing new is bound.
     await transport.gather();
     await this.#addCandidates(fragment);

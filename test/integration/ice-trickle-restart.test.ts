@@ -138,6 +138,11 @@ describe.each(networks)('trickle ICE and ICE restart, %s', (_name, makeNetwork) 
       expect(restart.server.ufrag).toBeDefined();
       expect(restart.server.ufrag).not.toBe(serverUfrag);
       expect(restart.server.candidates).toBeGreaterThan(0);
+      // Another restart right away is refused, and changes nothing.
+      const again = sdpFragment({ ufrag: 'againUfrag', pwd: 'againPasswordagainPassword', candidates: [] });
+      const tooSoon = await patch(resource, again, { 'if-match': '*' });
+      expect(tooSoon.status).toBe(429);
+      expect(((await tooSoon.json()) as { error: { code: string } }).error.code).toBe('TOO_MANY_RESTARTS');
       await restart.connected;
       const afterPublisherRestart = viewer.frames.length;
       await waitFor(
