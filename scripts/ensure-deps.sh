@@ -15,6 +15,8 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v firefox-esr >/dev/null 2>&1 || need+=(firefox-esr)
+  # ss lists the gateway's sockets in test/integration/ice-ports.test.ts.
+  command -v ss >/dev/null 2>&1 || need+=(iproute2)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -18,6 +18,7 @@ import { OrchestratorPool } from './orchestrators/pool.ts';
 import { PriceCeiling } from './orchestrators/price.ts';
 import { offchainIdentity } from './payments/identity.ts';
 import { type ChainOverrides, type OnChainGateway, setupOnChain } from './payments/onchain-setup.ts';
+import { IcePorts } from './webrtc/index.ts';
 
 /** Runs the gateway with these arguments (after the program name); `src/cli.ts` calls it too. */
 export async function main(
@@ -89,6 +90,19 @@ export async function main(
   // counted in one place.
   const tickets = onchain ? new LivePayments(onchain.payments) : undefined;
   const live = config.live;
+  // Shared WebRTC ports (-liveWebrtcUdpAddr / -liveWebrtcTcpAddr), announcing -liveNatIp if set.
+  const natIp = live.natIp.length > 0 ? [...live.natIp] : undefined;
+  const icePorts =
+    live.webrtcUdpAddr || live.webrtcTcpAddr
+      ? await IcePorts.open({
+          udp: live.webrtcUdpAddr,
+          tcp: live.webrtcTcpAddr,
+          announce: natIp,
+          logger,
+        }).catch((err: Error) => {
+          throw new Error(`cannot open the WebRTC ports: ${err.message}`);
+        })
+      : undefined;
   // Created before the registry it reads, which reports into it.
   let streams: LiveStreams | undefined;
   const metrics = createMetrics({ streams: () => streams as LiveStreams, pool });
@@ -106,7 +120,7 @@ export async function main(
       swapWindowMs: live.swapWindowMs,
       noOrchestratorGraceMs: live.noOrchestratorGraceMs,
     },
-    network: { hostAddresses: localHostAddresses() },
+    network: { hostAddresses: natIp ?? localHostAddresses(), ports: icePorts },
     payments: tickets,
     metrics: metrics.live,
     logger,
@@ -172,6 +186,7 @@ export async function main(
           ...(config.orchWebhookUrl ? [`from webhook ${config.orchWebhookUrl}`] : []),
         ].join('; ')}`,
     ...(onchain?.bannerLines ?? []),
+    ...webrtcBanner(icePorts, natIp),
     '',
   ];
   console.log(lines.join('\n'));
@@ -183,6 +198,7 @@ export async function main(
     logger.info({ signal }, 'shutting down');
     pool.stop();
     await streams.closeAll();
+    await icePorts?.close();
     await app.close();
     results.stop();
     await results.flush();
@@ -192,6 +208,19 @@ export async function main(
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+/** Where WebRTC listens, when the shared ports are on (the ports may have been picked: port 0). */
+function webrtcBanner(ports: IcePorts | undefined, natIp: string[] | undefined): string[] {
+  if (!ports) return natIp ? [`  WebRTC: a UDP port per peer, announced as ${natIp.join(', ')}`] : [];
+  const stats = ports.stats();
+  const line = (
+    name: string,
+    s: { port: number; announced: string[] } | undefined,
+    host: string | undefined,
+  ) =>
+    s ? [`  WebRTC ${name}: ${host}:${s.port} for every peer, announced as ${s.announced.join(', ')}`] : [];
+  return [...line('UDP', stats.udp, ports.udp?.host), ...line('TCP', stats.tcp, ports.tcp?.host)];
 }
 
 /** Loopback first (a browser on this machine), then this machine's own IPv4 addresses. */

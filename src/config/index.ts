@@ -118,6 +118,12 @@ export type Config = {
     readonly whipAuthToken: Secret | undefined;
     /** Empty by default: no public STUN server is contacted unless configured. */
     readonly iceServers: readonly IceServer[];
+    /** One UDP socket for every peer's ICE; undefined: a socket per peer. */
+    readonly webrtcUdpAddr: ListenAddr | undefined;
+    /** One TCP listener for every peer's ICE-TCP; undefined: no ICE-TCP. */
+    readonly webrtcTcpAddr: ListenAddr | undefined;
+    /** Announced in candidates instead of the machine's addresses (empty: not set). */
+    readonly natIp: readonly string[];
   };
   readonly http: {
     readonly bodyLimitBytes: number;
@@ -351,6 +357,9 @@ function build(
       noOrchestratorGraceMs: value(K.liveNoOrchestratorGraceMs),
       whipAuthToken: value(K.liveWhipAuthToken),
       iceServers: value(K.liveIceServers),
+      webrtcUdpAddr: value(K.liveWebrtcUdpAddr),
+      webrtcTcpAddr: value(K.liveWebrtcTcpAddr),
+      natIp: value(K.liveNatIp),
     },
     http: {
       bodyLimitBytes: value(K.httpBodyLimitBytes),

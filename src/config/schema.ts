@@ -1,4 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import {
   ProfileError,
@@ -15,6 +16,7 @@ import {
   Invalid,
   iceServers,
   int,
+  type ListenAddr,
   list,
   listenAddr,
   listenAddrOrFreePort,
@@ -180,6 +182,20 @@ const password: Parser<Secret> = (raw, ctx) => {
 };
 
 const secret: Parser<Secret> = (raw) => new Secret(scalar(raw));
+
+/** A socket address to bind: an IP literal (no host name), `:port` for every IPv4 interface. */
+const ipListenAddr: Parser<ListenAddr> = (raw) => {
+  const addr = listenAddrOrFreePort(raw);
+  if (isIP(addr.host) === 0)
+    throw new Invalid('must be an IP address and port (ip:port, [ipv6]:port or :port)');
+  return addr;
+};
+
+const ipAddress = (s: string): string => {
+  const ip = s.trim();
+  if (isIP(ip) === 0) throw new Invalid('must be IP addresses', ip);
+  return ip;
+};
 
 const wei = bigint({ min: 0n });
 const positiveBig = bigint({ min: 1n });
@@ -431,6 +447,21 @@ export const K = {
     help: 'Bearer token WHIP publishers must send; empty = no authentication',
     parse: secret,
     secret: true,
+  }),
+  liveWebrtcUdpAddr: opt(['live', 'webrtcUdpAddr'], {
+    type: 'ip:port',
+    help: 'One UDP port for the WebRTC (ICE) traffic of every peer, e.g. :8189; empty = a UDP port per peer',
+    parse: ipListenAddr,
+  }),
+  liveWebrtcTcpAddr: opt(['live', 'webrtcTcpAddr'], {
+    type: 'ip:port',
+    help: 'One TCP port for ICE-TCP (passive candidates) of every peer, e.g. :8189; empty = no ICE-TCP',
+    parse: ipListenAddr,
+  }),
+  liveNatIp: req(['live', 'natIp'], [], {
+    type: 'list',
+    help: "Public IP address(es) announced in WebRTC candidates instead of the machine's own (1:1 NAT, container port mapping)",
+    parse: list(ipAddress),
   }),
   liveIceServers: req(['live', 'iceServers'], [], {
     type: 'list',

@@ -4,6 +4,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { IceServer, Secret } from '../config/index.ts';
 import { LiveError } from '../live/errors.ts';
 import type { LiveStreams } from '../live/registry.ts';
+import { SDPFRAG_CONTENT_TYPE, SDPFRAG_LIMITS } from '../webrtc/index.ts';
 
 export interface LiveRoutesOptions {
   streams: LiveStreams;
@@ -32,7 +33,9 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
       .code(204)
       .header('Access-Control-Allow-Methods', 'POST, DELETE, PATCH, OPTIONS')
       .header('Access-Control-Allow-Headers', 'Content-Type, Authorization, If-Match')
-      .header('Accept-Post', 'application/sdp');
+      .header('Accept-Post', 'application/sdp')
+      // RFC 9725 §4.3: trickle ICE and ICE restarts by PATCH on the session URLs.
+      .header('Accept-Patch', SDPFRAG_CONTENT_TYPE);
     const links = iceLinks(opts.iceServers);
     if (links.length) reply.header('Link', links);
     return reply.send();
@@ -46,9 +49,12 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
       const offer = sdpBody(req);
       const modelId =
         typeof req.query.model === 'string' && req.query.model ? req.query.model : opts.defaultModel;
-      const { sessionId, answerSdp } = await opts.streams.publish(stream, offer, { modelId, params: {} });
+      const { sessionId, answerSdp, etag } = await opts.streams.publish(stream, offer, {
+        modelId,
+        params: {},
+      });
       const location = `/live/video-to-video/${encodeURIComponent(stream)}/whip/${sessionId}`;
-      return created(reply, location, sessionId, answerSdp, opts.iceServers).send(answerSdp);
+      return created(reply, location, etag, answerSdp, opts.iceServers).send(answerSdp);
     },
   );
 
@@ -58,15 +64,47 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
     return reply.code(200).send();
   });
 
-  app.patch(`${BASE}/whip/:id`, async (_req, reply) => methodNotAllowed(reply));
-  app.patch(`${BASE}/whep/:id`, async (_req, reply) => methodNotAllowed(reply));
+  // PATCH routes in their own context: a catch-all body parser there lets a wrong Content-Type get
+  // our 415 (not fastify's), and the fragment limit applies to PATCH bodies only.
+  await app.register(async (patches) => {
+    patches.removeAllContentTypeParsers();
+    patches.addContentTypeParser(
+      '*',
+      { parseAs: 'string', bodyLimit: SDPFRAG_LIMITS.bytes },
+      (_req, body, done) => done(null, body),
+    );
+    for (const kind of ['whip', 'whep'] as const) {
+      patches.patch<{ Params: ResourceParams; Body: unknown }>(`${BASE}/${kind}/:id`, async (req, reply) => {
+        if (kind === 'whip') requireBearer(req, opts.whipAuthToken);
+        const stream = streamName(req.params.stream);
+        const type = contentType(req);
+        if (type !== SDPFRAG_CONTENT_TYPE) {
+          throw new LiveError(
+            415,
+            'UNSUPPORTED_MEDIA_TYPE',
+            `PATCH needs Content-Type: ${SDPFRAG_CONTENT_TYPE} (got ${type || 'none'})`,
+          );
+        }
+        const body = typeof req.body === 'string' ? req.body : '';
+        const ifMatch = req.headers['if-match'];
+        const result = await opts.streams.patchIce(stream, { kind, id: req.params.id }, ifMatch, body);
+        // RFC 9725 §4.3.2: trickled candidates get 204 with no body and no ETag.
+        if (result.kind === 'trickle') return reply.code(204).send();
+        return reply
+          .code(200)
+          .header('Content-Type', SDPFRAG_CONTENT_TYPE)
+          .header('ETag', result.etag)
+          .send(result.fragment);
+      });
+    }
+  });
 
   app.post<{ Params: StreamParams; Body: unknown }>(`${BASE}/whep`, async (req, reply) => {
     const stream = streamName(req.params.stream);
     const offer = sdpBody(req);
-    const { viewerId, answerSdp } = await opts.streams.view(stream, offer);
+    const { viewerId, answerSdp, etag } = await opts.streams.view(stream, offer);
     const location = `/live/video-to-video/${encodeURIComponent(stream)}/whep/${viewerId}`;
-    return created(reply, location, viewerId, answerSdp, opts.iceServers).send(answerSdp);
+    return created(reply, location, etag, answerSdp, opts.iceServers).send(answerSdp);
   });
 
   app.delete<{ Params: ResourceParams }>(`${BASE}/whep/:id`, async (req, reply) => {
@@ -97,8 +135,12 @@ function streamName(name: string): string {
   return name;
 }
 
+function contentType(req: FastifyRequest): string {
+  return (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+}
+
 function sdpBody(req: FastifyRequest): string {
-  const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  const type = contentType(req);
   if (type !== 'application/sdp') {
     throw new LiveError(
       415,
@@ -127,7 +169,7 @@ function requireBearer(req: FastifyRequest, token: Secret | undefined): void {
 function created(
   reply: FastifyReply,
   location: string,
-  id: string,
+  etag: string,
   answerSdp: string,
   iceServers: readonly IceServer[],
 ): FastifyReply {
@@ -135,19 +177,13 @@ function created(
     .code(201)
     .header('Content-Type', 'application/sdp')
     .header('Location', location)
-    .header('ETag', `"${id}"`)
+    // The ICE session's entity-tag: PATCHes name it in If-Match (RFC 9725 §4.3.1).
+    .header('ETag', etag)
+    .header('Accept-Patch', SDPFRAG_CONTENT_TYPE)
     .header('Content-Length', Buffer.byteLength(answerSdp));
   const links = iceLinks(iceServers);
   if (links.length) reply.header('Link', links);
   return reply;
-}
-
-function methodNotAllowed(reply: FastifyReply) {
-  // No trickle ICE: the answer already carries every candidate.
-  return reply
-    .code(405)
-    .header('Allow', 'DELETE')
-    .send({ error: { code: 'METHOD_NOT_ALLOWED', message: 'trickle ICE (PATCH) is not supported' } });
 }
 
 /** RFC 9725 §4.6: one Link per ICE server, TURN credentials as attributes. */

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { liveKind } from '../orchestrators/capabilities.ts';
 import type { OrchestratorPool } from '../orchestrators/pool.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
-import type { PeerNetworkOptions } from '../webrtc/index.ts';
+import type { IcePatchResult, PeerNetworkOptions } from '../webrtc/index.ts';
 import { LiveError } from './errors.ts';
 import { LivePayments, type LivePaymentsOptions } from './live-payer.ts';
 import { LiveSession, type LiveSessionLimits, type LiveStatus } from './session.ts';
@@ -61,7 +61,7 @@ export class LiveStreams {
     stream: string,
     offerSdp: string,
     job: { modelId: string; params: Record<string, unknown> },
-  ): Promise<{ sessionId: string; answerSdp: string }> {
+  ): Promise<{ sessionId: string; answerSdp: string; etag: string }> {
     if (this.sessions.has(stream)) {
       throw new LiveError(409, 'STREAM_LIVE', `stream "${stream}" already has a publisher`);
     }
@@ -101,7 +101,7 @@ export class LiveStreams {
     try {
       const answerSdp = await session.start(offerSdp);
       this.opts.metrics?.attempt('started');
-      return { sessionId, answerSdp };
+      return { sessionId, answerSdp, etag: session.publisherEtag ?? `"${sessionId}"` };
     } catch (err) {
       this.opts.metrics?.attempt(err instanceof LiveError && err.status < 500 ? 'refused' : 'failed');
       await session.stop(`start failed: ${(err as Error).message}`);
@@ -116,12 +116,22 @@ export class LiveStreams {
     await session.stop('publisher sent DELETE');
   }
 
-  view(stream: string, offerSdp: string): Promise<{ viewerId: string; answerSdp: string }> {
+  view(stream: string, offerSdp: string): Promise<{ viewerId: string; answerSdp: string; etag: string }> {
     return this.get(stream).addViewer(offerSdp);
   }
 
   async unview(stream: string, viewerId: string): Promise<void> {
     await this.get(stream).removeViewer(viewerId);
+  }
+
+  /** RFC 9725 PATCH on a WHIP or WHEP session URL of a live stream (see LiveSession.patchIce). */
+  patchIce(
+    stream: string,
+    resource: { kind: 'whip' | 'whep'; id: string },
+    ifMatch: string | undefined,
+    body: string,
+  ): Promise<IcePatchResult> {
+    return this.get(stream).patchIce(resource, ifMatch, body);
   }
 
   update(stream: string, params: Record<string, unknown>): Promise<void> {

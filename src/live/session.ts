@@ -7,7 +7,15 @@ import { ChainError } from '../payments/chain.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
 import { TicketParamsError } from '../payments/sender.ts';
 import type { SegmentWriter } from '../trickle/index.ts';
-import { checkOffer, EgressPeer, IngestPeer, type PeerNetworkOptions } from '../webrtc/index.ts';
+import {
+  checkOffer,
+  EgressPeer,
+  IcePatchError,
+  type IcePatchResult,
+  IcePortsFullError,
+  IngestPeer,
+  type PeerNetworkOptions,
+} from '../webrtc/index.ts';
 import type { OrchestratorInfo } from '../wire/lp-rpc.ts';
 import { Egress } from './egress.ts';
 import { LiveError } from './errors.ts';
@@ -185,7 +193,7 @@ export class LiveSession {
     if (orchestrator.status === 'rejected') {
       throw new LiveError(503, 'NO_ORCHESTRATOR', (orchestrator.reason as Error).message);
     }
-    if (peer.status === 'rejected') throw peer.reason;
+    if (peer.status === 'rejected') throw peerError(peer.reason);
     // stop() may have run while we were waiting.
     if (this.ended) {
       await this.release();
@@ -208,7 +216,12 @@ export class LiveSession {
     return ingestPeer.answerSdp;
   }
 
-  async addViewer(offerSdp: string): Promise<{ viewerId: string; answerSdp: string }> {
+  /** The publisher's ICE session entity-tag (ETag of the WHIP session URL). */
+  get publisherEtag(): string | undefined {
+    return this.ingestPeer?.etag;
+  }
+
+  async addViewer(offerSdp: string): Promise<{ viewerId: string; answerSdp: string; etag: string }> {
     if (this.ended) throw new LiveError(404, 'NO_SUCH_STREAM', `stream "${this.opts.stream}" has ended`);
     if (this.viewers.size >= this.opts.limits.maxViewers) {
       throw new LiveError(
@@ -221,7 +234,11 @@ export class LiveSession {
     if (!checked.ok)
       throw new LiveError(checked.status, checked.status === 406 ? 'NO_CODEC' : 'BAD_SDP', checked.reason);
     const viewerId = randomBytes(12).toString('hex');
-    const peer = await EgressPeer.create(offerSdp, { ...this.opts.network, logger: this.opts.logger });
+    const peer = await EgressPeer.create(offerSdp, { ...this.opts.network, logger: this.opts.logger }).catch(
+      (err: unknown) => {
+        throw peerError(err);
+      },
+    );
     if (this.ended || this.viewers.size >= this.opts.limits.maxViewers) {
       await peer.close();
       if (this.ended) throw new LiveError(404, 'NO_SUCH_STREAM', `stream "${this.opts.stream}" has ended`);
@@ -237,7 +254,34 @@ export class LiveSession {
       if (state === 'failed' || state === 'closed') void this.removeViewer(viewerId).catch(() => {});
     });
     this.opts.logger.info({ viewerId, viewers: this.viewers.size }, 'viewer joined');
-    return { viewerId, answerSdp: peer.answerSdp };
+    return { viewerId, answerSdp: peer.answerSdp, etag: peer.etag };
+  }
+
+  /**
+   * RFC 9725 PATCH on the WHIP session (`whip`, this stream's session id) or a WHEP session
+   * (`whep`, a viewer id): trickled candidates or an ICE restart. A restart keeps the stream and
+   * every other peer as they are; only this peer's media pauses until its new ICE session is up.
+   */
+  async patchIce(
+    resource: { kind: 'whip' | 'whep'; id: string },
+    ifMatch: string | undefined,
+    body: string,
+  ): Promise<IcePatchResult> {
+    const peer =
+      resource.kind === 'whip'
+        ? resource.id === this.sessionId && !this.ended
+          ? this.ingestPeer
+          : undefined
+        : this.viewers.get(resource.id);
+    if (!peer) {
+      throw new LiveError(404, 'NO_SUCH_SESSION', `no ${resource.kind.toUpperCase()} session ${resource.id}`);
+    }
+    try {
+      return await peer.patchIce(ifMatch, body);
+    } catch (err) {
+      if (err instanceof IcePatchError) throw new LiveError(err.status, err.code, err.message);
+      throw err;
+    }
   }
 
   async removeViewer(viewerId: string): Promise<void> {
@@ -472,7 +516,11 @@ export class LiveSession {
   /** Ends silent publishers, and swaps out an orchestrator that stopped sending output. */
   private watchdog(): void {
     const now = Date.now();
-    const lastIn = this.ingest.lastPacketAt() ?? this.startedAt;
+    // An ICE restart pauses the media while the new path comes up: the silence counts from it.
+    const lastIn = Math.max(
+      this.ingest.lastPacketAt() ?? this.startedAt,
+      this.ingestPeer?.lastIceRestartAt ?? 0,
+    );
     if (now - lastIn > this.opts.limits.ingestTimeoutMs) {
       void this.stop(`no media from the publisher for ${this.opts.limits.ingestTimeoutMs} ms`);
       return;
@@ -489,4 +537,10 @@ export class LiveSession {
     this.lastError = reason;
     this.opts.logger.warn({ reason }, 'live stream problem');
   }
+}
+
+/** Peer creation failures a client should see as such, not as a 500. */
+function peerError(err: unknown): unknown {
+  if (err instanceof IcePortsFullError) return new LiveError(503, 'TOO_MANY_PEERS', err.message);
+  return err;
 }

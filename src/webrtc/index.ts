@@ -7,6 +7,18 @@ export {
   type KeyframeRequestListener,
 } from './egress-peer.ts';
 export {
+  IcePatchError,
+  type IcePatchErrorCode,
+  type IcePatchResult,
+} from './ice-patch.ts';
+export {
+  IcePorts,
+  IcePortsFullError,
+  type IcePortsOptions,
+  type IcePortsStats,
+  machineAddresses,
+} from './ice-ports.ts';
+export {
   IngestPeer,
   type IngestPeerOptions,
   type IngestStats,
@@ -34,3 +46,5 @@ export {
   type OfferPurpose,
   OfferRejectedError,
 } from './sdp.ts';
+export { SDPFRAG_CONTENT_TYPE, SDPFRAG_LIMITS } from './sdpfrag.ts';
+export { WeriftInternalsError } from './werift-ice.ts';

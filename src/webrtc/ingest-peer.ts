@@ -9,6 +9,7 @@ import {
   RtcpTransportLayerFeedback,
   type RtpPacket,
 } from 'werift';
+import type { IcePatchResult } from './ice-patch.ts';
 import { NackGenerator, type NackGeneratorOptions } from './nack-generator.ts';
 import {
   answerCodecs,
@@ -144,6 +145,24 @@ export class IngestPeer {
 
   get state(): PeerState {
     return this.#session.state;
+  }
+
+  /** The ICE session's entity-tag (quoted) for ETag; it changes with each ICE restart. */
+  get etag(): string {
+    return this.#session.etag;
+  }
+
+  /** Date.now() when the latest ICE restart began (media pauses until it connects). */
+  get lastIceRestartAt(): number | undefined {
+    return this.#session.lastIceRestartAt;
+  }
+
+  /**
+   * RFC 9725 PATCH (`If-Match` header, application/trickle-ice-sdpfrag body): trickled candidates,
+   * or an ICE restart that keeps the media flowing. Throws IcePatchError with the HTTP status.
+   */
+  patchIce(ifMatch: string | undefined, body: string): Promise<IcePatchResult> {
+    return this.#session.patchIce(ifMatch, body);
   }
 
   /** Date.now() of the last RTP packet (audio or video); lets a session time out on "no media". */

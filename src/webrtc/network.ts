@@ -2,6 +2,7 @@
 
 import { isIPv4, isIPv6 } from 'node:net';
 import type { CandidatePair, RTCIceServer, RTCPeerConnectionConfig } from 'werift';
+import type { IcePorts } from './ice-ports.ts';
 
 export interface PeerNetworkOptions {
   /**
@@ -24,6 +25,12 @@ export interface PeerNetworkOptions {
   ipv6?: boolean;
   /** Pair filter passed to werift; return false to skip a local/remote candidate pair. */
   filterCandidatePair?: (pair: CandidatePair) => boolean;
+  /**
+   * Shared ports (see ice-ports.ts): with a UDP port, every peer's UDP ICE goes through that one
+   * socket and `hostAddresses`, `bindAddress` and `portRange` are not used; with a TCP port, every
+   * peer also offers a passive ICE-TCP candidate on it. Offers must then use BUNDLE.
+   */
+  ports?: IcePorts;
 }
 
 /** Host candidates on 127.0.0.1 only, sockets bound to loopback: for tests and same-machine clients. */
@@ -43,8 +50,22 @@ type NetworkConfig = Pick<
   | 'iceFilterCandidatePair'
 >;
 
+/** Whether a STUN server is configured (else werift's stun.l.google.com fallback must go). */
+export function usesStunServer(opts: PeerNetworkOptions): boolean {
+  return (opts.iceServers ?? []).some((server) =>
+    (Array.isArray(server.urls) ? server.urls : [server.urls]).some((url) => /^stuns?:/i.test(url)),
+  );
+}
+
 export function weriftNetworkConfig(opts: PeerNetworkOptions): NetworkConfig {
   const config: NetworkConfig = { iceServers: opts.iceServers ?? [] };
+  if (opts.ports?.udp) {
+    // werift binds nothing of its own: the shared socket's protocols are added per peer.
+    config.iceUseIpv4 = false;
+    config.iceUseIpv6 = false;
+    if (opts.filterCandidatePair) config.iceFilterCandidatePair = opts.filterCandidatePair;
+    return config;
+  }
   if (opts.hostAddresses !== undefined) {
     if (opts.hostAddresses.length === 0) throw new Error('hostAddresses must not be empty');
     for (const address of opts.hostAddresses) {

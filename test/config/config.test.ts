@@ -83,6 +83,9 @@ describe('defaults', () => {
       noOutputTimeoutMs: 2000,
       whipAuthToken: undefined,
       iceServers: [],
+      webrtcUdpAddr: undefined,
+      webrtcTcpAddr: undefined,
+      natIp: [],
     });
     expect(c.http.bodyLimitBytes).toBe(1048576);
   });
@@ -401,6 +404,32 @@ describe('values', () => {
     expect(e.key).toBe('localOrchestratorModels');
     e = fails(() => load(['-localOrchestratorServiceAddr', ':8935']));
     expect(e.key).toBe('localOrchestratorServiceAddr');
+  });
+
+  it('shared WebRTC ports and the NAT address: IP literals only', () => {
+    const c = load([
+      '-liveWebrtcUdpAddr',
+      ':8189',
+      '-liveWebrtcTcpAddr',
+      '[::1]:8190',
+      '-liveNatIp',
+      '203.0.113.7',
+    ]);
+    expect(c.live.webrtcUdpAddr).toMatchObject({ host: '0.0.0.0', port: 8189 });
+    expect(c.live.webrtcTcpAddr).toMatchObject({ host: '::1', port: 8190 });
+    expect(c.live.natIp).toEqual(['203.0.113.7']);
+    expect(load([], { LP_LIVENATIP: '203.0.113.7, 2001:db8::7' }).live.natIp).toEqual([
+      '203.0.113.7',
+      '2001:db8::7',
+    ]);
+    let e = fails(() => load(['-liveWebrtcUdpAddr', 'gateway.example:8189']));
+    expect(e.key).toBe('liveWebrtcUdpAddr');
+    expect(e.message).toContain('must be an IP address and port');
+    e = fails(() => load(['-liveWebrtcTcpAddr', '8189']));
+    expect(e.key).toBe('liveWebrtcTcpAddr');
+    e = fails(() => load(['-liveNatIp', '203.0.113.7,my.host']));
+    expect(e.key).toBe('liveNatIp');
+    expect(e.message).toContain('(got my.host)');
   });
 
   it('ICE servers from a flag: JSON or comma-separated stun URLs', () => {

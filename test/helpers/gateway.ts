@@ -11,7 +11,7 @@ import { type DiscoverySource, StaticSource } from '../../src/orchestrators/disc
 import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
 import { PriceCeiling } from '../../src/orchestrators/price.ts';
 import { accountIdentity, type GatewayIdentity, offchainIdentity } from '../../src/payments/identity.ts';
-import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
+import { LOOPBACK_NETWORK, type PeerNetworkOptions } from '../../src/webrtc/index.ts';
 
 export interface TestGatewayOptions {
   orchestrators: string[];
@@ -32,6 +32,8 @@ export interface TestGatewayOptions {
   batch?: (pool: OrchestratorPool) => BatchRoutesOptions;
   /** The segment transcoding routes. */
   transcode?: GatewayAppOptions['transcode'];
+  /** Where WebRTC peers listen; default LOOPBACK_NETWORK (e.g. add shared `ports`). */
+  network?: PeerNetworkOptions;
 }
 
 export async function startTestGateway(opts: TestGatewayOptions) {
@@ -68,7 +70,7 @@ export async function startTestGateway(opts: TestGatewayOptions) {
       maxStreams: 8,
       ...opts.limits,
     },
-    network: LOOPBACK_NETWORK,
+    network: opts.network ?? LOOPBACK_NETWORK,
     metrics: metrics.live,
     logger,
   });

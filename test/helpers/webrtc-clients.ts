@@ -9,6 +9,7 @@ import {
   GenericNack,
   PictureLossIndication,
   RTCPeerConnection,
+  type RTCPeerConnectionConfig,
   RTCRtpCodecParameters,
   type RTCRtpTransceiver,
   type RtcpPacket,
@@ -268,11 +269,14 @@ export interface TestPeerOptions {
   /** profile-level-id offered for H.264 (packetization-mode=1). Default 42e01f. */
   h264ProfileLevelId?: string;
   audio?: boolean;
+  /** More werift configuration (e.g. ICE-TCP), applied over the network options. */
+  rtcConfig?: Partial<RTCPeerConnectionConfig>;
 }
 
 function testPeer(opts: TestPeerOptions): RTCPeerConnection {
   return new RTCPeerConnection({
     ...weriftNetworkConfig(opts.network ?? LOOPBACK_NETWORK),
+    ...opts.rtcConfig,
     // max-bundle: one ICE transport from the start (werift leaks the socket of transports dropped by BUNDLE).
     bundlePolicy: 'max-bundle',
     codecs: {

@@ -175,8 +175,36 @@ describe('WHIP/WHEP routes: bad requests', () => {
     );
   });
 
-  it('405 for trickle ICE (PATCH)', async () => {
-    const res = await app.inject({ method: 'PATCH', url: '/live/video-to-video/cam1/whip/abc', payload: '' });
-    expect(res.statusCode).toBe(405);
+  it('advertises PATCH with application/trickle-ice-sdpfrag (RFC 9725 §4.3)', async () => {
+    const res = await app.inject({ method: 'OPTIONS', url: `${whip}/abc` });
+    expect(res.statusCode).toBe(204);
+    expect(res.headers['accept-patch']).toBe('application/trickle-ice-sdpfrag');
+    expect(String(res.headers['access-control-allow-methods'])).toContain('PATCH');
+    expect(String(res.headers['access-control-allow-headers'])).toContain('If-Match');
+    expect(String(res.headers['access-control-expose-headers'])).toContain('ETag');
+  });
+
+  it('PATCH: 401 without the WHIP token, 415 for another type, 404 for an unknown stream', async () => {
+    const frag = { 'content-type': 'application/trickle-ice-sdpfrag', 'if-match': '*' };
+    const url = `${whip}/abc`;
+    expect((await app.inject({ method: 'PATCH', url, headers: frag, payload: '' })).statusCode).toBe(401);
+    const wrong = await app.inject({
+      method: 'PATCH',
+      url,
+      headers: { ...auth, 'content-type': 'application/sdp', 'if-match': '*' },
+      payload: 'v=0',
+    });
+    expect(wrong.statusCode).toBe(415);
+    expect(wrong.json().error.message).toContain('application/trickle-ice-sdpfrag');
+    const none = await app.inject({ method: 'PATCH', url, headers: { ...auth, 'if-match': '*' } });
+    expect(none.statusCode).toBe(415);
+    const gone = await app.inject({ method: 'PATCH', url, headers: { ...auth, ...frag }, payload: '' });
+    expect(gone.statusCode).toBe(404);
+    expect(gone.json().error.code).toBe('NO_SUCH_STREAM');
+    // WHEP session URLs take no token.
+    const whep = '/live/video-to-video/cam1/whep/abc';
+    expect((await app.inject({ method: 'PATCH', url: whep, headers: frag, payload: '' })).statusCode).toBe(
+      404,
+    );
   });
 });
