@@ -379,6 +379,11 @@ export interface SendOptions {
   realtime?: boolean;
   /** Packet indexes (0-based over all video packets) not to send, to simulate loss. */
   dropVideoPackets?: ReadonlySet<number>;
+  /**
+   * Resend a dropped packet when the receiver NACKs it, this many ms after the NACK (a late
+   * retransmission). Default: dropped packets are lost for good.
+   */
+  retransmitDroppedAfterMs?: number;
   /** Stop sending (the promise resolves) once aborted: a test that has seen enough. */
   signal?: AbortSignal;
 }
@@ -480,6 +485,19 @@ export class WeriftPublisher {
     const realtime = opts.realtime ?? true;
     const started = performance.now();
     let videoIndex = 0;
+    const held = new Map<number, RtpPacket>();
+    const retransmitAfter = opts.retransmitDroppedAfterMs;
+    const offNack =
+      retransmitAfter === undefined
+        ? undefined
+        : this.#video.sender.onGenericNack.subscribe((nack) => {
+            for (const seq of nack.lost) {
+              const packet = held.get(seq);
+              if (!packet) continue;
+              held.delete(seq);
+              setTimeout(() => void this.#video.sender.sendRtp(packet).catch(() => {}), retransmitAfter);
+            }
+          }).unSubscribe;
     for (const event of events) {
       if (opts.signal?.aborted) break;
       if (realtime) {
@@ -492,9 +510,12 @@ export class WeriftPublisher {
         const seq = event.kind === 'video' ? this.#videoSeq : this.#audioSeq;
         if (event.kind === 'video') this.#videoSeq = (seq + 1) & 0xffff;
         else this.#audioSeq = (seq + 1) & 0xffff;
-        if (event.kind === 'video' && opts.dropVideoPackets?.has(videoIndex++)) continue;
         const body = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
         const header = new RtpHeader({ sequenceNumber: seq, timestamp: event.frame.timestamp, marker });
+        if (event.kind === 'video' && opts.dropVideoPackets?.has(videoIndex++)) {
+          if (retransmitAfter !== undefined) held.set(seq, new RtpPacket(header, body));
+          continue;
+        }
         await transceiver.sender.sendRtp(new RtpPacket(header, body));
         this.sent.push({ kind: event.kind, seq, timestamp: event.frame.timestamp, marker, payload });
         this.#stats.bytes += body.length;
@@ -503,6 +524,11 @@ export class WeriftPublisher {
       }
       if (event.kind === 'video') this.#stats.videoFrames++;
       else this.#stats.audioFrames++;
+    }
+    // Late retransmissions still due go out before we report.
+    if (offNack) {
+      await sleep((retransmitAfter ?? 0) + 50);
+      offNack();
     }
     return this.stats();
   }
