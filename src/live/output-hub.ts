@@ -2,6 +2,12 @@
 // viewers: it adds them, starts each on a keyframe that really went out, keeps slow ones from piling
 // up packets, and closes them. Per frame the work is done once (demux, packetize, sequence numbers,
 // timestamps); per viewer only the sends and a queue check remain.
+//
+// Each viewer has a paced queue: live frames normally go straight through, but a burst (the cached
+// GOP a joining viewer gets, the replay after an orchestrator change) leaves at a few times the
+// stream's bitrate instead of all at once, which would overflow the viewer's receive buffer and
+// lose packets beyond what NACKs can repair. The queue is bounded: past the bound, or when the
+// viewer's socket backs up, the viewer skips to the next keyframe and the skipped frames are counted.
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import {
@@ -37,16 +43,31 @@ export interface OutputHubLimits {
   /** … and at most this many frames; a longer GOP is not kept (joiners then wait for a keyframe). */
   maxGopFrames: number;
   /**
-   * A viewer whose socket holds more than this many unsent bytes skips frames up to the next
-   * keyframe (and resumes once below half of it): a slow viewer never delays nor bloats the others.
+   * A viewer with more than this many bytes in its paced queue skips frames up to the next keyframe
+   * (and resumes once below half of it): a slow viewer never delays nor bloats the others.
    */
   maxViewerQueueBytes: number;
+  /**
+   * The same when the viewer's UDP socket holds more than this many unsent bytes (the kernel's send
+   * buffer is full: the uplink cannot carry what we send).
+   */
+  maxSocketQueueBytes: number;
+  /** Queued frames leave at this many times the stream's bitrate… */
+  paceFactor: number;
+  /** …but never slower than this, bytes per second. */
+  minPaceBytesPerSecond: number;
+  /** Bytes a viewer may receive at once before pacing holds the rest (a larger keyframe still goes at once). */
+  paceBurstBytes: number;
 }
 
 export const OUTPUT_HUB_DEFAULTS: OutputHubLimits = {
-  maxGopBytes: 4 * 1024 * 1024,
+  maxGopBytes: 2 * 1024 * 1024,
   maxGopFrames: 300,
-  maxViewerQueueBytes: 256 * 1024,
+  maxViewerQueueBytes: 4 * 1024 * 1024,
+  maxSocketQueueBytes: 256 * 1024,
+  paceFactor: 4,
+  minPaceBytesPerSecond: 1_000_000,
+  paceBurstBytes: 64 * 1024,
 };
 
 export interface OutputHubOptions {
@@ -73,7 +94,7 @@ export interface ViewerSummary {
   framesSent: number;
   /** Frames skipped because this viewer could not keep up. */
   framesDropped: number;
-  /** Bytes waiting in its socket right now. */
+  /** Bytes waiting for it right now: in its paced queue, and in its socket. */
   queueBytes: number;
   /** PLI + FIR from this viewer. */
   keyframeRequests: number;
@@ -119,11 +140,21 @@ interface OutFrame {
   bytes: number;
 }
 
+type Queued =
+  | { kind: 'video'; frame: OutFrame; timestamp: number; start?: 'cache' | 'live' }
+  | { kind: 'audio'; data: Uint8Array; seq: number; timestamp: number };
+
 interface Viewer {
   readonly id: string;
   readonly peer: OutputPeer;
   readonly joinedAt: number;
   state: ViewerState;
+  /** Frames (and audio) waiting for the pacer, oldest first. */
+  readonly queue: Queued[];
+  queueBytes: number;
+  /** Token bucket: bytes it may be sent now (may go below zero after a frame larger than the rest). */
+  tokens: number;
+  refilledAt: number;
   startedAt?: number;
   startedFromCache: boolean;
   /** Added to the shared sequence numbers so a viewer's own stays continuous across skipped frames. */
@@ -143,6 +174,10 @@ const CATCH_UP_MAX_TICKS = 2999;
 const CATCH_UP_WINDOW_90K = 10 * 90_000;
 /** Keyframe requests upstream are spaced at least this far apart. */
 const MIN_UPSTREAM_KEYFRAME_GAP_MS = 500;
+/** The pacer runs this often while some viewer has queued frames. */
+const PACE_TICK_MS = 5;
+/** The stream's bitrate is measured over windows of this length. */
+const RATE_WINDOW_MS = 1000;
 
 export class OutputHub {
   private readonly viewers = new Map<string, Viewer>();
@@ -163,6 +198,10 @@ export class OutputHub {
   private catchUp?: { untilDts: number; basePts: number; baseRtp: number };
   private lastUpstreamRequest = Number.NEGATIVE_INFINITY;
   private closed = false;
+  private paceTimer?: NodeJS.Timeout;
+  /** The output's bitrate (bytes/s, video), measured per window; sets the pace. */
+  private rateBytesPerSecond = 0;
+  private rateWindow = { start: 0, bytes: 0 };
   /** Totals of viewers that left, so the stream's counters never go down. */
   private readonly gone = { framesDropped: 0, keyframeRequests: 0, nacks: 0, retransmitted: 0, lost: 0 };
   private readonly counts = {
@@ -195,11 +234,16 @@ export class OutputHub {
   addViewer(id: string, peer: OutputPeer): void {
     if (this.closed) throw new Error('output hub is closed');
     if (this.viewers.has(id)) throw new Error(`viewer ${id} already added`);
+    const now = this.now();
     const viewer: Viewer = {
       id,
       peer,
-      joinedAt: this.now(),
+      joinedAt: now,
       state: 'waiting',
+      queue: [],
+      queueBytes: 0,
+      tokens: this.limits.paceBurstBytes,
+      refilledAt: now,
       startedFromCache: false,
       videoSeqShift: 0,
       audioSeqShift: 0,
@@ -239,6 +283,7 @@ export class OutputHub {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.paceTimer);
     const viewers = [...this.viewers.values()];
     this.viewers.clear();
     for (const viewer of viewers) {
@@ -307,7 +352,7 @@ export class OutputHub {
         startedFromCache: v.startedFromCache,
         framesSent: v.framesSent,
         framesDropped: v.framesDropped,
-        queueBytes: v.peer.sendQueueBytes(),
+        queueBytes: v.queueBytes + v.peer.sendQueueBytes(),
         keyframeRequests: v.keyframeRequests,
         nacksReceived: s.video.nacksReceived + (s.audio?.nacksReceived ?? 0),
         retransmittedPackets: s.video.retransmittedPackets + (s.audio?.retransmittedPackets ?? 0),
@@ -347,6 +392,7 @@ export class OutputHub {
       bytes: frame.annexB.length,
     };
     this.counts.frames++;
+    this.measureRate(now, out.bytes);
     this.cache(out);
     for (const viewer of this.viewers.values()) this.offer(viewer, out);
     this.opts.onFrame(frame.annexB.length, frame.pts90k, this.now());
@@ -421,37 +467,104 @@ export class OutputHub {
   /** One live frame for one viewer, according to its state. */
   private offer(viewer: Viewer, frame: OutFrame): void {
     if (viewer.state === 'waiting') {
-      // Started only by a keyframe that really went out (not one dropped before DTLS was up).
-      if (frame.keyframe && viewer.peer.canSend && this.sendFrame(viewer, frame, frame.timestamp)) {
-        this.started(viewer, false);
+      // Started only by a keyframe that really goes out (not one dropped before DTLS was up).
+      if (frame.keyframe && viewer.peer.canSend) {
+        this.enqueue(viewer, { kind: 'video', frame, timestamp: frame.timestamp, start: 'live' });
       }
       return;
     }
-    const queued = viewer.peer.sendQueueBytes();
+    const socket = viewer.peer.sendQueueBytes();
+    const pending = viewer.queueBytes + socket;
     if (viewer.state === 'dropping') {
-      if (frame.keyframe && queued <= this.limits.maxViewerQueueBytes / 2) {
-        viewer.state = 'live';
-        this.opts.logger.info({ viewerId: viewer.id, dropped: viewer.framesDropped }, 'viewer caught up');
-      } else {
+      if (
+        !frame.keyframe ||
+        pending > this.limits.maxViewerQueueBytes / 2 ||
+        socket > this.limits.maxSocketQueueBytes / 2
+      ) {
         this.skip(viewer, frame);
         return;
       }
-    } else if (queued > this.limits.maxViewerQueueBytes) {
+      viewer.state = 'live';
+      this.opts.logger.info({ viewerId: viewer.id, dropped: viewer.framesDropped }, 'viewer caught up');
+    } else if (pending > this.limits.maxViewerQueueBytes || socket > this.limits.maxSocketQueueBytes) {
       viewer.state = 'dropping';
       this.opts.logger.warn(
-        { viewerId: viewer.id, queuedBytes: queued },
+        { viewerId: viewer.id, queuedBytes: viewer.queueBytes, socketBytes: socket },
         'viewer too slow: skipping to the next keyframe',
       );
+      this.dropQueue(viewer);
       this.skip(viewer, frame);
       return;
     }
-    if (this.sendFrame(viewer, frame, frame.timestamp)) viewer.framesSent++;
+    this.enqueue(viewer, { kind: 'video', frame, timestamp: frame.timestamp });
   }
 
   private skip(viewer: Viewer, frame: OutFrame): void {
     viewer.framesDropped++;
     // Its own sequence numbers stay continuous: it should not NACK what it was never meant to get.
     viewer.videoSeqShift -= frame.packets.length;
+  }
+
+  /** Everything still queued for a viewer that cannot keep up is dropped, in order, and counted. */
+  private dropQueue(viewer: Viewer): void {
+    for (const item of viewer.queue.splice(0)) {
+      if (item.kind === 'video') this.skip(viewer, item.frame);
+      else viewer.audioSeqShift--;
+    }
+    viewer.queueBytes = 0;
+  }
+
+  /** Sends at once when the viewer's pace allows and nothing waits before it; else queues. */
+  private enqueue(viewer: Viewer, item: Queued): void {
+    viewer.queue.push(item);
+    viewer.queueBytes += itemBytes(item);
+    this.pump(viewer, this.now());
+    if (viewer.queue.length && !this.paceTimer) {
+      this.paceTimer = setTimeout(() => this.drainQueues(), PACE_TICK_MS);
+    }
+  }
+
+  /** Runs the pacer: sends what each viewer's pace allows now. Called by its own timer. */
+  drainQueues(): void {
+    this.paceTimer = undefined;
+    if (this.closed) return;
+    const now = this.now();
+    let waiting = false;
+    for (const viewer of this.viewers.values()) {
+      if (viewer.queue.length) this.pump(viewer, now);
+      if (viewer.queue.length) waiting = true;
+    }
+    if (waiting) this.paceTimer = setTimeout(() => this.drainQueues(), PACE_TICK_MS);
+  }
+
+  private pump(viewer: Viewer, now: number): void {
+    const rate = Math.max(
+      this.limits.minPaceBytesPerSecond,
+      this.limits.paceFactor * this.rateBytesPerSecond,
+    );
+    viewer.tokens = Math.min(
+      this.limits.paceBurstBytes,
+      viewer.tokens + ((now - viewer.refilledAt) * rate) / 1000,
+    );
+    viewer.refilledAt = now;
+    while (viewer.queue.length && viewer.tokens >= 0) {
+      const item = viewer.queue.shift() as Queued;
+      const bytes = itemBytes(item);
+      viewer.queueBytes -= bytes;
+      viewer.tokens -= bytes;
+      if (item.kind === 'audio') {
+        viewer.peer.sendAudio(item.data, (item.seq + viewer.audioSeqShift) & 0xffff, item.timestamp, true);
+        continue;
+      }
+      if (!this.sendFrame(viewer, item.frame, item.timestamp)) {
+        // The peer cannot send (any more): start over on a keyframe once it can.
+        this.dropQueue(viewer);
+        viewer.state = 'waiting';
+        return;
+      }
+      viewer.framesSent++;
+      if (item.start) this.started(viewer, item.start === 'cache');
+    }
   }
 
   private sendFrame(viewer: Viewer, frame: OutFrame, timestamp: number): boolean {
@@ -466,30 +579,28 @@ export class OutputHub {
   }
 
   /**
-   * Starts a viewer that can now receive: the cached GOP at once, squeezed in time so its last
-   * frame lands on the live timeline, or else (no GOP) a keyframe asked for upstream.
+   * Starts a viewer that can now receive: the cached GOP, its keyframe at once and the rest paced,
+   * squeezed in time so its last frame lands on the live timeline; or else (no GOP, or one larger
+   * than the viewer's queue may hold) a keyframe asked for upstream.
    */
   private startFromCache(viewer: Viewer): void {
-    if (viewer.state !== 'waiting' || !viewer.peer.canSend) return;
+    if (viewer.state !== 'waiting' || viewer.queue.length || !viewer.peer.canSend) return;
     const gop = this.gop;
-    if (!gop) {
+    if (!gop || this.gopBytes > this.limits.maxViewerQueueBytes / 2) {
       this.requestUpstreamKeyframe();
       return;
     }
     const last = gop[gop.length - 1];
-    for (const frame of gop) {
+    for (const [i, frame] of gop.entries()) {
       const timestamp = (last.timestamp - Math.floor((last.pts90k - frame.pts90k) / CATCH_UP_SQUEEZE)) >>> 0;
-      if (!this.sendFrame(viewer, frame, timestamp)) return;
+      this.enqueue(viewer, { kind: 'video', frame, timestamp, start: i === 0 ? 'cache' : undefined });
     }
-    viewer.framesSent += gop.length - 1;
-    this.started(viewer, true);
   }
 
   private started(viewer: Viewer, fromCache: boolean): void {
     viewer.state = 'live';
     viewer.startedAt = this.now();
     viewer.startedFromCache = fromCache;
-    viewer.framesSent++;
     if (fromCache) this.counts.startsFromCache++;
     else this.counts.startsLive++;
     this.opts.logger.info(
@@ -508,7 +619,18 @@ export class OutputHub {
         viewer.audioSeqShift--;
         continue;
       }
-      viewer.peer.sendAudio(data, (seq + viewer.audioSeqShift) & 0xffff, timestamp, true);
+      this.enqueue(viewer, { kind: 'audio', data, seq, timestamp });
+    }
+  }
+
+  private measureRate(now: number, bytes: number): void {
+    const w = this.rateWindow;
+    if (w.start === 0) w.start = now;
+    w.bytes += bytes;
+    const elapsed = now - w.start;
+    if (elapsed >= RATE_WINDOW_MS) {
+      this.rateBytesPerSecond = (w.bytes * 1000) / elapsed;
+      this.rateWindow = { start: now, bytes: 0 };
     }
   }
 
@@ -528,4 +650,8 @@ export class OutputHub {
     this.gone.retransmitted += s.video.retransmittedPackets + (s.audio?.retransmittedPackets ?? 0);
     this.gone.lost += Math.max(0, s.video.remotePacketsLost ?? 0);
   }
+}
+
+function itemBytes(item: Queued): number {
+  return item.kind === 'video' ? item.frame.bytes : item.data.length;
 }

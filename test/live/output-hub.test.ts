@@ -52,6 +52,8 @@ describe('egress with B-frames', () => {
     const hub = new OutputHub({
       onFrame: () => {},
       requestKeyframe: () => {},
+      // Whole segments at once, faster than real time: no pacing here.
+      limits: { paceBurstBytes: Number.POSITIVE_INFINITY },
       logger: pino({ level: 'silent' }),
     });
     const viewer = fakeViewer();
@@ -73,6 +75,8 @@ describe('egress with B-frames', () => {
     const hub = new OutputHub({
       onFrame: () => {},
       requestKeyframe: () => {},
+      // Whole segments at once, faster than real time: no pacing here.
+      limits: { paceBurstBytes: Number.POSITIVE_INFINITY },
       logger: pino({ level: 'silent' }),
     });
     const viewer = fakeViewer();
@@ -340,10 +344,10 @@ describe('output hub viewers', () => {
   });
 
   it('a new orchestrator whose timestamps start over is rebased after what was sent, not fast-forwarded', () => {
-    const { hub } = newHub();
+    const { hub } = newHub({ paceBurstBytes: Number.POSITIVE_INFINITY });
     const { peer, video } = fakeViewer();
     hub.addViewer('v1', peer);
-    hub.push(frames(0, 400), 'job-a'); // over 13 s of output
+    hub.push(frames(0, 400), 'job-a'); // over 13 s of output, all at once
     hub.push(frames(0, 10, 30, { pts0: 0 }), 'job-b');
     const got = received(video);
     expect(hub.stats().framesCaughtUp).toBe(0);
@@ -411,6 +415,64 @@ describe('output hub viewers', () => {
     expect(hub.viewerCount).toBe(0);
     hub.push(frames(3, 5));
     expect(() => hub.addViewer('d', new FakeOutputPeer())).toThrow(/closed/);
+  });
+
+  it('paces a large cached GOP: the keyframe at once, the rest at the pace, live frames behind it in order', () => {
+    // 1 MB/s floor, 64 KB burst; a GOP of 30 frames × ~20 KB = 600 KB.
+    const { hub, tick } = newHub({ minPaceBytesPerSecond: 1_000_000, paceBurstBytes: 64 * 1024 });
+    const big = (i: number) => {
+      const f = frame(i, i % 30 === 0);
+      const slice = new Uint8Array(20_000).fill(0x55);
+      slice.set([i % 30 === 0 ? 0x65 : 0x41, 0x88, i >> 8, i & 0xff]);
+      const nalus = i % 30 === 0 ? [SPS, PPS, slice] : [slice];
+      return { ...f, annexB: annexB(nalus) };
+    };
+    hub.push([...Array(30).keys()].map(big));
+    const peer = new FakeOutputPeer();
+    hub.addViewer('v1', peer);
+    peer.connect();
+    const atOnce = received(peer.video);
+    expect(atOnce[0].keyframe).toBe(true); // started at once
+    expect(hub.viewerSummaries()[0]).toMatchObject({ state: 'live', startedFromCache: true });
+    expect(atOnce.length).toBeLessThanOrEqual(5); // ~64 KB, not 600 KB in one burst
+    const queued = hub.viewerSummaries()[0].queueBytes;
+    expect(queued).toBeGreaterThan(400_000);
+    hub.push([{ ...big(31), keyframe: false }]); // a live frame arrives meanwhile
+    tick(100);
+    hub.drainQueues(); // 100 ms at ≥ 1 MB/s: about 100 KB more
+    const after100 = received(peer.video).length;
+    expect(after100).toBeGreaterThan(atOnce.length + 3);
+    expect(after100).toBeLessThan(atOnce.length + 8);
+    for (let t = 0; t < 1000; t += 5) {
+      tick(5);
+      hub.drainQueues();
+    }
+    const all = received(peer.video);
+    expect(all.map((f) => f.index)).toEqual([...[...Array(30).keys()], 31]);
+    expect(hub.viewerSummaries()[0].queueBytes).toBe(0);
+  });
+
+  it('drops a viewer whose paced queue grows past its bound to the next keyframe, queue included', () => {
+    const { hub, tick } = newHub({ maxViewerQueueBytes: 100_000, paceBurstBytes: 10_000 });
+    const { peer } = fakeViewer();
+    hub.addViewer('v1', peer);
+    const big = (i: number, key: boolean) => {
+      const slice = new Uint8Array(30_000).fill(0x55);
+      slice.set([key ? 0x65 : 0x41, 0x88, i >> 8, i & 0xff]);
+      return { ...frame(i, key), annexB: annexB(key ? [SPS, PPS, slice] : [slice]) };
+    };
+    // No time passes: frames pile up in its queue beyond 100 KB.
+    hub.push([big(0, true), big(1, false), big(2, false), big(3, false), big(4, false), big(5, false)]);
+    expect(hub.viewerSummaries()[0].state).toBe('dropping');
+    hub.push([big(6, false), big(30, true)]);
+    tick(50);
+    hub.drainQueues();
+    const got = received(peer.video);
+    // Frame 0 went at once; the queued ones were dropped with the rest, up to keyframe 30.
+    expect(got.map((f) => f.index)).toEqual([0, 30]);
+    const seqs = got.flatMap((f) => f.seqs);
+    for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBe((seqs[i - 1] + 1) & 0xffff);
+    expect(hub.viewerSummaries()[0].framesDropped).toBe(6);
   });
 
   it('summarises each viewer with its peer stats', () => {
