@@ -561,7 +561,7 @@ async function runRound(
   try {
     // Only the target is listed: the stream has to start on it.
     ctx.webhook.urls = [target.url];
-    await waitForPool(ctx.base, [target.url]);
+    await waitForPool(ctx.base, [target.url], 20_000);
     await stream.open();
     await waitUntil(() => stream.frames.length >= 15, 10_000, 'frames at the viewer');
     const before = await stream.status();
@@ -570,7 +570,7 @@ async function runRound(
     }
     // Now the healthy one is there to move to.
     ctx.webhook.urls = [target.url, ctx.healthy.url];
-    await waitForPool(ctx.base, [target.url, ctx.healthy.url]);
+    await waitForPool(ctx.base, [target.url, ctx.healthy.url], 20_000);
     const poolReadyAt = Date.now();
 
     let killedAt: number | undefined;
