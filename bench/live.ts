@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { h264DecodeReport, makeH264Clip } from '../test/helpers/media.ts';
 import {
   type AccessUnit,
+  framesInSequenceOrder,
   h264Frames,
   type RtpFrame,
   splitAccessUnits,
@@ -717,8 +718,10 @@ async function viewerJoins(
         await viewer.peer.applyAnswer(answerSdp, 10_000);
         await waitUntil(() => viewer.firstFrameAt !== undefined, 10_000, 'the joining viewer’s first frame');
         await waitUntil(() => viewer.frames >= 30, 10_000, 'a second of frames at the joining viewer');
-        // The viewer helper trims its frame list past 300; a second of frames is well below that.
-        const units = viewer.peer.frames.slice(0, 30);
+        // In sequence order, as a player's jitter buffer hands them on (the test viewer has none:
+        // a retransmitted packet would otherwise make a frame out of order). The viewer helper
+        // trims its packet list past 5000; a second of packets is below that.
+        const units = framesInSequenceOrder(viewer.peer.videoPackets).slice(0, 30);
         const report = await h264DecodeReport(toAnnexB(units));
         const types = units[0]?.nalus.map((n) => n[0] & 0x1f) ?? [];
         if (process.env.BENCH_DEBUG) {

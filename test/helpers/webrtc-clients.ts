@@ -740,3 +740,26 @@ export class WhepTestViewer extends WeriftViewer {
     await super.close();
   }
 }
+
+/**
+ * A viewer's access units rebuilt from its packets in (unwrapped) sequence order, duplicates
+ * dropped: what a player's jitter buffer hands its decoder, retransmissions in place.
+ */
+export function framesInSequenceOrder(packets: ReceivedPacket[]): AccessUnit[] {
+  let last = packets[0]?.seq ?? 0;
+  let unwrapped = last;
+  const bySeq = new Map<number, ReceivedPacket>();
+  for (const p of packets) {
+    unwrapped += ((p.seq - last + 0x8000) & 0xffff) - 0x8000;
+    last = p.seq;
+    if (!bySeq.has(unwrapped)) bySeq.set(unwrapped, p);
+  }
+  const reassembler = new H264Reassembler();
+  const units: AccessUnit[] = [];
+  for (const seq of [...bySeq.keys()].sort((a, b) => a - b)) {
+    const p = bySeq.get(seq) as ReceivedPacket;
+    const unit = reassembler.push(p.payload, p.seq, p.timestamp, p.marker);
+    if (unit) units.push(unit);
+  }
+  return units;
+}

@@ -8,7 +8,13 @@ import { startTestGateway } from '../helpers/gateway.ts';
 import { h264DecodeReport, makeH264Clip } from '../helpers/media.ts';
 import { spawnLocalOrchestrator } from '../helpers/orchestrator-process.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { h264Frames, toAnnexB, WhepTestViewer, WhipTestPublisher } from '../helpers/webrtc-clients.ts';
+import {
+  framesInSequenceOrder,
+  h264Frames,
+  toAnnexB,
+  WhepTestViewer,
+  WhipTestPublisher,
+} from '../helpers/webrtc-clients.ts';
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -80,13 +86,18 @@ describe('live data plane', () => {
     await waitFor(() => times.filter((t) => t.at > killedAt).length >= 30, 'frames after the swap', 10_000);
     await sending;
 
-    const i = times.findIndex((t) => t.at > killedAt);
-    const freezeMs = times[i].at - times[i - 1].at;
+    // The freeze is the longest gap between frames from the kill on (frames already on their way
+    // from the killed orchestrator may still arrive just after it).
+    const from = times.findIndex((t) => t.at > killedAt) - 1;
+    let gap = from + 1;
+    for (let k = from + 1; k < times.length; k++) {
+      if (times[k].at - times[k - 1].at > times[gap].at - times[gap - 1].at) gap = k;
+    }
+    const freezeMs = times[gap].at - times[gap - 1].at;
     // Loose (a test on a shared machine, not the benchmark): within a GOP rather than after it.
     expect(freezeMs).toBeLessThan(1000);
-    // The first new frame the viewer got is a keyframe: the one the gateway kept, not the publisher's next.
-    const firstNew = times.slice(i).find((t) => t.at - times[i - 1].at > 0);
-    expect(firstNew?.keyframe).toBe(true);
+    // The first frame after it is a keyframe: the one the gateway kept, not the publisher's next.
+    expect(times[gap].keyframe).toBe(true);
     const status = await gw.status('obs');
     expect(status.swaps).toHaveLength(1);
     expect(status.input.gopReplays).toBe(1);
@@ -126,7 +137,8 @@ describe('live data plane', () => {
     await sending;
     await waitFor(() => viewer.frames.length > 60, 'frames at the viewer');
     // Everything it got decodes, from the very first packet: no "non-existing PPS", no missing refs.
-    const got = viewer.frames.slice();
+    // As a player's jitter buffer would: packets in sequence order (retransmissions in place).
+    const got = framesInSequenceOrder(viewer.videoPackets);
     const report = await h264DecodeReport(toAnnexB(got));
     expect(report.errors).toBe('');
     expect(report.frames).toBe(got.length);
