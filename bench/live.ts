@@ -680,6 +680,8 @@ interface JoinRun {
   answerMs: number;
   /** Answer received → the first complete frame at the viewer (ICE + DTLS + the hub's start). */
   answerToFirstFrameMs: number;
+  /** … of which answer → the viewer's peer connected (ICE + DTLS, both ends). */
+  connectMs: number;
   /** The first frame is a keyframe with SPS and PPS in front. */
   startsWithParameterSets: boolean;
   /** Frames of its first second, and what ffmpeg says decoding them (empty: clean). */
@@ -716,6 +718,7 @@ async function viewerJoins(
         const tAnswer = now();
         viewer.resourceUrl = resourceUrl;
         await viewer.peer.applyAnswer(answerSdp, 10_000);
+        const tConnected = now();
         await waitUntil(() => viewer.firstFrameAt !== undefined, 10_000, 'the joining viewer’s first frame');
         await waitUntil(() => viewer.frames >= 30, 10_000, 'a second of frames at the joining viewer');
         // In sequence order, as a player's jitter buffer hands them on (the test viewer has none:
@@ -732,6 +735,7 @@ async function viewerJoins(
         runs.push({
           answerMs: tAnswer - t0,
           answerToFirstFrameMs: (viewer.firstFrameAt as number) - tAnswer,
+          connectMs: tConnected - tAnswer,
           startsWithParameterSets: units[0]?.keyframe === true && types[0] === 7 && types[1] === 8,
           framesDecoded: report.frames,
           framesReceived: units.length,
@@ -1148,6 +1152,11 @@ async function main(): Promise<void> {
       `| viewer join: WHEP answer → first frame, p50 / p95 / max (${joinRuns.length} joins mid-GOP${joinRuns.length < opts.joins ? `, ${opts.joins - joinRuns.length} failed` : ''}) | **${fmt(median(ms))} / ${fmt(p95)} / ${fmt(Math.max(...ms))} ms** (target p95 < 300: ${p95 < 300 ? 'met' : '**missed**'}) |`,
     );
     out.push(`| … WHEP POST → answer, p50 | ${fmt(median(joinRuns.map((r) => r.answerMs)))} ms |`);
+    const connect = joinRuns.map((r) => r.connectMs);
+    const afterConnect = joinRuns.map((r) => r.answerToFirstFrameMs - r.connectMs);
+    out.push(
+      `| … of which answer → viewer connected (ICE + DTLS) / connected → first frame, p50 / p95 | ${fmt(median(connect))} / ${fmt(percentile(connect, 0.95))} ms; ${fmt(median(afterConnect))} / ${fmt(percentile(afterConnect, 0.95))} ms |`,
+    );
     out.push(
       `| … joiners whose first frame is SPS + PPS + IDR / whose first second decodes without an ffmpeg error | ${withParams} / ${clean} of ${joinRuns.length} |`,
     );
