@@ -1,6 +1,7 @@
 // Live-path benchmark: starts the gateway as a child process (embedded local orchestrator, effect
 // `passthrough`), drives it with werift WHIP publishers and WHEP viewers on 127.0.0.1, and prints a
-// markdown table: time to first frame, gateway-added latency, CPU per stream at 1/4/8 streams.
+// markdown table: time to first frame, gateway-added latency, viewer join (WHEP answer → first
+// frame, and whether what a joining viewer gets decodes cleanly), CPU per stream at 1/4/8 streams.
 //
 //   npm run bench:live                 full run (about 1 min on 2 cores)
 //   npm run bench:live -- --quick      fewer repetitions, shorter windows, 1 and 4 streams (~30 s)
@@ -10,6 +11,8 @@
 //                                      figures exclude the orchestrator's side of trickle and TLS
 //   npm run bench:live -- --streams 1,2,4
 //                                      stream counts for the CPU phase
+//   npm run bench:live -- --viewers 2  WHEP viewers per stream in the CPU phase
+//   npm run bench:live -- --joins 20   viewers that join a running stream one by one (0: skip)
 //   BENCH_DEBUG=1 npm run bench:live  also prints each frame's client-side latency (clip index:ms) to stderr
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -17,13 +20,15 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeH264Clip } from '../test/helpers/media.ts';
+import { h264DecodeReport, makeH264Clip } from '../test/helpers/media.ts';
 import {
   type AccessUnit,
+  framesInSequenceOrder,
   h264Frames,
   type RtpFrame,
   splitAccessUnits,
   syntheticOpusFrames,
+  toAnnexB,
   WeriftPublisher,
   WeriftViewer,
 } from '../test/helpers/webrtc-clients.ts';
@@ -36,6 +41,8 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 interface BenchOptions {
   quick: boolean;
+  /** Viewers that join a running stream one after another (instant-start measurement). */
+  joins: number;
   cpuProf: boolean;
   externalOrch: boolean;
   streams: number[];
@@ -51,6 +58,7 @@ function parseArgs(argv: string[]): BenchOptions {
   const quick = argv.includes('--quick');
   const opts: BenchOptions = {
     quick,
+    joins: quick ? 8 : 20,
     cpuProf: argv.includes('--cpu-prof'),
     externalOrch: argv.includes('--external-orch'),
     streams: quick ? [1, 4] : [1, 4, 8],
@@ -61,6 +69,16 @@ function parseArgs(argv: string[]): BenchOptions {
     windowMs: quick ? 5000 : 8000,
     viewersPerStream: 2,
   };
+  const number = (flag: string, min: number, max: number): number | undefined => {
+    const i = argv.indexOf(flag);
+    if (i < 0) return undefined;
+    const n = Number(argv[i + 1]);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new Error(`${flag} takes a whole number from ${min} to ${max}`);
+    return n;
+  };
+  opts.joins = number('--joins', 0, 200) ?? opts.joins;
+  opts.viewersPerStream = number('--viewers', 1, 100) ?? opts.viewersPerStream;
   const at = argv.indexOf('--streams');
   if (at >= 0) {
     const list = (argv[at + 1] ?? '').split(',').map(Number);
@@ -70,8 +88,13 @@ function parseArgs(argv: string[]): BenchOptions {
     opts.streams = list;
   }
   for (const arg of argv) {
-    if (arg.startsWith('--') && !['--quick', '--cpu-prof', '--external-orch', '--streams'].includes(arg)) {
-      throw new Error(`unknown option ${arg} (use --quick, --cpu-prof, --external-orch, --streams 1,4,8)`);
+    if (
+      arg.startsWith('--') &&
+      !['--quick', '--cpu-prof', '--external-orch', '--streams', '--joins', '--viewers'].includes(arg)
+    ) {
+      throw new Error(
+        `unknown option ${arg} (use --quick, --cpu-prof, --external-orch, --streams 1,4,8, --joins 20, --viewers 2)`,
+      );
     }
   }
   return opts;
@@ -652,6 +675,87 @@ async function latency(base: string, clip: Clip, windowMs: number): Promise<Late
   }
 }
 
+interface JoinRun {
+  /** WHEP POST sent → answer received. */
+  answerMs: number;
+  /** Answer received → the first complete frame at the viewer (ICE + DTLS + the hub's start). */
+  answerToFirstFrameMs: number;
+  /** … of which answer → the viewer's peer connected (ICE + DTLS, both ends). */
+  connectMs: number;
+  /** The first frame is a keyframe with SPS and PPS in front. */
+  startsWithParameterSets: boolean;
+  /** Frames of its first second, and what ffmpeg says decoding them (empty: clean). */
+  framesDecoded: number;
+  framesReceived: number;
+  decodeErrors: string;
+  /** Machine-wide UDP receive-buffer drops while this viewer joined (/proc/net/snmp). */
+  udpDrops: number;
+}
+
+/**
+ * Viewers join one running stream one after another, each at a random point of the GOP (the clip's
+ * GOP is 1 s), and leave after a second of video; what they got is decoded with ffmpeg.
+ */
+async function viewerJoins(
+  base: string,
+  clip: Clip,
+  joins: number,
+): Promise<{ runs: JoinRun[]; failed: string[] }> {
+  const stream = await openStream(base, `bench-join-${Date.now() % 100000}`, clip, 0);
+  const runs: JoinRun[] = [];
+  const failed: string[] = [];
+  try {
+    await sleep(2000);
+    for (let i = 0; i < joins; i++) {
+      await sleep(300 + Math.random() * 700);
+      const viewer = newViewer(stream, clip, false);
+      stream.viewers.push(viewer);
+      try {
+        const offer = await withTimeout(viewer.peer.createOffer(), 10_000, 'viewer ICE gathering');
+        const udpBefore = udpRcvbufErrors();
+        const t0 = now();
+        const { answerSdp, resourceUrl } = await postSdp(streamUrl(base, stream.name, 'whep'), offer);
+        const tAnswer = now();
+        viewer.resourceUrl = resourceUrl;
+        await viewer.peer.applyAnswer(answerSdp, 10_000);
+        const tConnected = now();
+        await waitUntil(() => viewer.firstFrameAt !== undefined, 10_000, 'the joining viewer’s first frame');
+        await waitUntil(() => viewer.frames >= 30, 10_000, 'a second of frames at the joining viewer');
+        // In sequence order, as a player's jitter buffer hands them on (the test viewer has none:
+        // a retransmitted packet would otherwise make a frame out of order). The viewer helper
+        // trims its packet list past 5000; a second of packets is below that.
+        const units = framesInSequenceOrder(viewer.peer.videoPackets).slice(0, 30);
+        const report = await h264DecodeReport(toAnnexB(units));
+        const types = units[0]?.nalus.map((n) => n[0] & 0x1f) ?? [];
+        if (process.env.BENCH_DEBUG) {
+          console.error(
+            `join ${i}: ${units.length} frames, ${report.frames} decoded, first ${types.join(',')}, errors: ${report.errors}`,
+          );
+        }
+        runs.push({
+          answerMs: tAnswer - t0,
+          answerToFirstFrameMs: (viewer.firstFrameAt as number) - tAnswer,
+          connectMs: tConnected - tAnswer,
+          startsWithParameterSets: units[0]?.keyframe === true && types[0] === 7 && types[1] === 8,
+          framesDecoded: report.frames,
+          framesReceived: units.length,
+          decodeErrors: report.errors,
+          udpDrops: udpRcvbufErrors() - udpBefore,
+        });
+      } catch (err) {
+        failed.push(`join ${i + 1}: ${(err as Error).message}`);
+      } finally {
+        await deleteResource(viewer.resourceUrl);
+        await closePeer(viewer.peer);
+        stream.viewers.splice(stream.viewers.indexOf(viewer), 1);
+      }
+    }
+  } finally {
+    await closeStream(base, stream);
+  }
+  return { runs, failed };
+}
+
 interface LoadResult {
   streams: number;
   viewers: number;
@@ -926,6 +1030,7 @@ async function main(): Promise<void> {
 
   const ttff: TtffRun[] = [];
   let lat: LatencyResult | undefined;
+  let joinRuns: JoinRun[] = [];
   const loads: LoadResult[] = [];
   const failures: string[] = [];
   let idle = Number.NaN;
@@ -950,6 +1055,17 @@ async function main(): Promise<void> {
       lat = await latency(gateway.base, clip, opts.latencyWindowMs);
     } catch (err) {
       failures.push(`latency: ${(err as Error).message}`);
+    }
+
+    if (opts.joins > 0) {
+      log(`viewer joins: ${opts.joins} viewers join a running stream...`);
+      try {
+        const joined = await viewerJoins(gateway.base, clip, opts.joins);
+        joinRuns = joined.runs;
+        for (const f of joined.failed) failures.push(`viewer ${f}`);
+      } catch (err) {
+        failures.push(`viewer joins: ${(err as Error).message}`);
+      }
     }
 
     for (const count of opts.streams) {
@@ -1024,6 +1140,34 @@ async function main(): Promise<void> {
     );
   } else {
     out.push('| latency | failed |');
+  }
+  if (joinRuns.length) {
+    const ms = joinRuns.map((r) => r.answerToFirstFrameMs);
+    const p95 = percentile(ms, 0.95);
+    const clean = joinRuns.filter(
+      (r) => r.decodeErrors === '' && r.framesDecoded === r.framesReceived,
+    ).length;
+    const withParams = joinRuns.filter((r) => r.startsWithParameterSets).length;
+    out.push(
+      `| viewer join: WHEP answer → first frame, p50 / p95 / max (${joinRuns.length} joins mid-GOP${joinRuns.length < opts.joins ? `, ${opts.joins - joinRuns.length} failed` : ''}) | **${fmt(median(ms))} / ${fmt(p95)} / ${fmt(Math.max(...ms))} ms** (target p95 < 300: ${p95 < 300 ? 'met' : '**missed**'}) |`,
+    );
+    out.push(`| … WHEP POST → answer, p50 | ${fmt(median(joinRuns.map((r) => r.answerMs)))} ms |`);
+    const connect = joinRuns.map((r) => r.connectMs);
+    const afterConnect = joinRuns.map((r) => r.answerToFirstFrameMs - r.connectMs);
+    out.push(
+      `| … of which answer → viewer connected (ICE + DTLS) / connected → first frame, p50 / p95 | ${fmt(median(connect))} / ${fmt(percentile(connect, 0.95))} ms; ${fmt(median(afterConnect))} / ${fmt(percentile(afterConnect, 0.95))} ms |`,
+    );
+    out.push(
+      `| … joiners whose first frame is SPS + PPS + IDR / whose first second decodes without an ffmpeg error | ${withParams} / ${clean} of ${joinRuns.length} |`,
+    );
+    const lossy = joinRuns.filter((r) => r.udpDrops > 0);
+    out.push(
+      `| … joins during which UDP receive buffers overflowed (machine-wide; packets lost before any decoder) | ${lossy.length} of ${joinRuns.length}${lossy.length ? `, ${lossy.filter((r) => r.framesDecoded < r.framesReceived).length} of them among the unclean decodes` : ''} |`,
+    );
+    const errors = [...new Set(joinRuns.flatMap((r) => (r.decodeErrors ? r.decodeErrors.split('\n') : [])))];
+    if (errors.length) failures.push(`decoder errors at joining viewers: ${errors.slice(0, 5).join(' / ')}`);
+  } else if (opts.joins > 0) {
+    out.push('| viewer join | failed |');
   }
   out.push(`| gateway CPU idle (no streams) | ${fmt(idle, 1)} % of one core |`);
   out.push('');

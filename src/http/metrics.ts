@@ -1,6 +1,7 @@
 // Prometheus metrics at GET /metrics. Names follow go-livepeer's where one exists
 // (`livepeer_` prefix, ai_live_attempts, ai_first_segment_delay_ms) so its dashboards carry over.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { DataPlaneTotals } from '../live/data-status.ts';
 import type { LiveMetricsHooks, LiveStreams } from '../live/registry.ts';
 import type { OrchestratorPool } from '../orchestrators/pool.ts';
 
@@ -54,6 +55,108 @@ export function createMetrics(sources: {
           .list()
           .reduce((n, s) => n + s.viewers, 0),
       );
+    },
+  });
+  // Data-plane counters, summed over all streams (ended ones included) when scraped.
+  // One scrape reads every counter: sum the streams once, not once per counter.
+  let memo: { at: number; totals: DataPlaneTotals } | undefined;
+  const totals = (): DataPlaneTotals => {
+    const now = Date.now();
+    if (!memo || now - memo.at > 250) memo = { at: now, totals: sources.streams().dataTotals() };
+    return memo.totals;
+  };
+  const counter = (name: string, help: string, value: (t: DataPlaneTotals) => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(value(totals()));
+      },
+    });
+  new Counter({
+    name: 'livepeer_ai_live_input_frames_dropped_total',
+    help: 'Input video frames that did not reach the orchestrator, by reason: loss (packet loss NACKs did not repair) or backpressure (its connection was backed up past the bound)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      const t = totals();
+      this.reset();
+      this.inc({ reason: 'loss' }, t.inputFramesDroppedLoss);
+      this.inc({ reason: 'backpressure' }, t.inputFramesDroppedBackpressure);
+    },
+  });
+  counter(
+    'livepeer_ai_live_input_packets_lost_total',
+    'Publisher RTP packets lost (RFC 3550 cumulative loss at the ingest peers)',
+    (t) => t.inputPacketsLost,
+  );
+  counter(
+    'livepeer_ai_live_input_nacks_sent_total',
+    'NACK packets sent to publishers',
+    (t) => t.inputNacksSent,
+  );
+  counter(
+    'livepeer_ai_live_input_packets_recovered_total',
+    'Missing publisher packets that arrived after a NACK',
+    (t) => t.inputPacketsRecovered,
+  );
+  counter(
+    'livepeer_ai_live_input_keyframe_requests_total',
+    'PLIs sent to publishers',
+    (t) => t.inputKeyframeRequests,
+  );
+  counter(
+    'livepeer_ai_live_gop_replays_total',
+    'Orchestrator jobs that got the cached input GOP at once (stream start or failover)',
+    (t) => t.gopReplays,
+  );
+  counter(
+    'livepeer_ai_live_output_frames_dropped_total',
+    'Output video frames skipped for viewers that could not keep up, summed over viewers',
+    (t) => t.outputFramesDropped,
+  );
+  counter(
+    'livepeer_ai_live_output_keyframe_requests_total',
+    'PLI and FIR from WHEP viewers',
+    (t) => t.outputKeyframeRequests,
+  );
+  counter(
+    'livepeer_ai_live_output_nacks_received_total',
+    'NACK packets from WHEP viewers',
+    (t) => t.outputNacksReceived,
+  );
+  counter(
+    'livepeer_ai_live_output_retransmitted_packets_total',
+    'Packets resent to WHEP viewers in answer to NACKs',
+    (t) => t.outputRetransmittedPackets,
+  );
+  counter(
+    'livepeer_ai_live_output_packets_lost_total',
+    'Packets WHEP viewers reported lost (receiver reports)',
+    (t) => t.outputPacketsLost,
+  );
+  new Gauge({
+    name: 'livepeer_ai_live_rtt_seconds',
+    help: 'Round trips of the live streams now: publishers (gap → NACKed packet in) and viewers (RTCP), mean and max',
+    labelNames: ['peer', 'stat'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const statuses = sources.streams().list();
+      const publishers = statuses.flatMap((s) => (s.input.rtp?.rttMs == null ? [] : [s.input.rtp.rttMs]));
+      const viewers = statuses.flatMap((s) =>
+        s.output.viewers.flatMap((v) => (v.rttMs == null ? [] : [v.rttMs])),
+      );
+      for (const [peer, values] of [
+        ['publisher', publishers],
+        ['viewer', viewers],
+      ] as const) {
+        if (!values.length) continue;
+        this.set({ peer, stat: 'mean' }, values.reduce((a, b) => a + b, 0) / values.length / 1000);
+        this.set({ peer, stat: 'max' }, Math.max(...values) / 1000);
+      }
     },
   });
   new Gauge({

@@ -62,7 +62,9 @@ export class OrchestratorSession {
         if (!this.closed) this.opts.onError(`input segment ${seq}: ${err.message}`);
       },
     });
-    this.output = new TrickleSubscriber(urls.subscribeUrl, tls);
+    // Sequence 0 of the job's fresh output channel, not the live edge (-1): a first segment that
+    // starts before this GET arrives is still read from its first byte (its keyframe).
+    this.output = new TrickleSubscriber(urls.subscribeUrl, { ...tls, start: 0 });
     this.control = new TricklePublisher(urls.controlUrl, { ...tls, mimeType: 'application/json' });
     this.events = new TrickleSubscriber(urls.eventsUrl, tls);
     // A failed keepalive is already reported through onError.

@@ -6,6 +6,7 @@ import { liveKind } from '../orchestrators/capabilities.ts';
 import type { OrchestratorPool } from '../orchestrators/pool.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
 import type { IcePatchResult, PeerNetworkOptions } from '../webrtc/index.ts';
+import { addTotals, type DataPlaneTotals, emptyTotals } from './data-status.ts';
 import { LiveError } from './errors.ts';
 import { LivePayments, type LivePaymentsOptions } from './live-payer.ts';
 import { LiveSession, type LiveSessionLimits, type LiveStatus } from './session.ts';
@@ -49,6 +50,8 @@ const ENDED_KEPT_MS = 10 * 60_000;
 export class LiveStreams {
   private readonly sessions = new Map<string, LiveSession>();
   private readonly ended = new Map<string, { status: LiveStatus; at: number }>();
+  /** Data-plane counters of every stream that ended, so totals never go down. */
+  private readonly endedTotals = emptyTotals();
   private readonly payments?: LivePayments;
 
   constructor(private readonly opts: LiveStreamsOptions) {
@@ -93,7 +96,9 @@ export class LiveStreams {
       onEnd: () => {
         if (this.sessions.get(stream) !== session) return;
         this.sessions.delete(stream);
-        this.remember(stream, session.status());
+        const final = session.status();
+        addTotals(this.endedTotals, final);
+        this.remember(stream, final);
       },
     });
     // Claim the name before any await so a second publisher gets 409.
@@ -149,6 +154,13 @@ export class LiveStreams {
 
   list(): LiveStatus[] {
     return [...this.sessions.values()].map((s) => s.status());
+  }
+
+  /** Drops, losses, NACKs and keyframe requests over every stream this gateway ran (for /metrics). */
+  dataTotals(statuses: LiveStatus[] = this.list()): DataPlaneTotals {
+    const totals = { ...this.endedTotals };
+    for (const status of statuses) addTotals(totals, status);
+    return totals;
   }
 
   async closeAll(): Promise<void> {

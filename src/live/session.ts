@@ -17,7 +17,12 @@ import {
   type PeerNetworkOptions,
 } from '../webrtc/index.ts';
 import type { OrchestratorInfo } from '../wire/lp-rpc.ts';
-import { Egress } from './egress.ts';
+import {
+  type InputDataStatus,
+  inputDataStatus,
+  type OutputDataStatus,
+  outputDataStatus,
+} from './data-status.ts';
 import { LiveError } from './errors.ts';
 import { Ingest } from './ingest.ts';
 import { FrameLatency } from './latency.ts';
@@ -29,6 +34,7 @@ import {
   paymentStatus,
 } from './live-payer.ts';
 import { OrchestratorSession } from './orchestrator-session.ts';
+import { OutputHub } from './output-hub.ts';
 import { RateMeter } from './rate-meter.ts';
 
 export interface LiveSessionLimits {
@@ -95,8 +101,8 @@ export interface LiveStatus {
   orchestrator: string | null;
   manifestId: string | null;
   startedAt: string;
-  input: { fps: number; bitrateKbps: number; segments: number; framesDropped: number };
-  output: { fps: number; bitrateKbps: number; segments: number };
+  input: { fps: number; bitrateKbps: number } & InputDataStatus;
+  output: { fps: number; bitrateKbps: number; segments: number } & OutputDataStatus;
   viewers: number;
   /** Ingest arrival → egress send per frame, over recent frames (includes the orchestrator's time). */
   latencyMs: { p50: number; p95: number; frames: number } | null;
@@ -125,8 +131,8 @@ export class LiveSession {
   private ingestPeer?: IngestPeer;
   private orchestrator?: OrchestratorSession;
   private readonly ingest: Ingest;
-  private readonly egress: Egress;
-  private readonly viewers = new Map<string, EgressPeer>();
+  /** The one owner of the viewers and their peers. */
+  private readonly output: OutputHub<EgressPeer>;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly startedAt = Date.now();
   private params: Record<string, unknown>;
@@ -152,8 +158,8 @@ export class LiveSession {
     this.params = { ...opts.params };
     this.ingest = new Ingest({
       minSegmentDurationMs: opts.limits.minSegmentDurationMs,
-      startSegment: () => this.startInputSegment(),
       requestKeyframe: () => this.ingestPeer?.requestKeyframe(),
+      reorderWaitMs: () => this.ingestPeer?.nackWindowMs ?? 0,
       onFrame: (bytes, pts, at) => {
         this.inputRate.add(bytes);
         this.latency.frameIn(pts, at);
@@ -162,7 +168,8 @@ export class LiveSession {
       onError: (reason) => this.fail(reason),
       logger: opts.logger,
     });
-    this.egress = new Egress({
+    this.output = new OutputHub({
+      requestKeyframe: () => this.ingest.requestKeyframeNow(),
       onFrame: (bytes, pts, at) => {
         this.outputRate.add(bytes);
         this.latency.frameOut(pts, at);
@@ -200,6 +207,7 @@ export class LiveSession {
       throw new LiveError(409, 'STREAM_ENDED', 'stream ended while starting');
     }
     const ingestPeer = peer.value;
+    this.ingest.attach(() => this.startInputSegment());
     ingestPeer.onVideoRtp((payload, seq, ts, marker) => this.ingest.pushVideo(payload, seq, ts, marker));
     ingestPeer.onAudioRtp((payload, seq, ts) => this.ingest.pushAudio(payload, seq, ts));
     ingestPeer.onStateChange((state) => {
@@ -223,7 +231,7 @@ export class LiveSession {
 
   async addViewer(offerSdp: string): Promise<{ viewerId: string; answerSdp: string; etag: string }> {
     if (this.ended) throw new LiveError(404, 'NO_SUCH_STREAM', `stream "${this.opts.stream}" has ended`);
-    if (this.viewers.size >= this.opts.limits.maxViewers) {
+    if (this.output.viewerCount >= this.opts.limits.maxViewers) {
       throw new LiveError(
         429,
         'TOO_MANY_VIEWERS',
@@ -239,7 +247,7 @@ export class LiveSession {
         throw peerError(err);
       },
     );
-    if (this.ended || this.viewers.size >= this.opts.limits.maxViewers) {
+    if (this.ended || this.output.viewerCount >= this.opts.limits.maxViewers) {
       await peer.close();
       if (this.ended) throw new LiveError(404, 'NO_SUCH_STREAM', `stream "${this.opts.stream}" has ended`);
       throw new LiveError(
@@ -248,12 +256,8 @@ export class LiveSession {
         `stream "${this.opts.stream}" has its ${this.opts.limits.maxViewers} viewers`,
       );
     }
-    this.viewers.set(viewerId, peer);
-    this.egress.addViewer(viewerId, peer);
-    peer.onStateChange((state) => {
-      if (state === 'failed' || state === 'closed') void this.removeViewer(viewerId).catch(() => {});
-    });
-    this.opts.logger.info({ viewerId, viewers: this.viewers.size }, 'viewer joined');
+    this.output.addViewer(viewerId, peer);
+    this.opts.logger.info({ viewerId, viewers: this.output.viewerCount }, 'viewer joined');
     return { viewerId, answerSdp: peer.answerSdp, etag: peer.etag };
   }
 
@@ -272,7 +276,7 @@ export class LiveSession {
         ? resource.id === this.sessionId && !this.ended
           ? this.ingestPeer
           : undefined
-        : this.viewers.get(resource.id);
+        : this.output.peerOf(resource.id);
     if (!peer) {
       throw new LiveError(404, 'NO_SUCH_SESSION', `no ${resource.kind.toUpperCase()} session ${resource.id}`);
     }
@@ -285,12 +289,9 @@ export class LiveSession {
   }
 
   async removeViewer(viewerId: string): Promise<void> {
-    const peer = this.viewers.get(viewerId);
-    if (!peer) throw new LiveError(404, 'NO_SUCH_VIEWER', `no WHEP session ${viewerId}`);
-    this.viewers.delete(viewerId);
-    this.egress.removeViewer(viewerId);
-    await peer.close();
-    this.opts.logger.info({ viewerId, viewers: this.viewers.size }, 'viewer left');
+    if (!(await this.output.removeViewer(viewerId))) {
+      throw new LiveError(404, 'NO_SUCH_VIEWER', `no WHEP session ${viewerId}`);
+    }
   }
 
   async update(params: Record<string, unknown>): Promise<void> {
@@ -309,7 +310,6 @@ export class LiveSession {
   }
 
   status(): LiveStatus {
-    const ingest = this.ingest.stats();
     return {
       stream: this.opts.stream,
       state: this.state,
@@ -318,9 +318,9 @@ export class LiveSession {
       orchestrator: this.orchestrator?.orchestratorUrl ?? null,
       manifestId: this.orchestrator?.urls.manifestId ?? null,
       startedAt: new Date(this.startedAt).toISOString(),
-      input: { ...this.inputRate.read(), segments: ingest.segments, framesDropped: ingest.framesDropped },
-      output: { ...this.outputRate.read(), segments: this.segmentsOut },
-      viewers: this.viewers.size,
+      input: { ...this.inputRate.read(), ...inputDataStatus(this.ingest, this.ingestPeer) },
+      output: { ...this.outputRate.read(), segments: this.segmentsOut, ...outputDataStatus(this.output) },
+      viewers: this.output.viewerCount,
       latencyMs: this.latency.read(),
       firstFrameDelayMs: this.firstOutputAt === undefined ? null : this.firstOutputAt - this.startedAt,
       lastError: this.lastError,
@@ -348,13 +348,7 @@ export class LiveSession {
   private async release(): Promise<void> {
     for (const t of this.timers.splice(0)) clearInterval(t);
     this.ingest.close();
-    const viewers = [...this.viewers.values()];
-    this.viewers.clear();
-    await Promise.allSettled([
-      this.ingestPeer?.close(),
-      this.orchestrator?.close(),
-      ...viewers.map((v) => v.close()),
-    ]);
+    await Promise.allSettled([this.ingestPeer?.close(), this.orchestrator?.close(), this.output.close()]);
   }
 
   /**
@@ -395,7 +389,7 @@ export class LiveSession {
           onOutputSegment: async (segment) => {
             if (session !== this.orchestrator) return;
             this.segmentsOut++;
-            await this.egress.pushSegment(segment.body);
+            await this.output.pushSegment(segment.body, session.urls.manifestId);
           },
           onEvent: (event) => {
             if (session !== this.orchestrator) return;
@@ -434,9 +428,8 @@ export class LiveSession {
   }
 
   /**
-   * Replaces the orchestrator: the publisher and the viewers stay connected. Ingest starts a new
-   * segment at the next keyframe (asked for at once) on the new job, and egress splices its
-   * output into the same RTP timelines.
+   * Replaces the orchestrator: the publisher and the viewers stay connected. Ingest gives the new
+   * job the current GOP at once, and the output hub splices its output into the same RTP timelines.
    */
   private failover(reason: string): void {
     if (this.ended || this.swapping || !this.orchestrator) return;
@@ -448,7 +441,7 @@ export class LiveSession {
     this.opts.onOrchestratorFailed(failed.orchestratorUrl, reason);
     this.orchestrator = undefined;
     this.orchestratorStatus = null;
-    this.ingest.cut();
+    this.ingest.detach();
     void failed.close();
     const record: SwapRecord = {
       at: new Date(noticed).toISOString(),
@@ -495,7 +488,8 @@ export class LiveSession {
           { from: record.from, to: record.to, tookMs: record.tookMs },
           'orchestrator swapped',
         );
-        this.ingest.requestKeyframeNow();
+        // The new job starts at once on the cached input GOP (a keyframe is asked for when there is none).
+        this.ingest.attach(() => this.startInputSegment());
         return;
       } catch (err) {
         this.state = 'degraded';

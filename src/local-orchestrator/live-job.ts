@@ -56,7 +56,9 @@ export class LiveJob {
   constructor(private readonly opts: LiveJobOptions) {
     const base = `${opts.trickleBase}${opts.manifestId}`;
     const tls = { rejectUnauthorized: false };
-    this.input = new TrickleSubscriber(base, { ...tls, logger: opts.logger });
+    // Sequence 0 of the fresh input channel (as ai-runner's -2 resolves on a new channel), not the
+    // live edge: the gateway may send its first segment, with the keyframe, before this GET arrives.
+    this.input = new TrickleSubscriber(base, { ...tls, logger: opts.logger, start: 0 });
     this.output = new TricklePublisher(`${base}-out`, {
       ...tls,
       mimeType: 'video/MP2T',

@@ -8,7 +8,7 @@ export interface ReorderBufferOptions<T> {
   onLoss?: (firstSequenceNumber: number, count: number) => void;
   /** Give up on a missing packet once this many later packets are waiting. Default 50. */
   maxPackets?: number;
-  /** Give up on a missing packet once a later packet has waited this long. Default 100 ms. */
+  /** Give up on a missing packet once a later packet has waited this long. Default 100 ms; see `setMaxDelay`. */
   maxDelayMs?: number;
 }
 
@@ -47,7 +47,7 @@ export class ReorderBuffer<T> {
   private readonly onPacket: (packet: T, sequenceNumber: number) => void;
   private readonly onLoss: ((firstSequenceNumber: number, count: number) => void) | undefined;
   private readonly maxPackets: number;
-  private readonly maxDelayMs: number;
+  private maxDelayMs: number;
   private readonly slots: (T | undefined)[];
   private readonly arrivals: Float64Array;
   private readonly mask: number;
@@ -76,6 +76,20 @@ export class ReorderBuffer<T> {
     this.slots = new Array<T | undefined>(capacity).fill(undefined);
     this.arrivals = new Float64Array(capacity);
     this.mask = capacity - 1;
+  }
+
+  /** How long a missing packet is waited for, ms. */
+  get maxDelay(): number {
+    return this.maxDelayMs;
+  }
+
+  /**
+   * Changes how long a missing packet is waited for (e.g. as long as a NACK can still be
+   * answered, which depends on the measured round trip). Takes effect at the next push or poll.
+   */
+  setMaxDelay(ms: number): void {
+    if (!(ms >= 0)) throw new RangeError(`reorder delay must be ≥ 0 ms, got ${ms}`);
+    this.maxDelayMs = ms;
   }
 
   /** Packets waiting behind a gap. */

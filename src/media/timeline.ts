@@ -30,7 +30,7 @@ export class RtpTimeline {
   private readonly frameDuration90k: number;
   private readonly maxJump90k: number;
   private nextSeq: number;
-  private started = false;
+  private hasStarted = false;
   private forceRebase = false;
   /** The PTS and (unwrapped) RTP timestamp where the current continuous run began. */
   private basePts = 0;
@@ -58,8 +58,8 @@ export class RtpTimeline {
    */
   timestampFor(pts90k: number, nowMs?: number, dts90k: number = pts90k): number {
     let rtp: number;
-    if (!this.started) {
-      this.started = true;
+    if (!this.hasStarted) {
+      this.hasStarted = true;
       this.basePts = pts90k;
       rtp = this.baseRtp;
       this.maxRtp = rtp;
@@ -102,6 +102,21 @@ export class RtpTimeline {
   /** Treat the next frame as a discontinuity even if its DTS looks continuous (e.g. a known orchestrator swap). */
   markDiscontinuity(): void {
     this.forceRebase = true;
+  }
+
+  /** Whether a frame has been timed yet. */
+  get started(): boolean {
+    return this.hasStarted;
+  }
+
+  /** The DTS of the last frame timed (90 kHz); meaningful once started. */
+  get lastDts90k(): number {
+    return this.lastDts;
+  }
+
+  /** The latest presentation time sent so far, as a 32-bit RTP timestamp (with B-frames, ahead of the last). */
+  get latestTimestamp(): number {
+    return ((this.maxRtp % TIMESTAMP_WRAP) + TIMESTAMP_WRAP) % TIMESTAMP_WRAP;
   }
 
   get state(): { nextSeq: number; lastRtpTs: number; lastPts: number; clockRate: number } {

@@ -207,15 +207,35 @@ export class EgressPeer {
   /**
    * Sends one H.264 RTP payload. seq and timestamp reach the wire unchanged (werift only adds its
    * offset after a track replacement, which we never do); SSRC and payload type are ours. The payload
-   * is kept (not copied) in werift's NACK history: do not reuse its memory. Dropped before 'connected'.
+   * is kept (not copied) in werift's NACK history: do not reuse its memory. Dropped before 'connected';
+   * returns whether the packet went out (false: dropped, counted in `packetsDropped`).
    */
-  sendVideo(payload: Uint8Array, seq: number, timestamp: number, marker: boolean): void {
-    this.#send(this.#video, payload, seq, timestamp, marker);
+  sendVideo(payload: Uint8Array, seq: number, timestamp: number, marker: boolean): boolean {
+    return this.#send(this.#video, payload, seq, timestamp, marker);
   }
 
   /** Sends one Opus RTP payload (same rules as sendVideo); ignored when the viewer took no audio. */
-  sendAudio(payload: Uint8Array, seq: number, timestamp: number, marker: boolean): void {
-    if (this.#audio) this.#send(this.#audio, payload, seq, timestamp, marker);
+  sendAudio(payload: Uint8Array, seq: number, timestamp: number, marker: boolean): boolean {
+    return this.#audio ? this.#send(this.#audio, payload, seq, timestamp, marker) : false;
+  }
+
+  /** True while packets handed to send*() go out: ICE and DTLS are up (SRTP keys exist). */
+  get canSend(): boolean {
+    return this.state === 'connected' && this.#video.transceiver.sender.dtlsTransport.state === 'connected';
+  }
+
+  /**
+   * Bytes waiting in this peer's UDP socket queue (libuv's, in user space) because the kernel's send
+   * buffer is full: the one place a slow uplink makes sends pile up (werift's send path is
+   * synchronous down to dgram's send()). 0 before ICE has a nominated pair.
+   */
+  sendQueueBytes(): number {
+    const connection = this.#video.transceiver.sender.dtlsTransport.iceTransport.connection;
+    // A UDP pair's protocol holds werift's UdpTransport, whose `socket` is the dgram socket.
+    const protocol = connection.nominated?.protocol as
+      | { transport?: { socket?: { getSendQueueSize?: () => number } } }
+      | undefined;
+    return protocol?.transport?.socket?.getSendQueueSize?.() ?? 0;
   }
 
   /** The viewer asked for a keyframe (RTCP PLI or FIR). Not throttled. Returns an unsubscribe function. */
@@ -241,11 +261,11 @@ export class EgressPeer {
     return this.#session.close();
   }
 
-  #send(track: SendTrack, payload: Uint8Array, seq: number, timestamp: number, marker: boolean): void {
+  #send(track: SendTrack, payload: Uint8Array, seq: number, timestamp: number, marker: boolean): boolean {
     const sender = track.transceiver.sender;
     if (this.state !== 'connected' || sender.dtlsTransport.state !== 'connected') {
       track.dropped++;
-      return;
+      return false;
     }
     const body = Buffer.isBuffer(payload)
       ? payload
@@ -262,6 +282,7 @@ export class EgressPeer {
     sender.sendRtp(new RtpPacket(header, body)).catch((err: unknown) => {
       this.#log?.debug({ err }, 'webrtc: RTP not sent');
     });
+    return true;
   }
 
   #onRtcp(packet: RtcpPacket): void {

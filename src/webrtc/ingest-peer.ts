@@ -41,7 +41,17 @@ export interface IngestTrackStats {
 }
 
 export interface IngestStats {
-  video: IngestTrackStats & { plisSent: number };
+  video: IngestTrackStats & {
+    plisSent: number;
+    /** Packets NACKed (each counted once per NACK naming it). */
+    packetsRequested: number;
+    /** Missing packets that arrived after all (mostly retransmissions). */
+    packetsRecovered: number;
+    /** Quickest recent gap → recovery time: the round trip to the publisher. Null before any recovery. */
+    nackRttMs: number | null;
+    /** How long a missing packet is worth waiting for (see NackGenerator.recoveryWindowMs). */
+    nackWindowMs: number;
+  };
   audio: IngestTrackStats;
   /** Date.now() of the last RTP packet of either kind. */
   lastPacketAt?: number;
@@ -209,9 +219,25 @@ export class IngestPeer {
     });
   }
 
+  /**
+   * How long a missing video packet can still arrive in answer to our NACKs, ms (from the NACK
+   * settings and the measured round trip; 0 if the publisher does not retransmit). A reorder
+   * buffer that gives up sooner throws away packets that were on their way.
+   */
+  get nackWindowMs(): number {
+    return this.#nack.recoveryWindowMs();
+  }
+
   stats(): IngestStats {
     return {
-      video: { ...this.#trackStats(this.#video), plisSent: this.#plisSent },
+      video: {
+        ...this.#trackStats(this.#video),
+        plisSent: this.#plisSent,
+        packetsRequested: this.#nack.packetsRequested,
+        packetsRecovered: this.#nack.packetsRecovered,
+        nackRttMs: this.#nack.rttMs ?? null,
+        nackWindowMs: this.#nack.recoveryWindowMs(),
+      },
       audio: this.#audio
         ? this.#trackStats(this.#audio)
         : { packetsReceived: 0, bytesReceived: 0, packetsLost: 0, nacksSent: 0 },

@@ -19,6 +19,15 @@ export interface NackGeneratorOptions {
   maxMissing?: number;
 }
 
+/** Round trip assumed until a retransmission has been measured. */
+const DEFAULT_RTT_MS = 100;
+/** Recovery times kept to estimate the round trip. */
+const RECOVERY_SAMPLES = 16;
+/** Requested packets after which a sender that answered none is taken not to retransmit. */
+const NO_RETRANSMISSION_AFTER = 20;
+/** Slack for timers and the sender's own scheduling on top of a round trip. */
+const WINDOW_MARGIN_MS = 20;
+
 interface Missing {
   firstSeenAt: number;
   lastSentAt: number;
@@ -37,8 +46,11 @@ export class NackGenerator {
   #highest: number | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  readonly #recoveryMs: number[] = [];
   nacksSent = 0;
   packetsRequested = 0;
+  /** Missing packets that arrived after all (retransmitted, or merely late). */
+  packetsRecovered = 0;
 
   constructor(opts: NackGeneratorOptions) {
     this.#send = opts.send;
@@ -64,7 +76,13 @@ export class NackGenerator {
     const ahead = seqDistance(this.#highest, seq);
     if (ahead <= 0) {
       // Late or retransmitted: no longer missing.
-      this.#missing.delete(seq);
+      const entry = this.#missing.get(seq);
+      if (entry) {
+        this.#missing.delete(seq);
+        this.packetsRecovered++;
+        this.#recoveryMs.push(now - entry.firstSeenAt);
+        if (this.#recoveryMs.length > RECOVERY_SAMPLES) this.#recoveryMs.shift();
+      }
       return;
     }
     if (ahead > this.#maxGap) {
@@ -84,6 +102,27 @@ export class NackGenerator {
       this.#emit(fresh);
       this.#schedule();
     }
+  }
+
+  /**
+   * The round trip as seen from here: the quickest recent recovery (gap seen and NACKed → packet
+   * in), which is one round trip when the first NACK was answered. Undefined before any recovery.
+   */
+  get rttMs(): number | undefined {
+    return this.#recoveryMs.length ? Math.min(...this.#recoveryMs) : undefined;
+  }
+
+  /**
+   * How long after a gap is seen its packet can still arrive in answer to a NACK: the last NACK
+   * goes out (maxAttempts − 1) retry intervals after the first (plus timer slack), and its answer
+   * one round trip later; never longer than maxAgeMs, when the packet is given up. 0 once the
+   * sender has shown it does not retransmit (many packets asked for, none came).
+   */
+  recoveryWindowMs(): number {
+    if (this.packetsRequested >= NO_RETRANSMISSION_AFTER && this.packetsRecovered === 0) return 0;
+    const lastNackAt = (this.#maxAttempts - 1) * this.#retryIntervalMs + this.#retryIntervalMs / 2;
+    const rtt = Math.min(this.rttMs ?? DEFAULT_RTT_MS, this.#maxAgeMs);
+    return Math.min(this.#maxAgeMs, Math.ceil(lastNackAt + rtt + WINDOW_MARGIN_MS));
   }
 
   /** Re-sends NACKs that are due and forgets packets that are too old; run by the internal timer. */

@@ -202,3 +202,39 @@ export function meanAbsDiff(a: Uint8Array, b: Uint8Array, f: (v: number) => numb
   for (let i = 0; i < a.length; i++) sum += Math.abs(f(a[i]) - b[i]);
   return sum / a.length;
 }
+
+/**
+ * Decodes a raw H.264 elementary stream as a player would: how many pictures came out, and what
+ * the decoder complained about (e.g. "non-existing PPS 0 referenced" when it did not start on
+ * SPS/PPS + IDR). Empty `errors` means it decoded cleanly.
+ */
+export async function h264DecodeReport(annexB: Uint8Array): Promise<{ frames: number; errors: string }> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      'ffmpeg',
+      [
+        '-hide_banner',
+        '-v',
+        'error',
+        '-f',
+        'h264',
+        '-i',
+        'pipe:0',
+        '-an',
+        '-fps_mode',
+        'passthrough',
+        '-f',
+        'framemd5',
+        '-',
+      ],
+      { encoding: 'latin1', maxBuffer: 64 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        if (err && !stderr) return reject(err);
+        const frames = stdout.split('\n').filter((line) => line !== '' && !line.startsWith('#')).length;
+        resolve({ frames, errors: stderr.trim() });
+      },
+    );
+    child.stdin?.on('error', () => {});
+    child.stdin?.end(annexB);
+  });
+}

@@ -383,6 +383,11 @@ export interface SendOptions {
   realtime?: boolean;
   /** Packet indexes (0-based over all video packets) not to send, to simulate loss. */
   dropVideoPackets?: ReadonlySet<number>;
+  /**
+   * Resend a dropped packet when the receiver NACKs it, this many ms after the NACK (a late
+   * retransmission). Default: dropped packets are lost for good.
+   */
+  retransmitDroppedAfterMs?: number;
   /** Stop sending (the promise resolves) once aborted: a test that has seen enough. */
   signal?: AbortSignal;
 }
@@ -484,6 +489,19 @@ export class WeriftPublisher {
     const realtime = opts.realtime ?? true;
     const started = performance.now();
     let videoIndex = 0;
+    const held = new Map<number, RtpPacket>();
+    const retransmitAfter = opts.retransmitDroppedAfterMs;
+    const offNack =
+      retransmitAfter === undefined
+        ? undefined
+        : this.#video.sender.onGenericNack.subscribe((nack) => {
+            for (const seq of nack.lost) {
+              const packet = held.get(seq);
+              if (!packet) continue;
+              held.delete(seq);
+              setTimeout(() => void this.#video.sender.sendRtp(packet).catch(() => {}), retransmitAfter);
+            }
+          }).unSubscribe;
     for (const event of events) {
       if (opts.signal?.aborted) break;
       if (realtime) {
@@ -496,9 +514,12 @@ export class WeriftPublisher {
         const seq = event.kind === 'video' ? this.#videoSeq : this.#audioSeq;
         if (event.kind === 'video') this.#videoSeq = (seq + 1) & 0xffff;
         else this.#audioSeq = (seq + 1) & 0xffff;
-        if (event.kind === 'video' && opts.dropVideoPackets?.has(videoIndex++)) continue;
         const body = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
         const header = new RtpHeader({ sequenceNumber: seq, timestamp: event.frame.timestamp, marker });
+        if (event.kind === 'video' && opts.dropVideoPackets?.has(videoIndex++)) {
+          if (retransmitAfter !== undefined) held.set(seq, new RtpPacket(header, body));
+          continue;
+        }
         await transceiver.sender.sendRtp(new RtpPacket(header, body));
         this.sent.push({ kind: event.kind, seq, timestamp: event.frame.timestamp, marker, payload });
         this.#stats.bytes += body.length;
@@ -507,6 +528,11 @@ export class WeriftPublisher {
       }
       if (event.kind === 'video') this.#stats.videoFrames++;
       else this.#stats.audioFrames++;
+    }
+    // Late retransmissions still due go out before we report.
+    if (offNack) {
+      await sleep((retransmitAfter ?? 0) + 50);
+      offNack();
     }
     return this.stats();
   }
@@ -717,4 +743,27 @@ export class WhepTestViewer extends WeriftViewer {
     this.resourceUrl = undefined;
     await super.close();
   }
+}
+
+/**
+ * A viewer's access units rebuilt from its packets in (unwrapped) sequence order, duplicates
+ * dropped: what a player's jitter buffer hands its decoder, retransmissions in place.
+ */
+export function framesInSequenceOrder(packets: ReceivedPacket[]): AccessUnit[] {
+  let last = packets[0]?.seq ?? 0;
+  let unwrapped = last;
+  const bySeq = new Map<number, ReceivedPacket>();
+  for (const p of packets) {
+    unwrapped += ((p.seq - last + 0x8000) & 0xffff) - 0x8000;
+    last = p.seq;
+    if (!bySeq.has(unwrapped)) bySeq.set(unwrapped, p);
+  }
+  const reassembler = new H264Reassembler();
+  const units: AccessUnit[] = [];
+  for (const seq of [...bySeq.keys()].sort((a, b) => a - b)) {
+    const p = bySeq.get(seq) as ReceivedPacket;
+    const unit = reassembler.push(p.payload, p.seq, p.timestamp, p.marker);
+    if (unit) units.push(unit);
+  }
+  return units;
 }

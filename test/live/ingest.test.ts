@@ -11,7 +11,7 @@ import {
   makeBFrameTs,
   makeH264Clip,
 } from '../helpers/media.ts';
-import { h264Frames } from '../helpers/webrtc-clients.ts';
+import { h264Frames, type RtpFrame } from '../helpers/webrtc-clients.ts';
 
 class MemorySegment implements SegmentWriter {
   readonly chunks: Uint8Array[] = [];
@@ -39,17 +39,17 @@ function memoryIngest(minSegmentDurationMs = 1000) {
   const counts = { keyframeRequests: 0 };
   const ingest = new Ingest({
     minSegmentDurationMs,
-    startSegment: () => {
-      const s = new MemorySegment(segments.length);
-      segments.push(s);
-      return s;
-    },
     requestKeyframe: () => counts.keyframeRequests++,
     onFrame: () => {},
     onError: (reason) => {
       throw new Error(reason);
     },
     logger: pino({ level: 'silent' }),
+  });
+  ingest.attach(() => {
+    const s = new MemorySegment(segments.length);
+    segments.push(s);
+    return s;
   });
   return { ingest, segments, counts };
 }
@@ -149,3 +149,153 @@ function videoFrames(ts: Uint8Array): DemuxedVideo[] {
   const demuxer = new TsDemuxer();
   return [...demuxer.push(ts), ...demuxer.flush()].filter((f): f is DemuxedVideo => f.kind === 'video');
 }
+
+/** A segment whose connection backs up after `capacity` bytes until drain() is called. */
+class SlowSegment extends MemorySegment {
+  #buffered = 0;
+  #waiters: (() => void)[] = [];
+  constructor(
+    seq: number,
+    /** Bytes the connection takes before it backs up; a test may change it. */
+    public capacity: number,
+  ) {
+    super(seq);
+  }
+  override write(chunk: Uint8Array): boolean {
+    super.write(chunk);
+    this.#buffered += chunk.length;
+    return this.#buffered < this.capacity;
+  }
+  override waitForDrain(): Promise<void> {
+    return this.#buffered < this.capacity ? Promise.resolve() : new Promise((r) => this.#waiters.push(r));
+  }
+  drain(): void {
+    this.#buffered = 0;
+    for (const w of this.#waiters.splice(0)) w();
+  }
+}
+
+function pushFrames(ingest: Ingest, frames: RtpFrame[], seq: { n: number }): void {
+  for (const f of frames)
+    for (const p of f.payloads) ingest.pushVideo(p.payload, seq.n++ & 0xffff, f.timestamp, p.marker);
+}
+
+/** Waits out the reorder buffer's hold on the very first packets, then flushes pending promises. */
+const settle = () => new Promise((r) => setTimeout(r, 150));
+
+describe('ingest: bounded backlog and GOP replay', () => {
+  it('drops frames to the next keyframe once a backed-up segment holds more than the bound, and counts them', async () => {
+    const clip = await makeH264Clip({ seconds: 4, gopSeconds: 1 });
+    const frames = h264Frames(clip, 30, 1200, 777);
+    const segments: SlowSegment[] = [];
+    let keyframeRequests = 0;
+    const ingest = new Ingest({
+      minSegmentDurationMs: 10_000, // one segment for the whole clip
+      requestKeyframe: () => keyframeRequests++,
+      onFrame: () => {},
+      onError: (reason) => {
+        throw new Error(reason);
+      },
+      limits: { maxBacklogBytes: 20_000 },
+      logger: pino({ level: 'silent' }),
+    });
+    ingest.attach(() => {
+      const s = new SlowSegment(segments.length, 10_000);
+      segments.push(s);
+      return s;
+    });
+    const seq = { n: 100 };
+    pushFrames(ingest, frames.slice(0, 15), seq);
+    await settle();
+    expect(segments).toHaveLength(1);
+    const dropped = ingest.stats().framesDroppedBackpressure;
+    expect(dropped).toBeGreaterThan(0); // the uplink never drained: frames went over the bound
+    await new Promise((r) => setTimeout(r, 300)); // keyframe requests are spaced ≥ 300 ms
+    const before = keyframeRequests;
+    segments[0].capacity = Number.POSITIVE_INFINITY; // the uplink recovers
+    segments[0].drain();
+    await settle();
+    expect(keyframeRequests).toBe(before + 1); // drained: ask for a keyframe rather than wait a GOP
+    pushFrames(ingest, frames.slice(15, 45), seq);
+    ingest.close();
+    const stats = ingest.stats();
+    // Frames 15..29 were still dropped (no keyframe yet); the keyframe at 30 resumed the segment.
+    expect(stats.framesDroppedBackpressure).toBe(dropped + 15);
+    const written = videoFrames(segments[0].bytes());
+    expect(written).toHaveLength(15 - dropped + 15);
+    expect(written[0].keyframe).toBe(true);
+    expect(written[15 - dropped].keyframe).toBe(true); // resumed exactly on a keyframe
+    expect(written.filter((f) => f.keyframe)).toHaveLength(2);
+  }, 30_000);
+
+  it('gives a new job the current GOP at once, starting on its keyframe, then live frames', async () => {
+    const clip = await makeH264Clip({ seconds: 2, gopSeconds: 1 });
+    const frames = h264Frames(clip, 30, 1200, 5);
+    const { ingest, segments, counts } = memoryIngest(1000);
+    const seq = { n: 0 };
+    pushFrames(ingest, frames.slice(0, 40), seq); // 30 is the current GOP's keyframe
+    await settle();
+    ingest.detach(); // the job failed
+    expect(segments.map((s) => s.ended)).toEqual([true, true]);
+    pushFrames(ingest, frames.slice(40, 45), seq); // frames while no job runs: kept, not sent
+    await settle();
+    expect(segments).toHaveLength(2);
+
+    const next: MemorySegment[] = [];
+    const requestsBefore = counts.keyframeRequests;
+    expect(
+      ingest.attach(() => {
+        const s = new MemorySegment(100 + next.length);
+        next.push(s);
+        return s;
+      }),
+    ).toBe(true);
+    expect(counts.keyframeRequests).toBe(requestsBefore); // nothing to wait for
+    expect(next).toHaveLength(1);
+    const replayed = videoFrames(next[0].bytes());
+    expect(replayed).toHaveLength(15); // frames 30..44
+    expect(replayed[0].keyframe).toBe(true);
+    pushFrames(ingest, frames.slice(45, 50), seq);
+    ingest.close();
+    const all = videoFrames(next[0].bytes());
+    expect(all).toHaveLength(20);
+    // Same PTS as those frames had the first time, in order.
+    const firstTime = videoFrames(segments[1].bytes());
+    expect(all.slice(0, 10).map((f) => f.pts90k)).toEqual(firstTime.map((f) => f.pts90k));
+    expect((await decodeGray(next[0].bytes())).length).toBe(20);
+    expect(ingest.stats().gopReplays).toBe(1); // the first attach had nothing to replay
+  }, 30_000);
+
+  it('asks for a keyframe when a job attaches and there is no GOP to replay (none yet, or longer than the bounds)', async () => {
+    const clip = await makeH264Clip({ seconds: 2, gopSeconds: 1 });
+    const frames = h264Frames(clip, 30, 1200, 5);
+    let requests = 0;
+    const ingest = new Ingest({
+      minSegmentDurationMs: 1000,
+      requestKeyframe: () => requests++,
+      onFrame: () => {},
+      onError: () => {},
+      limits: { maxGopFrames: 20 },
+      logger: pino({ level: 'silent' }),
+    });
+    const segments: MemorySegment[] = [];
+    const source = () => {
+      const s = new MemorySegment(segments.length);
+      segments.push(s);
+      return s;
+    };
+    expect(ingest.attach(source)).toBe(false); // nothing received yet
+    expect(requests).toBe(1);
+    const seq = { n: 0 };
+    pushFrames(ingest, frames.slice(0, 25), seq); // a 25-frame GOP: past maxGopFrames
+    await settle();
+    expect(ingest.stats().gop).toBeNull();
+    expect(ingest.attach(source)).toBe(false);
+    expect(requests).toBe(2);
+    pushFrames(ingest, frames.slice(25, 35), seq);
+    ingest.close();
+    // The job's first segment starts on the next keyframe (30).
+    expect(videoFrames(segments.at(-1)!.bytes())[0].keyframe).toBe(true);
+    expect(ingest.stats().gopReplays).toBe(0);
+  }, 30_000);
+});
