@@ -21,6 +21,7 @@ import {
   TicketSender,
   type ValidateOptions,
 } from '../payments/sender.ts';
+import type { TicketSigner } from '../payments/signing-pool.ts';
 import type { Capabilities, OrchestratorInfo } from '../wire/lp-rpc.ts';
 
 /** go-livepeer's initPixelsToPay: 60 s of 1280×720×30, prepaid by the start request. */
@@ -37,6 +38,8 @@ const PAYMENT_TIMEOUT_MS = 15_000;
 /** The gateway's payment account and limits (LiveStreamsOptions.payments). */
 export interface LivePaymentsOptions {
   account: LocalAccount;
+  /** Signs tickets and credentials off the event loop (the on-chain gateway's SigningPool); default: the account, in line. */
+  signer?: TicketSigner;
   /** Refuse ticket params whose single-ticket EV is above this (wei). */
   maxTicketEV: bigint;
   /** Refuse a payment whose tickets' total EV is above this (wei). */
@@ -83,7 +86,7 @@ export class LivePayments {
   private readonly senders = new Map<string, TicketSender>();
 
   constructor(readonly opts: LivePaymentsOptions) {
-    this.identity = accountIdentity(opts.account);
+    this.identity = accountIdentity(opts.account, opts.signer);
   }
 
   /** Whether a job on this orchestrator is paid: ticket params and a price above zero. */
@@ -105,7 +108,12 @@ export class LivePayments {
     let sender = this.senders.get(orchestrator);
     if (sender) sender.update(ticketParams, priceInfo);
     else {
-      sender = new TicketSender({ account: this.opts.account, ticketParams, priceInfo });
+      sender = new TicketSender({
+        account: this.opts.account,
+        signer: this.opts.signer,
+        ticketParams,
+        priceInfo,
+      });
       this.senders.set(orchestrator, sender);
     }
     return sender;
