@@ -25,6 +25,8 @@ export const PARAMS_EXPIRATION_BLOCKS = 40n;
 export const MAX_SENDER_NONCES = 600;
 /** Winning tickets kept for redemption; older ones are dropped (the local orchestrator redeems none). */
 const MAX_KEPT_WINNING_TICKETS = 10_000;
+/** Tickets verified between two turns of the event loop. */
+const TICKETS_PER_TURN = 4;
 /** redeemGasL2 (Arbitrum) and txCostMultiplier / evMultiplier of go-livepeer's starter. */
 export const REDEEM_GAS = 1_200_000n;
 export const TX_COST_MULTIPLIER = 100n;
@@ -281,7 +283,10 @@ export class Recipient {
     const ev = ticketEV(faceValue, winProb);
 
     let receiveErr: PaymentError | undefined;
-    for (const tsp of payment.ticketSenderParams ?? []) {
+    for (const [i, tsp] of (payment.ticketSenderParams ?? []).entries()) {
+      // Recovering a signature costs ~1.5 ms of JS (more on a busy box): let the trickle
+      // channels and GetOrchestrator calls of other jobs in between, as a prepayment has ~250.
+      if (i > 0 && i % TICKETS_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
       const ticket: Ticket = { ...base, senderNonce: tsp.senderNonce ?? 0 };
       const sig = tsp.sig ? bytesToHex(tsp.sig) : '0x';
       const { won, error } = await this.receiveTicket(ticket, sig, rand, expirationBlock);

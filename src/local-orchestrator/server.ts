@@ -55,6 +55,8 @@ import { selfSignedCertificate } from './tls.ts';
 export const TRICKLE_PATH = '/ai/trickle/';
 /** Reported as Capabilities.version; go-livepeer gateways may require a minimum version. */
 const ORCHESTRATOR_VERSION = '0.8.9';
+/** Request header bytes taken, as Go's http.DefaultMaxHeaderBytes (go-livepeer sets no other). */
+const MAX_HEADER_BYTES = 1 << 20;
 const PIPELINE = 'live-video-to-video';
 
 export interface LocalOrchestratorOptions {
@@ -144,12 +146,19 @@ export class LocalOrchestrator {
       bodyLimit: 1024 * 1024,
       serverFactory: (handler) => {
         // noDelay: trickle writes are small and latency-bound; Nagle held some back ~40 ms.
-        const server = http2.createSecureServer({ ...tls, allowHTTP1: true, noDelay: true }, (req, res) => {
-          if (isGrpcRequest(req)) void serveUnary(req, res, grpcMethods);
-          else if (!this.trickle.handle(req, res)) handler(req, res);
-        });
+        const server = http2.createSecureServer(
+          { ...tls, allowHTTP1: true, noDelay: true, settings: { maxHeaderListSize: MAX_HEADER_BYTES } },
+          (req, res) => {
+            if (isGrpcRequest(req)) void serveUnary(req, res, grpcMethods);
+            else if (!this.trickle.handle(req, res)) handler(req, res);
+          },
+        );
         // Preconnected trickle requests wait for a whole segment or longer.
         (server as unknown as { requestTimeout: number }).requestTimeout = 0;
+        // Go's http.Server takes 1 MiB of headers (DefaultMaxHeaderBytes); Node's 16 KiB refused a
+        // live start that prepays ~250 tickets (a 24 KB Livepeer-Payment) with 431. Read by
+        // node's HTTP/1 parser for the allowHTTP1 fallback.
+        (server as unknown as { maxHeaderSize: number }).maxHeaderSize = MAX_HEADER_BYTES;
         const track = (c: Socket | http2.Http2Session) => {
           this.connections.add(c);
           c.once('close', () => this.connections.delete(c));
