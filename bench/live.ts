@@ -830,6 +830,8 @@ interface PrepayResult {
   errors: string[];
   /** Warning and error lines of the on-chain gateway and orchestrator. */
   problems: string[];
+  /** With --cpu-prof: where the on-chain gateway's profile went. */
+  profileDir?: string;
 }
 
 async function scrapeEventLoop(base: string): Promise<{ p99: number; max: number } | undefined> {
@@ -883,6 +885,7 @@ const mergeWindows = (ws: DelayWindow[]): DelayWindow => ({
 async function spawnOnChain(
   lc: LocalChain,
   dir: string,
+  nodeFlags: string[],
 ): Promise<{ gateway: Child; orchestrator: Child; base: string; orchUrl: string }> {
   const [admin, orchAccount] = [lc.accounts[0]!, lc.accounts[1]!];
   const gatewayKey = join(dir, 'gateway.json');
@@ -921,12 +924,17 @@ async function spawnOnChain(
   await lc.send(admin, 'BondingManager', 'setTranscoder', [orchAccount.address, 1000n, true]);
   await lc.send(orchAccount, 'ServiceRegistry', 'setServiceURI', [orchUrl]);
   const httpPort = await freePort();
-  const gateway = spawnTs('gateway (on chain)', 'src/cli.ts', [
-    'start',
-    ...chainArgs,
-    ...['-ethKeystorePath', gatewayKey, '-httpAddr', `127.0.0.1:${httpPort}`, '-liveMaxStreams', '16'],
-    ...['-v', '0'],
-  ]);
+  const gateway = spawnTs(
+    'gateway (on chain)',
+    'src/cli.ts',
+    [
+      'start',
+      ...chainArgs,
+      ...['-ethKeystorePath', gatewayKey, '-httpAddr', `127.0.0.1:${httpPort}`, '-liveMaxStreams', '16'],
+      ...['-v', '0'],
+    ],
+    nodeFlags,
+  );
   const base = `http://127.0.0.1:${httpPort}`;
   try {
     await waitUntil(
@@ -978,7 +986,12 @@ async function prepayPhase(clip: Clip, opts: BenchOptions, log: (m: string) => v
     await lc.send(admin, 'TicketBroker', 'setCurrentRound', [10n]);
     const funds = 10n * 10n ** 18n;
     await lc.send(admin, 'TicketBroker', 'fundDepositAndReserve', [funds, funds], 2n * funds);
-    children = await spawnOnChain(lc, dir);
+    result.profileDir = opts.cpuProf ? mkdtempSync(join(os.tmpdir(), 'lpgw-bench-prof-chain-')) : undefined;
+    children = await spawnOnChain(
+      lc,
+      dir,
+      result.profileDir ? ['--cpu-prof', '--cpu-prof-dir', result.profileDir] : [],
+    );
     const { base, gateway, orchestrator } = children;
     const running = 4;
     log(`on chain: ${running} paid streams × 1 viewer...`);
@@ -1409,6 +1422,13 @@ async function main(): Promise<void> {
   if (gateway?.profileDir) {
     try {
       out.push(...summarizeProfile(gateway.profileDir));
+    } catch (err) {
+      out.push(`(could not read the CPU profile: ${(err as Error).message})`);
+    }
+  }
+  if (prepay?.profileDir) {
+    try {
+      out.push('', '### On-chain gateway', ...summarizeProfile(prepay.profileDir));
     } catch (err) {
       out.push(`(could not read the CPU profile: ${(err as Error).message})`);
     }
