@@ -2,7 +2,7 @@
 // go-livepeer's pm.recipient and core.orchestrator.ProcessPayment do it, without a chain: the
 // L1 block and the round come from the caller, winning tickets are only kept in a list.
 import { randomBytes } from 'node:crypto';
-import { bytesToHex, getAddress, type Hex, hexToBytes, recoverMessageAddress, zeroAddress } from 'viem';
+import { bytesToHex, getAddress, type Hex, hexToBytes, zeroAddress } from 'viem';
 import { add, compare, floatString, type Rational, rat, sub, ZERO } from '../payments/rational.ts';
 import {
   auxData,
@@ -18,6 +18,7 @@ import {
   winProbFor,
 } from '../payments/ticket.ts';
 import type { Payment, PriceInfo, TicketParams } from '../wire/lp-rpc.ts';
+import { SignerCheck } from './signer-check.ts';
 
 /** go-livepeer's paramsExpirationBlock: params live this many L1 blocks. */
 export const PARAMS_EXPIRATION_BLOCKS = 40n;
@@ -101,6 +102,9 @@ export function ratPrice(info: PriceInfo): Rational | undefined {
   return rat(info.pricePerUnit ?? 0n, pixels);
 }
 
+/** Known senders' public keys, for the fast path of verifySig (public data: shared by every instance). */
+const signers = new SignerCheck();
+
 /** go-livepeer's crypto.VerifySig: 65 bytes, low s, v 27/28, EIP-191 recovery over the 32-byte hash. */
 export async function verifySig(
   address: Hex,
@@ -111,7 +115,7 @@ export async function verifySig(
   const hex = typeof sig === 'string' ? sig : bytesToHex(sig);
   if (signatureProblem(hex)) return false;
   try {
-    const signer = await recoverMessageAddress({ message: { raw: hash }, signature: hex });
+    const signer = await signers.signer(address, hash, hex);
     return signer.toLowerCase() === address.toLowerCase() && address.toLowerCase() !== zeroAddress;
   } catch {
     return false;
