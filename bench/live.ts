@@ -15,6 +15,9 @@
 //                                      streams run and a 5th starts with a 249-ticket prepayment (ganache
 //                                      chain, on-chain local orchestrator in its own process)
 //   npm run bench:live -- --no-prepay  every phase but that one
+//   npm run bench:live -- --prepay-only --prepay-free
+//                                      the same with a free orchestrator (no tickets): the control, to tell
+//                                      what the prepayment costs from what the machine and stream starts cost
 //   BENCH_DEBUG=1 npm run bench:live  also prints each frame's client-side latency (clip index:ms) to stderr
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -47,6 +50,8 @@ interface BenchOptions {
   /** Run the on-chain prepayment phase / only that phase. */
   prepay: boolean;
   prepayOnly: boolean;
+  /** The on-chain phase against a free orchestrator (no tickets), as a control. */
+  prepayFree: boolean;
   cpuProf: boolean;
   externalOrch: boolean;
   streams: number[];
@@ -64,6 +69,7 @@ function parseArgs(argv: string[]): BenchOptions {
     quick,
     prepay: !argv.includes('--no-prepay'),
     prepayOnly: argv.includes('--prepay-only'),
+    prepayFree: argv.includes('--prepay-free'),
     cpuProf: argv.includes('--cpu-prof'),
     externalOrch: argv.includes('--external-orch'),
     streams: quick ? [1, 4] : [1, 4, 8],
@@ -83,7 +89,10 @@ function parseArgs(argv: string[]): BenchOptions {
     opts.streams = list;
   }
   for (const arg of argv) {
-    const known = ['--quick', '--cpu-prof', '--external-orch', '--streams', '--prepay-only', '--no-prepay'];
+    const known = [
+      ...['--quick', '--cpu-prof', '--external-orch', '--streams'],
+      ...['--prepay-only', '--no-prepay', '--prepay-free'],
+    ];
     if (arg.startsWith('--') && !known.includes(arg)) {
       throw new Error(`unknown option ${arg} (use ${known.join(', ')}; --streams takes 1,4,8)`);
     }
@@ -890,6 +899,7 @@ async function spawnOnChain(
   lc: LocalChain,
   dir: string,
   nodeFlags: string[],
+  pricePerPixel: bigint,
 ): Promise<{ gateway: Child; orchestrator: Child; base: string; orchUrl: string }> {
   const [admin, orchAccount] = [lc.accounts[0]!, lc.accounts[1]!];
   const gatewayKey = join(dir, 'gateway.json');
@@ -912,7 +922,7 @@ async function spawnOnChain(
     ...['-ethKeystorePath', orchKey, '-ticketEV', String(PREPAY_TICKET_EV)],
     ...['-localOrchestratorServiceAddr', `127.0.0.1:${orchPort}`, '-localOrchestratorCapacity', '16'],
     ...['-localOrchestratorModels', 'passthrough', '-liveDefaultModel', 'passthrough'],
-    ...['-localOrchestratorPricePerUnit', String(PREPAY_PRICE_PER_PIXEL), '-v', '0'],
+    ...['-localOrchestratorPricePerUnit', String(pricePerPixel), '-v', '0'],
   ]);
   let orchUrl = '';
   await waitUntil(
@@ -995,6 +1005,7 @@ async function prepayPhase(clip: Clip, opts: BenchOptions, log: (m: string) => v
       lc,
       dir,
       result.profileDir ? ['--cpu-prof', '--cpu-prof-dir', result.profileDir] : [],
+      opts.prepayFree ? 0n : PREPAY_PRICE_PER_PIXEL,
     );
     const { base, gateway, orchestrator } = children;
     const running = 4;
@@ -1047,7 +1058,7 @@ async function prepayPhase(clip: Clip, opts: BenchOptions, log: (m: string) => v
         const status = (await streamStatus(base, fifth.name)) as
           | (StreamStatus & { payments?: { tickets: number }[] })
           | undefined;
-        result.ticketsPerStart.push(status?.payments?.[0]?.tickets ?? Number.NaN);
+        result.ticketsPerStart.push(status ? (status.payments?.[0]?.tickets ?? 0) : Number.NaN);
         await closeStream(base, fifth);
       }
       await sleep(1000);
@@ -1291,7 +1302,7 @@ async function main(): Promise<void> {
           : 'embedded local orchestrator (same process)') +
       `, effect \`passthrough\`; all on 127.0.0.1.` +
       (opts.prepay || opts.prepayOnly
-        ? ` On chain: ganache with our contract doubles in the bench process; the gateway (\`src/cli.ts start\`, keystore account) and the local orchestrator (\`-ticketEV ${PREPAY_TICKET_EV}\`, ${PREPAY_PRICE_PER_PIXEL} wei/pixel) each in its own process.`
+        ? ` On chain: ganache with our contract doubles in the bench process; the gateway (\`src/cli.ts start\`, keystore account) and the local orchestrator (\`-ticketEV ${PREPAY_TICKET_EV}\`, ${opts.prepayFree ? '0 wei/pixel: free, no tickets (--prepay-free, the control)' : `${PREPAY_PRICE_PER_PIXEL} wei/pixel`}) each in its own process.`
         : ''),
   );
   out.push(
