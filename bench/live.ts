@@ -13,13 +13,24 @@
 //                                      stream counts for the CPU phase
 //   npm run bench:live -- --viewers 2  WHEP viewers per stream in the CPU phase
 //   npm run bench:live -- --joins 20   viewers that join a running stream one by one (0: skip)
+//   npm run bench:live -- --prepay-only
+//                                      only the on-chain phase: the gateway's event-loop delay while 4 paid
+//                                      streams run and a 5th starts with a 249-ticket prepayment (ganache
+//                                      chain, on-chain local orchestrator in its own process)
+//   npm run bench:live -- --no-prepay  every phase but that one
+//   npm run bench:live -- --prepay-only --prepay-free
+//                                      the same with a free orchestrator (no tickets): the control, to tell
+//                                      what the prepayment costs from what the machine and stream starts cost
 //   BENCH_DEBUG=1 npm run bench:live  also prints each frame's client-side latency (clip index:ms) to stderr
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { keccak256, stringToBytes } from 'viem';
+import { encryptKeystore } from '../src/payments/keystore.ts';
+import { type LocalChain, startLocalChain, TEST_SENDER_KEY } from '../test/helpers/local-chain.ts';
 import { h264DecodeReport, makeH264Clip } from '../test/helpers/media.ts';
 import {
   type AccessUnit,
@@ -43,6 +54,11 @@ interface BenchOptions {
   quick: boolean;
   /** Viewers that join a running stream one after another (instant-start measurement). */
   joins: number;
+  /** Run the on-chain prepayment phase / only that phase. */
+  prepay: boolean;
+  prepayOnly: boolean;
+  /** The on-chain phase against a free orchestrator (no tickets), as a control. */
+  prepayFree: boolean;
   cpuProf: boolean;
   externalOrch: boolean;
   streams: number[];
@@ -59,6 +75,9 @@ function parseArgs(argv: string[]): BenchOptions {
   const opts: BenchOptions = {
     quick,
     joins: quick ? 8 : 20,
+    prepay: !argv.includes('--no-prepay'),
+    prepayOnly: argv.includes('--prepay-only'),
+    prepayFree: argv.includes('--prepay-free'),
     cpuProf: argv.includes('--cpu-prof'),
     externalOrch: argv.includes('--external-orch'),
     streams: quick ? [1, 4] : [1, 4, 8],
@@ -88,12 +107,13 @@ function parseArgs(argv: string[]): BenchOptions {
     opts.streams = list;
   }
   for (const arg of argv) {
-    if (
-      arg.startsWith('--') &&
-      !['--quick', '--cpu-prof', '--external-orch', '--streams', '--joins', '--viewers'].includes(arg)
-    ) {
+    const known = [
+      ...['--quick', '--cpu-prof', '--external-orch', '--streams', '--joins', '--viewers'],
+      ...['--prepay-only', '--no-prepay', '--prepay-free'],
+    ];
+    if (arg.startsWith('--') && !known.includes(arg)) {
       throw new Error(
-        `unknown option ${arg} (use --quick, --cpu-prof, --external-orch, --streams 1,4,8, --joins 20, --viewers 2)`,
+        `unknown option ${arg} (use ${known.join(', ')}; --streams takes 1,4,8, --joins 20, --viewers 2)`,
       );
     }
   }
@@ -892,6 +912,278 @@ function groupProblems(lines: string[]): [string, number][] {
 }
 
 // ---------------------------------------------------------------------------------------------
+// On chain: event-loop delay while a 5th stream starts with a full prepayment
+
+/** Ticket EV and price of the payments benchmark (bench/payments.ts): 60 s prepaid = 249 tickets. */
+const PREPAY_TICKET_EV = 8_000_000_000n;
+const PREPAY_PRICE_PER_PIXEL = 1200n;
+/** prom-client's event-loop monitor resolution (its default): every sample includes it. */
+const ELD_RESOLUTION_MS = 10;
+const PREPAY_PASSWORD = 'bench on chain';
+
+interface DelayWindow {
+  /** Worst p99 of the /metrics scrape intervals, and the largest single delay, ms (resolution taken off). */
+  p99: number;
+  max: number;
+  intervals: number;
+  /** Every interval's p99, ms. */
+  p99s: number[];
+}
+
+interface PrepayResult {
+  ticketsPerStart: number[];
+  steady: DelayWindow;
+  starting: DelayWindow;
+  startToFirstFrameMs: number[];
+  /** Longest gap between frames at the running streams' viewers while the 5th started. */
+  runningMaxGapMs: number;
+  otherProcessesPct: number;
+  busiestOthers: string[];
+  errors: string[];
+  /** Warning and error lines of the on-chain gateway and orchestrator. */
+  problems: string[];
+  /** With --cpu-prof: where the on-chain gateway's profile went. */
+  profileDir?: string;
+}
+
+async function scrapeEventLoop(base: string): Promise<{ p99: number; max: number } | undefined> {
+  try {
+    const res = await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(2000) });
+    const text = await res.text();
+    const read = (name: string) => {
+      const m = new RegExp(
+        `^livepeer_gateway_process_nodejs_eventloop_lag_${name}_seconds (\\S+)$`,
+        'm',
+      ).exec(text);
+      return m ? Math.max(0, Number(m[1]) * 1000 - ELD_RESOLUTION_MS) : Number.NaN;
+    };
+    return { p99: read('p99'), max: read('max') };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Scrapes /metrics every `everyMs` (each scrape resets the gateway's event-loop histogram) until stopped. */
+function eventLoopSampler(base: string, everyMs: number): { stop(): Promise<DelayWindow> } {
+  const samples: { p99: number; max: number }[] = [];
+  let running = true;
+  const loop = (async () => {
+    await scrapeEventLoop(base); // resets the histogram: the window starts here
+    while (running) {
+      await sleep(everyMs);
+      const s = await scrapeEventLoop(base);
+      if (s && Number.isFinite(s.p99)) samples.push(s);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return {
+        p99: Math.max(...samples.map((s) => s.p99)),
+        max: Math.max(...samples.map((s) => s.max)),
+        intervals: samples.length,
+        p99s: samples.map((s) => s.p99),
+      };
+    },
+  };
+}
+
+const mergeWindows = (ws: DelayWindow[]): DelayWindow => ({
+  p99: Math.max(...ws.map((w) => w.p99)),
+  max: Math.max(...ws.map((w) => w.max)),
+  intervals: ws.reduce((n, w) => n + w.intervals, 0),
+  p99s: ws.flatMap((w) => w.p99s),
+});
+
+async function spawnOnChain(
+  lc: LocalChain,
+  dir: string,
+  nodeFlags: string[],
+  pricePerPixel: bigint,
+): Promise<{ gateway: Child; orchestrator: Child; base: string; orchUrl: string }> {
+  const [admin, orchAccount] = [lc.accounts[0]!, lc.accounts[1]!];
+  const gatewayKey = join(dir, 'gateway.json');
+  const orchKey = join(dir, 'orchestrator.json');
+  writeFileSync(
+    gatewayKey,
+    JSON.stringify(await encryptKeystore(TEST_SENDER_KEY, PREPAY_PASSWORD, { n: 1024 })),
+  );
+  // test/helpers/local-chain.ts derives account i's key from this string.
+  const orchSecret = keccak256(stringToBytes('lp-gateway test account 1'));
+  writeFileSync(orchKey, JSON.stringify(await encryptKeystore(orchSecret, PREPAY_PASSWORD, { n: 1024 })));
+  const chainArgs = [
+    ...['-network', 'arbitrum-one-mainnet', '-ethUrl', lc.url, '-ethController', lc.controller],
+    ...['--chainId', String(lc.chainId), '--aiServiceRegistry', lc.addresses.ServiceRegistry],
+    ...['-ethPassword', PREPAY_PASSWORD],
+  ];
+  const orchPort = await freePort();
+  const orchestrator = spawnTs('local orchestrator (on chain)', 'src/local-orchestrator/main.ts', [
+    ...chainArgs,
+    ...['-ethKeystorePath', orchKey, '-ticketEV', String(PREPAY_TICKET_EV)],
+    ...['-localOrchestratorServiceAddr', `127.0.0.1:${orchPort}`, '-localOrchestratorCapacity', '16'],
+    ...['-localOrchestratorModels', 'passthrough', '-liveDefaultModel', 'passthrough'],
+    ...['-localOrchestratorPricePerUnit', String(pricePerPixel), '-v', '0'],
+  ]);
+  let orchUrl = '';
+  await waitUntil(
+    () => {
+      if (orchestrator.exited) throw new Error(`the local orchestrator exited:\n${orchestrator.tail()}`);
+      const line = orchestrator.lines.find((l) => l.startsWith('local orchestrator listening on '));
+      orchUrl = line?.split(' ')[4] ?? '';
+      return orchUrl !== '';
+    },
+    30_000,
+    'the on-chain local orchestrator to listen',
+  );
+  await lc.send(admin, 'BondingManager', 'setTranscoder', [orchAccount.address, 1000n, true]);
+  await lc.send(orchAccount, 'ServiceRegistry', 'setServiceURI', [orchUrl]);
+  const httpPort = await freePort();
+  const gateway = spawnTs(
+    'gateway (on chain)',
+    'src/cli.ts',
+    [
+      'start',
+      ...chainArgs,
+      ...['-ethKeystorePath', gatewayKey, '-httpAddr', `127.0.0.1:${httpPort}`, '-liveMaxStreams', '16'],
+      ...['-v', '0'],
+    ],
+    nodeFlags,
+  );
+  const base = `http://127.0.0.1:${httpPort}`;
+  try {
+    await waitUntil(
+      async () => {
+        if (gateway.exited) throw new Error(`the gateway exited:\n${gateway.tail()}`);
+        try {
+          const res = await fetch(`${base}/orchestrators?model=passthrough`, {
+            signal: AbortSignal.timeout(1000),
+          });
+          const { orchestrators } = (await res.json()) as { orchestrators: { url: string; state: string }[] };
+          return orchestrators.some((o) => o.url === orchUrl && o.state === 'available');
+        } catch {
+          return false;
+        }
+      },
+      60_000,
+      'the on-chain gateway to list the orchestrator as available',
+    );
+  } catch (err) {
+    await gateway.stop();
+    await orchestrator.stop();
+    throw new Error(`${(err as Error).message}; the gateway's output:\n${gateway.tail()}`);
+  }
+  return { gateway, orchestrator, base, orchUrl };
+}
+
+async function prepayPhase(clip: Clip, opts: BenchOptions, log: (m: string) => void): Promise<PrepayResult> {
+  const result: PrepayResult = {
+    ticketsPerStart: [],
+    steady: { p99: Number.NaN, max: Number.NaN, intervals: 0, p99s: [] },
+    starting: { p99: Number.NaN, max: Number.NaN, intervals: 0, p99s: [] },
+    startToFirstFrameMs: [],
+    runningMaxGapMs: 0,
+    otherProcessesPct: Number.NaN,
+    busiestOthers: [],
+    errors: [],
+    problems: [],
+  };
+  log('on chain: starting ganache, the on-chain local orchestrator and gateway...');
+  const lc = await startLocalChain();
+  const dir = mkdtempSync(join(os.tmpdir(), 'lpgw-bench-chain-'));
+  const streams: StreamClient[] = [];
+  let children: { gateway: Child; orchestrator: Child; base: string } | undefined;
+  try {
+    const admin = lc.accounts[0]!;
+    await lc.send(admin, 'RoundsManager', 'setRounds', [10n, 10n]);
+    await lc.send(admin, 'RoundsManager', 'setBlockHashForRound', [10n, keccak256(stringToBytes('round'))]);
+    await lc.send(admin, 'RoundsManager', 'setBlockNum', [5000n]);
+    await lc.send(admin, 'TicketBroker', 'setCurrentRound', [10n]);
+    const funds = 10n * 10n ** 18n;
+    await lc.send(admin, 'TicketBroker', 'fundDepositAndReserve', [funds, funds], 2n * funds);
+    result.profileDir = opts.cpuProf ? mkdtempSync(join(os.tmpdir(), 'lpgw-bench-prof-chain-')) : undefined;
+    children = await spawnOnChain(
+      lc,
+      dir,
+      result.profileDir ? ['--cpu-prof', '--cpu-prof-dir', result.profileDir] : [],
+      opts.prepayFree ? 0n : PREPAY_PRICE_PER_PIXEL,
+    );
+    const { base, gateway, orchestrator } = children;
+    const running = 4;
+    log(`on chain: ${running} paid streams × 1 viewer...`);
+    for (let i = 0; i < running; i++) streams.push(await openStream(base, `bench-paid-${i}`, clip, 1));
+    await waitUntil(
+      () => streams.every((s) => s.viewers[0]!.frames > 30),
+      30_000,
+      'frames at every paid stream',
+    );
+    await sleep(opts.warmupMs);
+    const steady = eventLoopSampler(base, 500);
+    await sleep(opts.quick ? 3000 : 5000);
+    result.steady = await steady.stop();
+    const rounds = opts.quick ? 2 : 4;
+    const windows: DelayWindow[] = [];
+    const pids = [gateway.pid, orchestrator.pid, process.pid];
+    const othersBefore = otherProcessTicks(pids);
+    let windowMs = 0;
+    for (let r = 0; r < rounds; r++) {
+      log(`on chain: a 5th stream starts with its prepayment (${r + 1}/${rounds})...`);
+      for (const s of streams) s.viewers[0]!.maxGapMs = 0;
+      const sampler = eventLoopSampler(base, 500);
+      await sleep(600); // one quiet interval before
+      const t0 = now();
+      const fifth = await openStream(base, `bench-fifth-${r}`, clip, 1).catch((err: Error) => {
+        result.errors.push(`5th stream ${r + 1}: ${err.message}`);
+        return undefined;
+      });
+      if (fifth) {
+        try {
+          await waitUntil(
+            () => fifth.viewers[0]!.firstFrameAt !== undefined,
+            20_000,
+            'the 5th stream to play',
+          );
+          result.startToFirstFrameMs.push(fifth.viewers[0]!.firstFrameAt! - t0);
+          await sleep(2000);
+        } catch (err) {
+          result.errors.push(`5th stream ${r + 1}: ${(err as Error).message}`);
+        }
+      }
+      windows.push(await sampler.stop());
+      windowMs += now() - t0 + 600;
+      result.runningMaxGapMs = Math.max(
+        result.runningMaxGapMs,
+        ...streams.map((s) => s.viewers[0]!.maxGapMs),
+      );
+      if (fifth) {
+        const status = (await streamStatus(base, fifth.name)) as
+          | (StreamStatus & { payments?: { tickets: number }[] })
+          | undefined;
+        result.ticketsPerStart.push(status ? (status.payments?.[0]?.tickets ?? 0) : Number.NaN);
+        await closeStream(base, fifth);
+      }
+      await sleep(1000);
+    }
+    const others = otherProcessDelta(othersBefore, otherProcessTicks(pids));
+    result.otherProcessesPct = (100 * others.ticks) / clockTicksPerSecond() / (windowMs / 1000);
+    result.busiestOthers = others.top.map((t) => t.command);
+    result.starting = mergeWindows(windows);
+    for (const s of streams) {
+      const st = await streamStatus(base, s.name);
+      if (st?.state !== 'live')
+        result.errors.push(`${s.name} is ${st?.state ?? 'gone'}: ${st?.lastError ?? ''}`);
+    }
+  } finally {
+    for (const s of streams.splice(0)) await closeStream(children?.base ?? '', s);
+    result.problems = [...(children?.gateway.problems ?? []), ...(children?.orchestrator.problems ?? [])];
+    await children?.gateway.stop();
+    await children?.orchestrator.stop();
+    await lc.close();
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
 // CPU profile summary
 
 interface ProfileNode {
@@ -1008,21 +1300,23 @@ async function main(): Promise<void> {
   const clipKbps = (annexB.length * 8) / opts.clipSeconds / 1000;
   const packetsPerFrame = clip.video.reduce((n, f) => n + f.payloads.length, 0) / clip.video.length;
 
-  log('starting the gateway...');
-  const gateway = await startGateway(opts);
+  let gateway: Gateway | undefined;
+  if (!opts.prepayOnly) {
+    log('starting the gateway...');
+    gateway = await startGateway(opts);
+  }
   let exitCode = 0;
   const watchdog = setTimeout(() => {
-    console.error('bench: took over 8 minutes; giving up');
-    void gateway.child
+    console.error('bench: took over 10 minutes; giving up');
+    void gateway?.child
       .stop(2000)
-      .then(() => gateway.orchestrator?.stop(2000))
+      .then(() => gateway?.orchestrator?.stop(2000))
       .finally(() => process.exit(1));
-  }, 8 * 60_000);
+  }, 10 * 60_000);
   watchdog.unref();
   const onSignal = () => {
-    void gateway.child
-      .stop(2000)
-      .then(() => gateway.orchestrator?.stop(2000))
+    void (gateway?.child.stop(2000) ?? Promise.resolve())
+      .then(() => gateway?.orchestrator?.stop(2000))
       .finally(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
@@ -1034,7 +1328,29 @@ async function main(): Promise<void> {
   const loads: LoadResult[] = [];
   const failures: string[] = [];
   let idle = Number.NaN;
+  let prepay: PrepayResult | undefined;
   try {
+    if (gateway) await offChainPhases(gateway);
+  } catch (err) {
+    failures.push((err as Error).message);
+    exitCode = 1;
+  } finally {
+    if (gateway) {
+      log('stopping the gateway...');
+      await gateway.child.stop();
+      await gateway.orchestrator?.stop();
+    }
+  }
+  if (opts.prepay || opts.prepayOnly) {
+    try {
+      prepay = await prepayPhase(clip, opts, log);
+      for (const e of prepay.errors) failures.push(`on chain: ${e}`);
+    } catch (err) {
+      failures.push(`on chain: ${(err as Error).message}`);
+    }
+  }
+
+  async function offChainPhases(gateway: Gateway): Promise<void> {
     idle = await idleCpu(gateway, 2000, ticksPerSecond);
 
     log(`time to first frame: ${opts.ttffRuns} runs...`);
@@ -1080,13 +1396,6 @@ async function main(): Promise<void> {
         break;
       }
     }
-  } catch (err) {
-    failures.push((err as Error).message);
-    exitCode = 1;
-  } finally {
-    log('stopping the gateway...');
-    await gateway.child.stop();
-    await gateway.orchestrator?.stop();
   }
 
   // ---- report
@@ -1099,10 +1408,15 @@ async function main(): Promise<void> {
   out.push(
     `Machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ` +
       `${os.type()} ${os.release()}, Node ${process.version}. Gateway: child process, ` +
-      (opts.externalOrch
-        ? 'local orchestrator in its own process'
-        : 'embedded local orchestrator (same process)') +
-      `, effect \`passthrough\`; all on 127.0.0.1.`,
+      (opts.prepayOnly
+        ? 'on chain only'
+        : opts.externalOrch
+          ? 'local orchestrator in its own process'
+          : 'embedded local orchestrator (same process)') +
+      `, effect \`passthrough\`; all on 127.0.0.1.` +
+      (opts.prepay || opts.prepayOnly
+        ? ` On chain: ganache with our contract doubles in the bench process; the gateway (\`src/cli.ts start\`, keystore account) and the local orchestrator (\`-ticketEV ${PREPAY_TICKET_EV}\`, ${opts.prepayFree ? '0 wei/pixel: free, no tickets (--prepay-free, the control)' : `${PREPAY_PRICE_PER_PIXEL} wei/pixel`}) each in its own process.`
+        : ''),
   );
   out.push(
     `Clip: 1280x720 30 fps H.264 baseline, GOP 1 s, ${opts.clipSeconds} s looped, ${fmt(clipKbps)} kbit/s, ` +
@@ -1112,7 +1426,9 @@ async function main(): Promise<void> {
   out.push('');
   out.push('| measurement | value |');
   out.push('|---|---|');
-  if (ttff.length) {
+  if (opts.prepayOnly) {
+    // only the on-chain rows below
+  } else if (ttff.length) {
     const col = (k: keyof TtffRun) => ttff.map((r) => r[k]);
     out.push(
       `| time to first frame, p50 / max (${ttff.length} runs) | **${fmt(median(col('totalMs')))} / ${fmt(Math.max(...col('totalMs')))} ms** |`,
@@ -1138,7 +1454,7 @@ async function main(): Promise<void> {
     out.push(
       `| … client p50 for keyframes / the frame after / other frames | ${fmt(k.keyframe, 1)} / ${fmt(k.afterKeyframe, 1)} / ${fmt(k.other, 1)} ms |`,
     );
-  } else {
+  } else if (!opts.prepayOnly) {
     out.push('| latency | failed |');
   }
   if (joinRuns.length) {
@@ -1169,7 +1485,24 @@ async function main(): Promise<void> {
   } else if (opts.joins > 0) {
     out.push('| viewer join | failed |');
   }
-  out.push(`| gateway CPU idle (no streams) | ${fmt(idle, 1)} % of one core |`);
+  if (!opts.prepayOnly) out.push(`| gateway CPU idle (no streams) | ${fmt(idle, 1)} % of one core |`);
+  if (prepay) {
+    const t = prepay.ticketsPerStart;
+    const d = (w: DelayWindow) =>
+      `${fmt(w.p99, 1)} / ${fmt(w.max, 1)} ms; median interval p99 ${fmt(median(w.p99s), 1)} ms`;
+    out.push(
+      `| on chain, 4 paid streams × 1 viewer: gateway event-loop delay, worst 0.5 s p99 / max | ${d(prepay.steady)} (${prepay.steady.intervals} intervals) |`,
+    );
+    out.push(
+      `| on chain, a 5th stream starts with its prepayment (${t.length ? [...new Set(t)].join('/') : '?'} tickets; ${prepay.startToFirstFrameMs.length} starts): gateway event-loop delay, worst 0.5 s p99 / max | **${d(prepay.starting)}** (${prepay.starting.intervals} intervals; target p99 < 10 ms) |`,
+    );
+    out.push(
+      `| … 5th stream WHIP offer → first frame, p50 / max; longest frame gap at the 4 running streams' viewers meanwhile | ${fmt(median(prepay.startToFirstFrameMs))} / ${fmt(Math.max(...prepay.startToFirstFrameMs))} ms; ${fmt(prepay.runningMaxGapMs)} ms |`,
+    );
+    out.push(
+      `| … other processes on the machine during those starts | ${fmt(prepay.otherProcessesPct)} % of a core${prepay.busiestOthers.length ? ` (busiest: ${prepay.busiestOthers.map((c) => `\`${c}\``).join(', ')})` : ''} |`,
+    );
+  }
   out.push('');
   if (loads.length) {
     const orch = loads.some((l) => l.orchestratorCpuPct !== undefined);
@@ -1226,7 +1559,11 @@ async function main(): Promise<void> {
       );
     }
   }
-  const problems = [...gateway.child.problems, ...(gateway.orchestrator?.problems ?? [])];
+  const problems = [
+    ...(gateway?.child.problems ?? []),
+    ...(gateway?.orchestrator?.problems ?? []),
+    ...(prepay?.problems ?? []),
+  ];
   out.push('');
   if (problems.length) {
     out.push(`Gateway log: ${problems.length} warning/error line(s), by message:`);
@@ -1239,9 +1576,16 @@ async function main(): Promise<void> {
     out.push('');
     out.push(`Failures:\n${failures.map((f) => `- ${f}`).join('\n')}`);
   }
-  if (gateway.profileDir) {
+  if (gateway?.profileDir) {
     try {
       out.push(...summarizeProfile(gateway.profileDir));
+    } catch (err) {
+      out.push(`(could not read the CPU profile: ${(err as Error).message})`);
+    }
+  }
+  if (prepay?.profileDir) {
+    try {
+      out.push('', '### On-chain gateway', ...summarizeProfile(prepay.profileDir));
     } catch (err) {
       out.push(`(could not read the CPU profile: ${(err as Error).message})`);
     }
@@ -1249,7 +1593,7 @@ async function main(): Promise<void> {
   out.push('');
   out.push(`Bench took ${fmt((Date.now() - started) / 1000)} s.`);
   console.log(out.join('\n'));
-  if (failures.length && !ttff.length && !loads.length) exitCode = 1;
+  if (failures.length && !ttff.length && !loads.length && !prepay?.startToFirstFrameMs.length) exitCode = 1;
   // werift can leave timers behind after close(); everything of ours is closed, so do not wait for them.
   process.exit(exitCode);
 }

@@ -17,6 +17,7 @@ import { OFFCHAIN_PAYMENT, segmentCredentials, senderOnlyPayment } from '../paym
 import type { GatewayIdentity } from '../payments/identity.ts';
 import { floatString, mul, type Rational, rat, ZERO } from '../payments/rational.ts';
 import { Balances, type BalanceUpdate } from '../payments/sender.ts';
+import type { OrchestratorInfo } from '../wire/lp-rpc.ts';
 import { type AiPipeline, modelOf } from './ai-pipelines.ts';
 import { extensionFor, newRequestId, type ResultStore } from './ai-results.ts';
 import { AudioDurationError, audioDurationSeconds } from './audio-duration.ts';
@@ -46,6 +47,8 @@ export interface AiPool {
     kind: JobKind,
     opts?: { exclude?: ReadonlySet<string>; reuseMs?: number },
   ): Promise<SelectedOrchestrator>;
+  /** A fresh answer from `url` (new ticket params), also kept for later selections' reuse. */
+  renewAnswer(url: string, kind: JobKind): Promise<OrchestratorInfo>;
   suspend(url: string, reason: string): void;
   reportSuccess(url: string): void;
   observeLatency(url: string, ms: number, capability?: number): void;
@@ -253,11 +256,14 @@ export class AiJobRunner {
     pipeline: AiPipeline,
     job: PreparedJob,
   ): Promise<AttemptResult> {
-    const info = sel.info;
-    const transcoder = info.transcoder || sel.url;
-    const price = jobPrice(info, job.kind.capability, job.kind.modelId);
-    const fee =
-      price.perPixel.den === 0n ? ZERO : mul(rat(job.units), rat(price.perPixel.num, price.perPixel.den));
+    let info = sel.info;
+    const feeAt = (i: OrchestratorInfo) => {
+      const price = jobPrice(i, job.kind.capability, job.kind.modelId);
+      return price.perPixel.den === 0n
+        ? ZERO
+        : mul(rat(job.units), rat(price.perPixel.num, price.perPixel.den));
+    };
+    let fee = feeAt(info);
     // go-livepeer's dummy manifest for AI sessions: one "stream" per capability and model.
     const manifestId = `${job.kind.capability}_${job.kind.modelId}`;
     let payment = OFFCHAIN_PAYMENT;
@@ -267,11 +273,23 @@ export class AiJobRunner {
     let segment: string;
     try {
       if (payments && LivePayments.pays(info)) {
-        const sender = payments.senderFor(sel.url, info);
-        const validate = await payments.validateOptions();
-        const p = await sender.createPayment(fee, { balance, validate });
-        payment = p.header;
-        update = p.update;
+        // Kept params that can pay no more (their nonces used by earlier requests, or expired)
+        // are refreshed from this same orchestrator: it is not at fault, and may be the only one.
+        const paid = await payments.payFresh(sel.url, info, {
+          fee: feeAt,
+          balance: () => balance,
+          refresh: () => this.opts.pool.renewAnswer(sel.url, job.kind),
+        });
+        if (paid.refreshed) {
+          this.log.info(
+            { orchestrator: sel.url, pipeline: pipeline.name },
+            'ticket params used up or expired: paid with a fresh GetOrchestrator answer',
+          );
+        }
+        info = paid.info;
+        fee = paid.fee;
+        payment = paid.payment.header;
+        update = paid.payment.update;
         // As go-livepeer: once sent, the credit counts as spent unless the orchestrator answers.
         if (update) update.status = 'credit-spent';
       } else if (payments) {
@@ -288,6 +306,7 @@ export class AiJobRunner {
       const why = `payment could not be made: ${(err as Error).message}`;
       return { ok: false, retry: true, suspend: false, why };
     }
+    const transcoder = info.transcoder || sel.url;
     const settle = (ok: boolean) => {
       if (!update) return;
       if (ok) {

@@ -38,6 +38,8 @@ import { keccak256Of } from './transcode-hash.ts';
 /** What selection needs from the orchestrator pool (OrchestratorPool has it). */
 export interface TranscodePool {
   select(kind: JobKind, opts: { exclude?: ReadonlySet<string> }): Promise<SelectedOrchestrator>;
+  /** A fresh GetOrchestrator answer from `url` (new ticket params and auth token). */
+  renewAnswer(url: string, kind: JobKind): Promise<OrchestratorInfo>;
   suspend(url: string, reason: string): void;
   reportSuccess(url: string): void;
   observeLatency(url: string, ms: number, capability?: number): void;
@@ -314,26 +316,42 @@ export class Transcoder {
     hash: Uint8Array,
     attempt: { paid: Rational },
   ): Promise<{ renditions: Rendition[]; fee: Rational }> {
-    const { info, url } = session;
+    const { url } = session;
+    // Paid first: used-up ticket params are refreshed there, and the credentials below must
+    // carry the auth token of the info the tickets were made for.
+    const payment = await this.payment(session, seg);
+    const info = payment.info;
+    if (info !== session.info) {
+      // A refreshed session: a new auth token and balance; the old one's credit goes with it.
+      this.balances.clear(url, session.info.authToken?.sessionId ?? '');
+      session = { url, info };
+      this.sessions.set(seg.manifestId, session);
+    }
     const transcoder = info.transcoder || url;
     const names = seg.profiles.map((p) => p.name);
     const signed = Buffer.concat([
       flattenSegment(seg.manifestId, seg.seq, hash),
       Buffer.from(profilesHex(names), 'utf8'),
     ]);
-    const segData: SegData = {
-      manifestId: new TextEncoder().encode(seg.manifestId),
-      seq: seg.seq,
-      hash,
-      sig: await this.opts.identity.signHashOf(signed),
-      duration: seg.durationMs,
-      capabilities: { bitstring: capabilityBitstring(transcodeCapabilities(seg.profiles)) },
-      authToken: info.authToken,
-      ...segDataProfiles(seg.profiles),
-    };
-    const segmentHeader = Buffer.from(encodeMessage('SegData', segData)).toString('base64');
+    let segmentHeader: string;
+    try {
+      const segData: SegData = {
+        manifestId: new TextEncoder().encode(seg.manifestId),
+        seq: seg.seq,
+        hash,
+        sig: await this.opts.identity.signHashOf(signed),
+        duration: seg.durationMs,
+        capabilities: { bitstring: capabilityBitstring(transcodeCapabilities(seg.profiles)) },
+        authToken: info.authToken,
+        ...segDataProfiles(seg.profiles),
+      };
+      segmentHeader = Buffer.from(encodeMessage('SegData', segData)).toString('base64');
+    } catch (err) {
+      // Nothing sent: the reserved credit goes back.
+      if (payment.update) this.balances.for(url, info.authToken?.sessionId ?? '').complete(payment.update);
+      throw err;
+    }
 
-    const payment = await this.payment(session, seg);
     const durationMs = seg.durationMs;
     const totalMs = Math.max(HTTP_TIMEOUT_MS, PUSH_TIMEOUT_MULTIPLIER * durationMs);
     const uploadMs = Math.max(MIN_UPLOAD_TIMEOUT_MS, UPLOAD_TIMEOUT_MULTIPLIER * durationMs);
@@ -437,31 +455,54 @@ export class Transcoder {
     }
   }
 
-  /** Livepeer-Payment for the estimated fee (go-livepeer estimateFee × 1.02 × price). */
+  /**
+   * Livepeer-Payment for the estimated fee (go-livepeer estimateFee × 1.02 × price), and the info
+   * it was made for: a fresh GetOrchestrator answer when the session's params were used up.
+   */
   private async payment(
     session: StreamSession,
     seg: PushedSegment,
-  ): Promise<{ header: string; ev: Rational; price: Rational; update?: BalanceUpdate }> {
+  ): Promise<{
+    header: string;
+    ev: Rational;
+    price: Rational;
+    update?: BalanceUpdate;
+    info: OrchestratorInfo;
+  }> {
     const payments = this.opts.payments;
     const { info, url } = session;
-    if (!payments) return { header: OFFCHAIN_PAYMENT, ev: ZERO, price: ZERO };
+    if (!payments) return { header: OFFCHAIN_PAYMENT, ev: ZERO, price: ZERO, info };
     if (!LivePayments.pays(info)) {
       // A free orchestrator still learns who is asking (the segment signature is checked against it).
-      return { header: senderOnlyPayment(payments.identity.address, info.priceInfo), ev: ZERO, price: ZERO };
+      return {
+        header: senderOnlyPayment(payments.identity.address, info.priceInfo),
+        ev: ZERO,
+        price: ZERO,
+        info,
+      };
     }
-    const sender = payments.senderFor(url, info);
-    const price = priceOf(info.priceInfo);
-    const fee = mul(
-      mul(rat(estimatedPixels(seg.profiles, seg.durationMs)), PIXEL_ESTIMATE_MULTIPLIER),
-      price,
-    );
-    const balance = this.balances.for(url, info.authToken?.sessionId ?? '');
+    const pixels = mul(rat(estimatedPixels(seg.profiles, seg.durationMs)), PIXEL_ESTIMATE_MULTIPLIER);
     try {
-      const p = await sender.createPayment(fee, { balance, validate: await payments.validateOptions() });
-      return { header: p.header, ev: p.ev, price, update: p.update };
+      const paid = await payments.payFresh(url, info, {
+        fee: (i) => mul(pixels, priceOf(i.priceInfo)),
+        balance: (i) => this.balances.for(url, i.authToken?.sessionId ?? ''),
+        refresh: () =>
+          this.opts.pool.renewAnswer(url, TRANSCODE_JOB).catch((err: Error) => {
+            throw new AttemptFailure(`ticket params used up, and GetOrchestrator failed: ${err.message}`);
+          }),
+      });
+      const p = paid.payment;
+      return {
+        header: p.header,
+        ev: p.ev,
+        price: priceOf(paid.info.priceInfo),
+        update: p.update,
+        info: paid.info,
+      };
     } catch (err) {
+      if (err instanceof AttemptFailure) throw err;
       const message = `cannot pay: ${(err as Error).message}`;
-      // Stale ticket params are the orchestrator's to refresh; the rest are this gateway's limits.
+      // Params still unusable after a refresh are the orchestrator's; the rest are this gateway's limits.
       if (err instanceof TicketParamsError && err.needsRefresh) throw new AttemptFailure(message);
       throw new PaymentRefused(message, err instanceof TicketParamsError && SENDER_WIDE.has(err.code));
     }

@@ -53,3 +53,78 @@ export function orchestratorFault(raw: Raw): OrchestratorFault {
 export function formatFault(fault: OrchestratorFault): string {
   return 'afterMs' in fault ? `${fault.kind}:${fault.afterMs}ms` : fault.kind;
 }
+
+// ---------------------------------------------------------------------------------------------
+// ai-runner-like behaviour (localOrchestrator.warmup, outputSize, outputFps, restarts, restartGap,
+// eventForm): FOR TESTS AND DEMOS. The local orchestrator answers at once and never restarts;
+// real live pipelines (livepeer/ai-runner) load for seconds, change the picture's size and rate,
+// restart now and then, and wrap their events. docs/local-orchestrator.md has the facts.
+
+/** `none`, `after:<duration>` (one restart that long after the job started) or `every:<duration>`. */
+export type PipelineRestarts =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'after' | 'every'; readonly ms: number };
+
+export const NO_RESTARTS: PipelineRestarts = Object.freeze({ kind: 'none' });
+
+const restartDuration = duration({ min: 1 });
+
+/** Parses `none`, `after:<duration>` or `every:<duration>`; empty means none. Throws Invalid. */
+export function pipelineRestarts(raw: Raw): PipelineRestarts {
+  const s = scalar(raw);
+  if (s === '' || s === 'none') return NO_RESTARTS;
+  const m = /^(after|every):(.*)$/.exec(s);
+  if (!m) throw new Invalid('must be none, after:<duration> or every:<duration>, as in every:30s');
+  try {
+    return { kind: m[1] as 'after' | 'every', ms: restartDuration(m[2]!, { cwd: '.' }) };
+  } catch (err) {
+    if (err instanceof Invalid) throw new Invalid(`has a bad duration after "${m[1]}:": it ${err.message}`);
+    throw err;
+  }
+}
+
+export function formatRestarts(r: PipelineRestarts): string {
+  return r.kind === 'none' ? 'none' : `${r.kind}:${r.ms}ms`;
+}
+
+export interface FrameSize {
+  readonly width: number;
+  readonly height: number;
+}
+
+/** `WxH` (even numbers, 16..4096, as H.264 4:2:0 needs), e.g. 512x512; empty: not set. Throws Invalid. */
+export function frameSize(raw: Raw): FrameSize | undefined {
+  const s = scalar(raw);
+  if (s === '') return undefined;
+  const m = /^(\d{1,4})x(\d{1,4})$/.exec(s);
+  if (!m) throw new Invalid('must be WIDTHxHEIGHT, as in 512x512');
+  const [width, height] = [Number(m[1]), Number(m[2])];
+  for (const n of [width, height]) {
+    if (n < 16 || n > 4096 || n % 2 !== 0) throw new Invalid('needs even sides from 16 to 4096 pixels');
+  }
+  return { width, height };
+}
+
+/** How the local orchestrator's live jobs behave beyond applying the effect. */
+export interface RunnerBehaviour {
+  /** LOADING on the events channel and no output for this long after a job starts (ms; 0: none). */
+  readonly warmupMs: number;
+  /** The output picture's size (scaled to cover, then centre-cropped); undefined: the input's. */
+  readonly outputSize: FrameSize | undefined;
+  /** The output frame rate; undefined: the input's. */
+  readonly outputFps: number | undefined;
+  readonly restarts: PipelineRestarts;
+  /** How long output stops at each restart (ms). */
+  readonly restartGapMs: number;
+  /** `plain` events (`{"type": ...}`) or ai-runner's `envelope` (`{"event": {...}, "queue_event_type": ...}`). */
+  readonly eventForm: 'plain' | 'envelope';
+}
+
+export const PLAIN_RUNNER: RunnerBehaviour = Object.freeze({
+  warmupMs: 0,
+  outputSize: undefined,
+  outputFps: undefined,
+  restarts: NO_RESTARTS,
+  restartGapMs: 3000,
+  eventForm: 'plain',
+});

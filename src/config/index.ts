@@ -23,7 +23,7 @@ import type { TranscodeProfile } from '../batch/profiles.ts';
 import { type FlagLookup, parseArgv } from './argv.ts';
 import type { CapabilityPrices } from './capability-prices.ts';
 import { ConfigError, show } from './errors.ts';
-import type { OrchestratorFault } from './fault.ts';
+import type { OrchestratorFault, RunnerBehaviour } from './fault.ts';
 import { type IceServer, Invalid, type ListenAddr, type Raw } from './parse.ts';
 import { type AnyKeyDef, BY_FLAG, closest, K, KEYS, type KeyDef, type NETWORKS } from './schema.ts';
 import { Secret } from './secret.ts';
@@ -31,7 +31,7 @@ import { readYamlFile, type Setting } from './yaml.ts';
 
 export type { CapabilityMaxPrice, CapabilityPrices, Ratio } from './capability-prices.ts';
 export { ConfigError } from './errors.ts';
-export type { OrchestratorFault } from './fault.ts';
+export type { OrchestratorFault, RunnerBehaviour } from './fault.ts';
 export type { IceServer, ListenAddr } from './parse.ts';
 export { Secret } from './secret.ts';
 
@@ -95,6 +95,8 @@ export type Config = {
     readonly secret: Secret;
     /** For tests and demos only: how it should fail; `{ kind: 'none' }` by default. */
     readonly fault: OrchestratorFault;
+    /** For tests and demos: how its live jobs behave like ai-runner pipelines (PLAIN_RUNNER by default). */
+    readonly runner: RunnerBehaviour;
     /** Model ids served by the batch AI CPU stand-ins, per pipeline (empty: not offered). */
     readonly aiModels: {
       readonly 'text-to-image': readonly string[];
@@ -337,6 +339,14 @@ function build(
       capacity: value(K.localOrchestratorCapacity),
       secret: value(K.localOrchestratorSecret) ?? new Secret(randomBytes(32).toString('hex')),
       fault: value(K.localOrchestratorFault),
+      runner: {
+        warmupMs: value(K.localOrchestratorWarmup),
+        outputSize: value(K.localOrchestratorOutputSize),
+        outputFps: value(K.localOrchestratorOutputFps),
+        restarts: value(K.localOrchestratorRestarts),
+        restartGapMs: value(K.localOrchestratorRestartGap),
+        eventForm: value(K.localOrchestratorEventForm),
+      },
       aiModels: {
         'text-to-image': value(K.localOrchestratorTextToImageModels),
         'image-to-image': value(K.localOrchestratorImageToImageModels),

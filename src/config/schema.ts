@@ -8,7 +8,7 @@ import {
   type TranscodeProfile,
 } from '../batch/profiles.ts';
 import { type CapabilityPrices, parseCapabilityPrices } from './capability-prices.ts';
-import { orchestratorFault } from './fault.ts';
+import { frameSize, orchestratorFault, pipelineRestarts } from './fault.ts';
 import {
   bigint,
   duration,
@@ -358,6 +358,36 @@ export const K = {
     type: 'fault',
     help: 'For tests and demos: make the local orchestrator fail: none, fail-start, hang, stall-output-after:<duration>, exit-after:<duration>, events-error-after:<duration>',
     parse: orchestratorFault,
+  }),
+  localOrchestratorWarmup: req(['localOrchestrator', 'warmup'], '0s', {
+    type: 'duration',
+    help: 'For tests and demos, as an ai-runner pipeline loading its model: each live job reports LOADING on its events channel and sends no output for this long after it starts, then ONLINE (0: at once)',
+    parse: duration({ min: 0 }),
+  }),
+  localOrchestratorOutputSize: opt(['localOrchestrator', 'outputSize'], {
+    type: 'WxH',
+    help: "For tests and demos: live output at this size (scaled to cover, centre-cropped, as ai-runner's 512x512); empty: the input's size",
+    parse: (raw) => frameSize(raw)!,
+  }),
+  localOrchestratorOutputFps: opt(['localOrchestrator', 'outputFps'], {
+    type: 'int',
+    help: "For tests and demos: live output at this frame rate (as a model slower than the input); empty: the input's rate",
+    parse: int({ min: 1, max: 120 }),
+  }),
+  localOrchestratorRestarts: req(['localOrchestrator', 'restarts'], 'none', {
+    type: 'restarts',
+    help: 'For tests and demos, as an ai-runner pipeline restarting: none, after:<duration> (once, that long after a live job starts) or every:<duration>; output stops for restartGap, the status goes LOADING with restart_count + 1, then output resumes',
+    parse: pipelineRestarts,
+  }),
+  localOrchestratorRestartGap: req(['localOrchestrator', 'restartGap'], '3s', {
+    type: 'duration',
+    help: 'How long live output stops at each pipeline restart (localOrchestrator.restarts)',
+    parse: duration({ min: 1 }),
+  }),
+  localOrchestratorEventForm: req(['localOrchestrator', 'eventForm'], 'plain', {
+    type: 'plain|envelope',
+    help: 'Live events as plain JSON ({"type": ...}) or in ai-runner\'s envelope ({"event": {...}, "queue_event_type": "ai_stream_events"})',
+    parse: oneOf(['plain', 'envelope'] as const),
   }),
   localOrchestratorTextToImageModels: req(
     ['localOrchestrator', 'textToImageModels'],

@@ -15,12 +15,14 @@ import { add, floatString, mul, type Rational, rat, ZERO } from '../payments/rat
 import {
   type Balance,
   Balances,
+  type PaymentResult,
   priceOf,
   type SenderInfo,
   TicketParamsError,
   TicketSender,
   type ValidateOptions,
 } from '../payments/sender.ts';
+import type { TicketSigner } from '../payments/signing-pool.ts';
 import type { Capabilities, OrchestratorInfo } from '../wire/lp-rpc.ts';
 
 /** go-livepeer's initPixelsToPay: 60 s of 1280×720×30, prepaid by the start request. */
@@ -37,6 +39,8 @@ const PAYMENT_TIMEOUT_MS = 15_000;
 /** The gateway's payment account and limits (LiveStreamsOptions.payments). */
 export interface LivePaymentsOptions {
   account: LocalAccount;
+  /** Signs tickets and credentials off the event loop (the on-chain gateway's SigningPool); default: the account, in line. */
+  signer?: TicketSigner;
   /** Refuse ticket params whose single-ticket EV is above this (wei). */
   maxTicketEV: bigint;
   /** Refuse a payment whose tickets' total EV is above this (wei). */
@@ -81,9 +85,11 @@ export const paymentStatus = (orchestrator: string, t: PaymentTally): PaymentSta
 export class LivePayments {
   readonly identity: GatewayIdentity;
   private readonly senders = new Map<string, TicketSender>();
+  /** GetOrchestrator refreshes under way, by orchestrator (payFresh). */
+  private readonly refreshing = new Map<string, Promise<OrchestratorInfo>>();
 
   constructor(readonly opts: LivePaymentsOptions) {
-    this.identity = accountIdentity(opts.account);
+    this.identity = accountIdentity(opts.account, opts.signer);
   }
 
   /** Whether a job on this orchestrator is paid: ticket params and a price above zero. */
@@ -105,10 +111,60 @@ export class LivePayments {
     let sender = this.senders.get(orchestrator);
     if (sender) sender.update(ticketParams, priceInfo);
     else {
-      sender = new TicketSender({ account: this.opts.account, ticketParams, priceInfo });
+      sender = new TicketSender({
+        account: this.opts.account,
+        signer: this.opts.signer,
+        ticketParams,
+        priceInfo,
+      });
       this.senders.set(orchestrator, sender);
     }
     return sender;
+  }
+
+  /**
+   * A payment of the fee to the orchestrator at `url`, from its sender brought up to date with
+   * `info`, §3.4 checked. When the sender's params can pay no more (expired, or their 600 nonces
+   * used: TicketParamsError.needsRefresh) `refresh` is asked for a fresh OrchestratorInfo from the
+   * same orchestrator, as go-livepeer refreshes a session, and the payment is made with it; calls
+   * that run out at once share one refresh. Returns the payment and the info it was made with:
+   * the segment credentials must carry that info's auth token.
+   * @throws TicketParamsError (also after a refresh), or what `refresh` throws.
+   */
+  async payFresh(
+    url: string,
+    info: OrchestratorInfo,
+    opts: {
+      /** The fee at this info's price. */
+      fee: (info: OrchestratorInfo) => Rational;
+      balance: (info: OrchestratorInfo) => Balance;
+      refresh: () => Promise<OrchestratorInfo>;
+    },
+  ): Promise<{ payment: PaymentResult; info: OrchestratorInfo; fee: Rational; refreshed: boolean }> {
+    const pay = async (with_: OrchestratorInfo) => {
+      const validate = await this.validateOptions();
+      const fee = opts.fee(with_);
+      // senderFor and the nonce allocation in createPayment run without a break: nothing can
+      // switch the sender's params in between.
+      const payment = await this.senderFor(url, with_).createPayment(fee, {
+        balance: opts.balance(with_),
+        validate,
+      });
+      return { payment, fee };
+    };
+    try {
+      return { ...(await pay(info)), info, refreshed: false };
+    } catch (err) {
+      if (!(err instanceof TicketParamsError && err.needsRefresh)) throw err;
+    }
+    let refreshing = this.refreshing.get(url);
+    if (!refreshing) {
+      refreshing = opts.refresh().finally(() => this.refreshing.delete(url));
+      this.refreshing.set(url, refreshing);
+    }
+    const fresh = await refreshing;
+    if (!LivePayments.pays(fresh)) throw new Error('the refreshed orchestrator info has no ticket params');
+    return { ...(await pay(fresh)), info: fresh, refreshed: true };
   }
 
   /** What §3.4 checks before a payment: the limits, the L1 block and, on chain, the sender's state. */

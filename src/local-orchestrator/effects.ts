@@ -1,8 +1,10 @@
 // CPU video effects for the local orchestrator: one MPEG-TS segment in, one out.
 // `passthrough` copies bytes with no decode at all; the others run ffmpeg, which is
 // started one segment ahead so its start-up does not add to each segment's latency.
+// An output size or frame rate (the ai-runner-like behaviour) puts every effect through ffmpeg.
 import { PassThrough, type Readable } from 'node:stream';
 import ffmpeg from 'fluent-ffmpeg';
+import type { FrameSize } from '../config/fault.ts';
 
 /** Effect name → ffmpeg video filter (null: no ffmpeg). */
 const FILTERS: Record<string, string | null> = {
@@ -32,10 +34,27 @@ export interface EffectRun {
   cancel(): void;
 }
 
-export function prepareEffect(effect: string): EffectRun {
+/** The output picture, when it is not the input's. */
+export interface OutputShape {
+  size?: FrameSize;
+  fps?: number;
+}
+
+export function prepareEffect(effect: string, output: OutputShape = {}): EffectRun {
   const filter = FILTERS[effect];
   if (filter === undefined) throw new Error(`unknown effect ${effect}`);
-  return filter === null ? passthrough() : ffmpegEffect(effect, filter);
+  const reshape = [
+    // Cover the frame, then centre-crop, as ai-runner's decoder does for its 512x512.
+    ...(output.size
+      ? [
+          `scale=${output.size.width}:${output.size.height}:force_original_aspect_ratio=increase`,
+          `crop=${output.size.width}:${output.size.height}`,
+        ]
+      : []),
+    ...(output.fps ? [`fps=${output.fps}`] : []),
+  ];
+  if (filter === null && reshape.length === 0) return passthrough();
+  return ffmpegEffect(effect, [...(filter === null ? [] : [filter]), ...reshape].join(','));
 }
 
 function passthrough(): EffectRun {

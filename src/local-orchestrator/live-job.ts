@@ -1,11 +1,21 @@
 // One live-video-to-video job: reads MPEG-TS segments from the publish channel, runs the
 // current effect on each, writes the result to the -out channel, takes new params from
 // the -control channel and reports on the -events channel. It reaches its channels over
-// HTTP, as a model runner beside a go-livepeer orchestrator does.
+// HTTP, as a model runner beside a go-livepeer orchestrator does. With a RunnerBehaviour it
+// also acts like an ai-runner pipeline: it loads for a while (state LOADING, no output),
+// re-sizes and re-times the picture, restarts now and then, and wraps its events
+// (docs/local-orchestrator.md).
 import type { Logger } from 'pino';
-import { formatFault, type OrchestratorFault } from '../config/fault.ts';
+import { formatFault, type OrchestratorFault, PLAIN_RUNNER, type RunnerBehaviour } from '../config/fault.ts';
 import { type SegmentWriter, TricklePublisher, TrickleSubscriber } from '../trickle/index.ts';
 import { type EffectRun, isEffect, prepareEffect, type SegmentSink } from './effects.ts';
+
+/** ai-runner's PipelineState values that this job takes (runner/live/process/status.py). */
+export type PipelineState = 'LOADING' | 'ONLINE' | 'OFFLINE';
+/** ai-runner's queue for status, restart and error events, and for its trace events. */
+const STREAM_EVENTS = 'ai_stream_events';
+const STREAM_TRACE = 'stream_trace';
+const PIPELINE = 'live-video-to-video';
 
 export interface LiveJobOptions {
   manifestId: string;
@@ -25,14 +35,18 @@ export interface LiveJobOptions {
    * from start(); other kinds are the server's business and are ignored.
    */
   fault?: OrchestratorFault;
+  /** For tests and demos: behave like an ai-runner pipeline (warm-up, size, rate, restarts, envelope). */
+  runner?: RunnerBehaviour;
 }
 
 export interface LiveJobStatus {
   manifestId: string;
   modelId: string;
   effect: string;
+  state: PipelineState;
   segmentsIn: number;
   segmentsOut: number;
+  restartCount: number;
   lastError?: string;
 }
 
@@ -43,8 +57,20 @@ export class LiveJob {
   private segmentsIn = 0;
   private segmentsOut = 0;
   private lastInputAt = Date.now();
+  private lastOutputAt?: number;
   private lastError?: string;
+  private lastErrorAt?: number;
   private ended = false;
+  private readonly runner: RunnerBehaviour;
+  private state: PipelineState = 'ONLINE';
+  private startedAt = Date.now();
+  private stateSince = Date.now();
+  /** While loading (warm-up or a restart), input is read and dropped: no output until then. */
+  private loadingUntil = 0;
+  private onlineTimer?: NodeJS.Timeout;
+  private restartCount = 0;
+  private lastRestartAt?: number;
+  private traced = { input: false, output: false };
   /** An injected fault hit: no more output bytes nor events, but input is still read. */
   private halted = false;
   private readonly input: TrickleSubscriber;
@@ -72,10 +98,13 @@ export class LiveJob {
     });
     this.lastParams = opts.params;
     this.effect = effectFrom(opts.params) ?? opts.modelId;
+    this.runner = opts.runner ?? PLAIN_RUNNER;
   }
 
   start(): void {
-    this.warm = prepareEffect(this.effect);
+    this.startedAt = Date.now();
+    if (this.runner.warmupMs > 0) this.load(this.runner.warmupMs);
+    this.warm = this.prepare(this.effect);
     void this.processInput();
     void this.readControl();
     this.timers.push(setInterval(() => this.reportStatus(), this.opts.statusIntervalMs));
@@ -88,6 +117,9 @@ export class LiveJob {
     if (fault?.kind === 'stall-output-after' || fault?.kind === 'events-error-after') {
       this.timers.push(setTimeout(() => this.injectFault(fault), fault.afterMs));
     }
+    const restarts = this.runner.restarts;
+    if (restarts.kind === 'after') this.timers.push(setTimeout(() => this.restart(), restarts.ms));
+    if (restarts.kind === 'every') this.timers.push(setInterval(() => this.restart(), restarts.ms));
     this.reportStatus();
   }
 
@@ -96,8 +128,10 @@ export class LiveJob {
       manifestId: this.opts.manifestId,
       modelId: this.opts.modelId,
       effect: this.effect,
+      state: this.state,
       segmentsIn: this.segmentsIn,
       segmentsOut: this.segmentsOut,
+      restartCount: this.restartCount,
       lastError: this.lastError,
     };
   }
@@ -105,7 +139,9 @@ export class LiveJob {
   stop(reason: string): void {
     if (this.ended) return;
     this.ended = true;
+    this.state = 'OFFLINE';
     for (const t of this.timers) clearInterval(t);
+    clearTimeout(this.onlineTimer);
     this.warm?.cancel();
     this.input.close();
     this.control.close();
@@ -123,8 +159,9 @@ export class LiveJob {
         this.segmentsIn++;
         this.opts.onInputSegment?.();
         this.lastInputAt = Date.now();
-        if (this.halted) {
-          // A hung model: its input is still read (and dropped), nothing comes out.
+        this.trace('input');
+        if (this.halted || this.state === 'LOADING') {
+          // A hung or loading model: its input is still read (and dropped), nothing comes out.
           for await (const _ of segment.body) this.lastInputAt = Date.now();
           continue;
         }
@@ -150,7 +187,12 @@ export class LiveJob {
    */
   private haltable(out: SegmentWriter): SegmentSink {
     return {
-      write: (chunk) => (this.halted ? true : out.write(chunk)),
+      write: (chunk) => {
+        if (this.halted) return true;
+        this.lastOutputAt = Date.now();
+        this.trace('output');
+        return out.write(chunk);
+      },
       end: () => (this.halted ? Promise.resolve() : out.end()),
       abort: () => {
         if (!this.halted) out.abort();
@@ -173,14 +215,70 @@ export class LiveJob {
     );
   }
 
+  /**
+   * LOADING for `ms` (a model loading, or a pipeline restarting): input segments that start
+   * meanwhile are dropped, then ONLINE. Overlapping loads end at the later end.
+   */
+  private load(ms: number): void {
+    const until = Date.now() + ms;
+    if (until <= this.loadingUntil) return;
+    this.loadingUntil = until;
+    this.setState('LOADING');
+    clearTimeout(this.onlineTimer);
+    this.onlineTimer = setTimeout(() => {
+      if (!this.ended) this.setState('ONLINE');
+    }, ms);
+  }
+
+  /** An ai-runner pipeline process restart: output stops for restartGap, restart_count + 1. */
+  private restart(): void {
+    if (this.ended || this.halted) return;
+    this.restartCount++;
+    this.lastRestartAt = Date.now();
+    this.opts.logger.info(
+      { manifestId: this.opts.manifestId, restartCount: this.restartCount },
+      'pipeline restart (ai-runner-like behaviour)',
+    );
+    this.sendEvent({
+      type: 'restart',
+      pipeline: PIPELINE,
+      restart_count: this.restartCount,
+      restart_time: this.lastRestartAt,
+      restart_logs: [],
+      timestamp: this.lastRestartAt,
+    });
+    this.load(this.runner.restartGapMs);
+  }
+
+  private setState(state: PipelineState): void {
+    if (state === this.state) return;
+    this.state = state;
+    this.stateSince = Date.now();
+    // ai-runner only reports every 10 s; reporting a change at once lets a test see it promptly.
+    this.reportStatus();
+  }
+
+  /** ai-runner's first-segment trace events (envelope form only; the plain form has none). */
+  private trace(what: 'input' | 'output'): void {
+    if (this.traced[what] || this.runner.eventForm !== 'envelope') return;
+    this.traced[what] = true;
+    const type =
+      what === 'input' ? 'runner_receive_first_ingest_segment' : 'runner_send_first_processed_segment';
+    this.sendEvent({ type, timestamp: Date.now() }, STREAM_TRACE);
+  }
+
+  private prepare(effect: string): EffectRun {
+    return prepareEffect(effect, { size: this.runner.outputSize, fps: this.runner.outputFps });
+  }
+
   // Use the process started ahead for this effect, and start the next one.
   private takeEffectRun(): EffectRun {
     let run = this.warm;
     if (!run || run.effect !== this.effect) {
       run?.cancel();
-      run = prepareEffect(this.effect);
+      run = this.prepare(this.effect);
     }
-    this.warm = prepareEffect(this.effect);
+    this.warm = this.prepare(this.effect);
     return run;
   }
 
@@ -221,38 +319,54 @@ export class LiveJob {
       );
       this.effect = requested;
       this.warm?.cancel();
-      this.warm = prepareEffect(requested);
+      this.warm = this.prepare(requested);
     }
     this.reportStatus();
   }
 
   private fail(message: string): void {
     this.lastError = message;
+    this.lastErrorAt = Date.now();
     this.opts.logger.warn({ manifestId: this.opts.manifestId }, message);
-    this.sendEvent({ type: 'error', message, timestamp: Date.now() });
+    this.sendEvent({
+      type: 'error',
+      pipeline: PIPELINE,
+      message,
+      time: this.lastErrorAt,
+      timestamp: this.lastErrorAt,
+    });
   }
 
+  /** ai-runner's PipelineStatus fields (times in ms), with this job's own counters beside them. */
   private reportStatus(): void {
     this.sendEvent({
       type: 'status',
-      pipeline: 'live-video-to-video',
+      pipeline: PIPELINE,
       model_id: this.opts.modelId,
       request_id: this.opts.manifestId,
       timestamp: Date.now(),
-      state: this.ended ? 'OFFLINE' : 'ONLINE',
+      start_time: this.startedAt,
+      state: this.ended ? 'OFFLINE' : this.state,
+      last_state_update_time: this.stateSince,
       input_status: { last_input_time: this.lastInputAt, segments: this.segmentsIn },
       inference_status: {
         effect: this.effect,
         last_params: this.lastParams,
         segments: this.segmentsOut,
+        last_output_time: this.lastOutputAt ?? null,
         last_error: this.lastError ?? null,
+        last_error_time: this.lastErrorAt ?? null,
+        restart_count: this.restartCount,
+        last_restart_time: this.lastRestartAt ?? null,
       },
     });
   }
 
-  private sendEvent(event: Record<string, unknown>): void {
+  /** Plain (`{"type": ...}`) or, as ai-runner sends it, `{"event": {...}, "queue_event_type": ...}`. */
+  private sendEvent(event: Record<string, unknown>, queue = STREAM_EVENTS): void {
     if (this.ended || this.halted) return;
-    this.events.writeSegment(JSON.stringify(event)).catch((err: Error) => {
+    const body = this.runner.eventForm === 'envelope' ? { event, queue_event_type: queue } : event;
+    this.events.writeSegment(JSON.stringify(body)).catch((err: Error) => {
       this.opts.logger.debug({ manifestId: this.opts.manifestId, err: err.message }, 'event not delivered');
     });
   }

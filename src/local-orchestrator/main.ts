@@ -13,7 +13,12 @@ import {
   takeChainOverrides,
 } from '../payments/onchain-setup.ts';
 import { type ChainClock, chainClock, onChainPayments } from './onchain.ts';
-import { LocalOrchestrator, type LocalOrchestratorPayments, optionsFromConfig } from './server.ts';
+import {
+  describeRunner,
+  LocalOrchestrator,
+  type LocalOrchestratorPayments,
+  optionsFromConfig,
+} from './server.ts';
 
 /** How often the chain's L1 block and round are read again. */
 const CHAIN_CLOCK_MS = 5000;
@@ -60,6 +65,8 @@ const orch = await LocalOrchestrator.start({
 console.log(`local orchestrator listening on ${orch.url} (gRPC GetOrchestrator and HTTPS on one port)`);
 console.log(`use it from a gateway with: -orchAddr ${orch.url}`);
 if (lo.fault.kind !== 'none') console.log(`fault injection (for tests and demos): ${formatFault(lo.fault)}`);
+const runner = describeRunner(lo.runner);
+if (runner) console.log(`live jobs behave like ai-runner pipelines (for tests and demos): ${runner}`);
 if (payments) {
   console.log(
     `taking tickets on ${config.network} as ${payments.recipient} (ticket EV ${config.ticketEV} wei, price ${lo.pricePerUnit} wei per ${lo.pixelsPerUnit} pixels)`,

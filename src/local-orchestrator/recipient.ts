@@ -2,7 +2,7 @@
 // go-livepeer's pm.recipient and core.orchestrator.ProcessPayment do it, without a chain: the
 // L1 block and the round come from the caller, winning tickets are only kept in a list.
 import { randomBytes } from 'node:crypto';
-import { bytesToHex, getAddress, type Hex, hexToBytes, recoverMessageAddress, zeroAddress } from 'viem';
+import { bytesToHex, getAddress, type Hex, hexToBytes, zeroAddress } from 'viem';
 import { add, compare, floatString, type Rational, rat, sub, ZERO } from '../payments/rational.ts';
 import {
   auxData,
@@ -18,6 +18,7 @@ import {
   winProbFor,
 } from '../payments/ticket.ts';
 import type { Payment, PriceInfo, TicketParams } from '../wire/lp-rpc.ts';
+import { SignerCheck } from './signer-check.ts';
 
 /** go-livepeer's paramsExpirationBlock: params live this many L1 blocks. */
 export const PARAMS_EXPIRATION_BLOCKS = 40n;
@@ -25,6 +26,8 @@ export const PARAMS_EXPIRATION_BLOCKS = 40n;
 export const MAX_SENDER_NONCES = 600;
 /** Winning tickets kept for redemption; older ones are dropped (the local orchestrator redeems none). */
 const MAX_KEPT_WINNING_TICKETS = 10_000;
+/** Tickets verified between two turns of the event loop. */
+const TICKETS_PER_TURN = 4;
 /** redeemGasL2 (Arbitrum) and txCostMultiplier / evMultiplier of go-livepeer's starter. */
 export const REDEEM_GAS = 1_200_000n;
 export const TX_COST_MULTIPLIER = 100n;
@@ -99,6 +102,9 @@ export function ratPrice(info: PriceInfo): Rational | undefined {
   return rat(info.pricePerUnit ?? 0n, pixels);
 }
 
+/** Known senders' public keys, for the fast path of verifySig (public data: shared by every instance). */
+const signers = new SignerCheck();
+
 /** go-livepeer's crypto.VerifySig: 65 bytes, low s, v 27/28, EIP-191 recovery over the 32-byte hash. */
 export async function verifySig(
   address: Hex,
@@ -109,7 +115,7 @@ export async function verifySig(
   const hex = typeof sig === 'string' ? sig : bytesToHex(sig);
   if (signatureProblem(hex)) return false;
   try {
-    const signer = await recoverMessageAddress({ message: { raw: hash }, signature: hex });
+    const signer = await signers.signer(address, hash, hex);
     return signer.toLowerCase() === address.toLowerCase() && address.toLowerCase() !== zeroAddress;
   } catch {
     return false;
@@ -281,7 +287,10 @@ export class Recipient {
     const ev = ticketEV(faceValue, winProb);
 
     let receiveErr: PaymentError | undefined;
-    for (const tsp of payment.ticketSenderParams ?? []) {
+    for (const [i, tsp] of (payment.ticketSenderParams ?? []).entries()) {
+      // Recovering a signature costs ~1.5 ms of JS (more on a busy box): let the trickle
+      // channels and GetOrchestrator calls of other jobs in between, as a prepayment has ~250.
+      if (i > 0 && i % TICKETS_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
       const ticket: Ticket = { ...base, senderNonce: tsp.senderNonce ?? 0 };
       const sig = tsp.sig ? bytesToHex(tsp.sig) : '0x';
       const { won, error } = await this.receiveTicket(ticket, sig, rand, expirationBlock);

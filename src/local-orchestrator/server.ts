@@ -7,7 +7,14 @@ import Fastify, { type FastifyError, type FastifyInstance, LogController } from 
 import type { Logger } from 'pino';
 import { getAddress, keccak256, stringToBytes } from 'viem';
 import { profilesHex, signedProfileNames } from '../batch/profiles.ts';
-import { formatFault, NO_FAULT, type OrchestratorFault, orchestratorFault } from '../config/fault.ts';
+import {
+  formatFault,
+  formatRestarts,
+  NO_FAULT,
+  type OrchestratorFault,
+  orchestratorFault,
+  type RunnerBehaviour,
+} from '../config/fault.ts';
 import type { Config } from '../config/index.ts';
 import { Invalid } from '../config/parse.ts';
 import { flattenSegment } from '../payments/credentials.ts';
@@ -55,6 +62,8 @@ import { selfSignedCertificate } from './tls.ts';
 export const TRICKLE_PATH = '/ai/trickle/';
 /** Reported as Capabilities.version; go-livepeer gateways may require a minimum version. */
 const ORCHESTRATOR_VERSION = '0.8.9';
+/** Request header bytes taken, as Go's http.DefaultMaxHeaderBytes (go-livepeer sets no other). */
+const MAX_HEADER_BYTES = 1 << 20;
 const PIPELINE = 'live-video-to-video';
 
 export interface LocalOrchestratorOptions {
@@ -80,6 +89,11 @@ export interface LocalOrchestratorOptions {
    * Otherwise (embedded, in-process tests) it stops listening and destroys every connection.
    */
   faultExitsProcess?: boolean;
+  /**
+   * FOR TESTS AND DEMOS: live jobs behave like ai-runner pipelines (warm-up with LOADING, output
+   * size and rate, restarts, enveloped events; src/config/fault.ts). Default: PLAIN_RUNNER.
+   */
+  runner?: RunnerBehaviour;
   /**
    * Turns the PM recipient on (tickets, signatures, balances, live accounting). Absent: off-chain,
    * as go-livepeer with -network offchain: no ticket params, no checks.
@@ -144,12 +158,19 @@ export class LocalOrchestrator {
       bodyLimit: 1024 * 1024,
       serverFactory: (handler) => {
         // noDelay: trickle writes are small and latency-bound; Nagle held some back ~40 ms.
-        const server = http2.createSecureServer({ ...tls, allowHTTP1: true, noDelay: true }, (req, res) => {
-          if (isGrpcRequest(req)) void serveUnary(req, res, grpcMethods);
-          else if (!this.trickle.handle(req, res)) handler(req, res);
-        });
+        const server = http2.createSecureServer(
+          { ...tls, allowHTTP1: true, noDelay: true, settings: { maxHeaderListSize: MAX_HEADER_BYTES } },
+          (req, res) => {
+            if (isGrpcRequest(req)) void serveUnary(req, res, grpcMethods);
+            else if (!this.trickle.handle(req, res)) handler(req, res);
+          },
+        );
         // Preconnected trickle requests wait for a whole segment or longer.
         (server as unknown as { requestTimeout: number }).requestTimeout = 0;
+        // Go's http.Server takes 1 MiB of headers (DefaultMaxHeaderBytes); Node's 16 KiB refused a
+        // live start that prepays ~250 tickets (a 24 KB Livepeer-Payment) with 431. Read by
+        // node's HTTP/1 parser for the allowHTTP1 fallback.
+        (server as unknown as { maxHeaderSize: number }).maxHeaderSize = MAX_HEADER_BYTES;
         const track = (c: Socket | http2.Http2Session) => {
           this.connections.add(c);
           c.once('close', () => this.connections.delete(c));
@@ -191,6 +212,9 @@ export class LocalOrchestrator {
     if (orch.fault.kind !== 'none') {
       opts.logger.warn({ fault: formatFault(orch.fault) }, 'fault injection enabled (for tests and demos)');
     }
+    const runner = describeRunner(opts.runner);
+    if (runner)
+      opts.logger.info({ runner }, 'live jobs behave like ai-runner pipelines (for tests and demos)');
     return orch;
   }
 
@@ -419,6 +443,7 @@ export class LocalOrchestrator {
           inputTimeoutMs: this.opts.inputTimeoutMs ?? 30_000,
           logger: this.opts.logger,
           fault: this.fault,
+          runner: this.opts.runner,
           onInputSegment: () => accounting?.(),
           onEnd: () => {
             accounting = undefined;
@@ -595,6 +620,19 @@ function header(headers: Record<string, unknown>, name: string): string | undefi
   return typeof value === 'string' ? value : undefined;
 }
 
+/** One line for the ai-runner-like behaviour, or undefined when live jobs behave plainly. */
+export function describeRunner(r: RunnerBehaviour | undefined): string | undefined {
+  if (!r) return undefined;
+  const parts = [
+    r.warmupMs > 0 ? `warm-up ${r.warmupMs} ms` : '',
+    r.outputSize ? `output ${r.outputSize.width}x${r.outputSize.height}` : '',
+    r.outputFps ? `${r.outputFps} fps` : '',
+    r.restarts.kind !== 'none' ? `restarts ${formatRestarts(r.restarts)} (gap ${r.restartGapMs} ms)` : '',
+    r.eventForm === 'envelope' ? 'events in the ai-runner envelope' : '',
+  ].filter(Boolean);
+  return parts.length ? parts.join(', ') : undefined;
+}
+
 /** The options `npm start` and `npm run orchestrator` start it with, from the config. */
 export function optionsFromConfig(lo: Config['localOrchestrator'], logger: Logger): LocalOrchestratorOptions {
   return {
@@ -605,6 +643,7 @@ export function optionsFromConfig(lo: Config['localOrchestrator'], logger: Logge
     capacity: lo.capacity,
     secret: Buffer.from(lo.secret.reveal(), 'utf8'),
     fault: lo.fault,
+    runner: lo.runner,
     aiModels: lo.aiModels,
     aiCapacity: lo.aiCapacity,
     logger,

@@ -263,6 +263,19 @@ export class OrchestratorPool {
     });
   }
 
+  /**
+   * A fresh GetOrchestrator from `url` for `kind` that also replaces the answer kept for
+   * `select`'s reuseMs: for a batch job whose kept answer can no longer pay (ticket params
+   * expired or their nonces used up). Checked as `select` checks an answer (model, price, capacity).
+   * @throws Error with the reason when the orchestrator does not answer well.
+   */
+  async renewAnswer(url: string, kind: JobKind): Promise<OrchestratorInfo> {
+    const outcome = await this.ask(url, kind);
+    if (!('info' in outcome)) throw new Error(outcome.why);
+    this.answers.set(answerKey(url, kind), { info: outcome.info, at: this.now() });
+    return outcome.info;
+  }
+
   /** Why `info`'s price for `kind` is above the ceiling, or undefined when it is acceptable. */
   priceRefusal(info: OrchestratorInfo, kind: JobKind): string | undefined {
     return this.opts.priceCeiling.refuse(

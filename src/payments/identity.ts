@@ -9,6 +9,7 @@ import {
   stringToBytes,
   zeroAddress,
 } from 'viem';
+import type { TicketSigner } from './signing-pool.ts';
 
 export interface GatewayIdentity {
   readonly address: Hex;
@@ -24,9 +25,13 @@ export const offchainIdentity: GatewayIdentity = {
   signHashOf: async () => new Uint8Array(0),
 };
 
-export function accountIdentity(account: LocalAccount): GatewayIdentity {
+/** Signs with `signer` when given (the gateway's signing pool), else with the account on this thread. */
+export function accountIdentity(account: LocalAccount, signer?: TicketSigner): GatewayIdentity {
   const address = getAddress(account.address);
-  const signRaw = async (hash: Hex) => hexToBytes(await account.signMessage({ message: { raw: hash } }));
+  const signRaw = async (hash: Hex) =>
+    hexToBytes(
+      signer ? (await signer.signHashes([hash]))[0]! : await account.signMessage({ message: { raw: hash } }),
+    );
   return {
     address,
     // go-livepeer verifies against addr.Hex(), the EIP-55 form; a lowercase address fails.

@@ -1,6 +1,7 @@
 // Ethereum JSON keystore files (Web3 Secret Storage v3, as geth writes them): scrypt or
 // PBKDF2-HMAC-SHA256, AES-128-CTR, MAC = keccak256(derivedKey[16..32] ‖ ciphertext).
-// The private key never leaves this module except inside the viem account.
+// The private key never leaves this module except inside the viem account, and a copy handed to
+// the caller's `withKey` (the ticket signing pool's workers).
 import {
   createCipheriv,
   createDecipheriv,
@@ -121,8 +122,15 @@ export async function decryptKeystore(json: unknown, password: string): Promise<
   return new Uint8Array(key);
 }
 
-/** A viem account from a keystore file; checks the file's address field when it has one. */
-export async function loadKeystoreAccount(path: string, password: string): Promise<LocalAccount> {
+/**
+ * A viem account from a keystore file; checks the file's address field when it has one.
+ * `withKey` sees the private key once it is known good, before it is wiped here.
+ */
+export async function loadKeystoreAccount(
+  path: string,
+  password: string,
+  withKey?: (key: Uint8Array) => void,
+): Promise<LocalAccount> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -136,31 +144,38 @@ export async function loadKeystoreAccount(path: string, password: string): Promi
   } catch {
     return fail(`${path} is not valid JSON`);
   }
-  return keystoreAccount(json, password);
+  return keystoreAccount(json, password, withKey);
 }
 
-/** A viem account from parsed keystore JSON. */
-export async function keystoreAccount(json: unknown, password: string): Promise<LocalAccount> {
+/** A viem account from parsed keystore JSON; `withKey` as in loadKeystoreAccount. */
+export async function keystoreAccount(
+  json: unknown,
+  password: string,
+  withKey?: (key: Uint8Array) => void,
+): Promise<LocalAccount> {
   const key = await decryptKeystore(json, password);
-  let account: LocalAccount;
   try {
-    account = privateKeyToAccount(bytesToHex(key));
-  } catch {
-    return fail('decrypted key is not a valid secp256k1 key');
+    let account: LocalAccount;
+    try {
+      account = privateKeyToAccount(bytesToHex(key));
+    } catch {
+      return fail('decrypted key is not a valid secp256k1 key');
+    }
+    const declared = (json as { address?: unknown }).address;
+    if (typeof declared === 'string' && declared.length > 0) {
+      let addr: string | undefined;
+      try {
+        addr = getAddress(declared.startsWith('0x') ? declared : `0x${declared}`);
+      } catch {
+        fail('invalid address field');
+      }
+      if (addr !== account.address) fail(`address field ${addr} does not match the key (${account.address})`);
+    }
+    withKey?.(key);
+    return account;
   } finally {
     key.fill(0);
   }
-  const declared = (json as { address?: unknown }).address;
-  if (typeof declared === 'string' && declared.length > 0) {
-    let addr: string | undefined;
-    try {
-      addr = getAddress(declared.startsWith('0x') ? declared : `0x${declared}`);
-    } catch {
-      fail('invalid address field');
-    }
-    if (addr !== account.address) fail(`address field ${addr} does not match the key (${account.address})`);
-  }
-  return account;
 }
 
 export interface EncryptOptions {

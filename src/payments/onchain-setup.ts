@@ -13,6 +13,7 @@ import { ARBITRUM_ONE_CHAIN_ID, LivepeerChain } from './chain.ts';
 import { accountIdentity, type GatewayIdentity } from './identity.ts';
 import { loadKeystoreAccount } from './keystore.ts';
 import type { SenderInfo } from './sender.ts';
+import { SigningPool } from './signing-pool.ts';
 
 /** A usage or input problem; its message is one line. */
 export class SetupError extends Error {
@@ -87,10 +88,16 @@ export function requireKeystoreConfig(config: Config): { path: string; password:
   return { path: config.ethKeystorePath, password: config.ethPassword.reveal() };
 }
 
-/** Decrypts the configured keystore (-ethKeystorePath, -ethPassword). */
-export async function loadConfiguredAccount(config: Config): Promise<LocalAccount> {
+/**
+ * Decrypts the configured keystore (-ethKeystorePath, -ethPassword). `withKey` sees the private
+ * key before it is wiped (keystore.ts).
+ */
+export async function loadConfiguredAccount(
+  config: Config,
+  withKey?: (key: Uint8Array) => void,
+): Promise<LocalAccount> {
   const { path, password } = requireKeystoreConfig(config);
-  return loadKeystoreAccount(keyFile(path), password);
+  return loadKeystoreAccount(keyFile(path), password, withKey);
 }
 
 /** Connects to the configured chain (-ethUrl, -ethController), Arbitrum One unless overridden. */
@@ -201,8 +208,20 @@ export async function setupOnChain(
   overrides: ChainOverrides,
   logger: Logger,
 ): Promise<OnChainGateway> {
-  const account = await loadConfiguredAccount(config);
-  const chain = await connectConfiguredChain(config, overrides, logger);
+  // Tickets are signed in worker threads, off the media event loop (signing-pool.ts).
+  let signer: SigningPool | undefined;
+  const account = await loadConfiguredAccount(config, (key) => {
+    signer = new SigningPool(key);
+  });
+  if (!signer) throw new Error('the keystore gave no key');
+  const pool = signer;
+  let chain: LivepeerChain;
+  try {
+    chain = await connectConfiguredChain(config, overrides, logger);
+  } catch (err) {
+    await pool.close();
+    throw err;
+  }
   try {
     const info = await chain.senderInfo(account.address);
     const lastSeenL1Block = await cachedL1Block(chain, L1_BLOCK_REFRESH_MS, logger);
@@ -218,10 +237,11 @@ export async function setupOnChain(
     }
     return {
       chain,
-      identity: accountIdentity(account),
+      identity: accountIdentity(account, pool),
       source: new OnChainSource({ chain, logger }),
       payments: {
         account,
+        signer: pool,
         maxTicketEV: config.maxTicketEV,
         maxTotalEV: config.maxTotalEV,
         intervalMs: config.livePaymentInterval,
@@ -232,10 +252,12 @@ export async function setupOnChain(
       bannerLines,
       close: async () => {
         lastSeenL1Block.stop();
+        await pool.close();
         await chain.close();
       },
     };
   } catch (err) {
+    await pool.close();
     await chain.close();
     throw err;
   }

@@ -16,7 +16,8 @@ import {
   sub,
   ZERO,
 } from './rational.ts';
-import { bytesToBigint, signTicket, type Ticket, ticketEV } from './ticket.ts';
+import { accountSigner, type TicketSigner } from './signing-pool.ts';
+import { bytesToBigint, signatureProblem, type Ticket, ticketEV, ticketHash } from './ticket.ts';
 
 /** go-livepeer's maxSenderNonces: an orchestrator accepts at most this many nonces per recipientRand. */
 export const MAX_SENDER_NONCES = 600;
@@ -287,6 +288,11 @@ export interface PaymentResult {
 
 export interface TicketSenderOptions {
   account: LocalAccount;
+  /**
+   * Signs the tickets: the gateway passes its SigningPool (worker threads). Default: the account,
+   * on this thread.
+   */
+  signer?: TicketSigner;
   /** OrchestratorInfo.ticket_params, as decoded (its bytes are echoed). */
   ticketParams: TicketParams;
   /** OrchestratorInfo.price_info, echoed as expected_price. */
@@ -300,10 +306,14 @@ export interface TicketSenderOptions {
 
 /** Sessions of earlier params kept so that a re-sent recipientRandHash never reuses a nonce. */
 const REMEMBERED_SESSIONS = 64;
+/** Tickets hashed between two yields to the event loop (about 1 ms of keccak on our 2-core box). */
+const HASH_CHUNK = 32;
+const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Tickets for one orchestrator: the current params, their nonce session, and payments. */
 export class TicketSender {
   readonly account: LocalAccount;
+  private readonly signer: TicketSigner;
   private readonly senderBytes: Uint8Array;
   private raw!: TicketParams;
   private rawPrice!: PriceInfo;
@@ -318,6 +328,7 @@ export class TicketSender {
 
   constructor(opts: TicketSenderOptions) {
     this.account = opts.account;
+    this.signer = opts.signer ?? accountSigner(opts.account);
     this.senderBytes = hexToBytes(opts.account.address);
     this.fallbackExpiration = opts.fallbackExpiration;
     this.update(opts.ticketParams, opts.priceInfo, opts.fallbackExpiration);
@@ -438,41 +449,57 @@ export class TicketSender {
     }
   }
 
-  /** A payment with exactly these nonces (already allocated) from the current params. */
+  /**
+   * A payment with exactly these nonces (already allocated) from the current params. Everything
+   * it reads of the params is taken before the first await: update() may run while tickets are
+   * signed, and the payment must carry the params its tickets were signed over.
+   */
   private async encode(nonces: number[]): Promise<string> {
     const payment: Payment = { sender: this.senderBytes, expectedPrice: this.rawPrice };
-    if (nonces.length > 0) {
-      const p = this.parsed;
-      const exp = this.expiration;
-      const base: Omit<Ticket, 'senderNonce'> = {
-        recipient: p.recipient,
-        sender: this.account.address,
-        faceValue: p.faceValue,
-        winProb: p.winProb,
-        recipientRandHash: p.recipientRandHash,
-        creationRound: exp.creationRound,
-        creationRoundBlockHash: exp.creationRoundBlockHash,
-      };
-      const sigs = await Promise.all(
-        nonces.map((senderNonce) => signTicket(this.account, { ...base, senderNonce })),
-      );
-      const r = this.raw;
-      payment.ticketParams = {
-        recipient: r.recipient,
-        faceValue: r.faceValue,
-        winProb: r.winProb,
-        recipientRandHash: r.recipientRandHash,
-        seed: r.seed,
-        expirationBlock: r.expirationBlock,
-      };
-      payment.expirationParams = this.expirationIsFallback
-        ? { creationRound: exp.creationRound, creationRoundBlockHash: hexToBytes(exp.creationRoundBlockHash) }
-        : { ...(r.expirationParams ?? {}) };
-      payment.ticketSenderParams = nonces.map((senderNonce, i) => ({
-        senderNonce,
-        sig: hexToBytes(sigs[i]!),
-      }));
+    if (nonces.length === 0) return Buffer.from(encodeMessage('Payment', payment)).toString('base64');
+    const p = this.parsed;
+    const exp = this.expiration;
+    const r = this.raw;
+    payment.ticketParams = {
+      recipient: r.recipient,
+      faceValue: r.faceValue,
+      winProb: r.winProb,
+      recipientRandHash: r.recipientRandHash,
+      seed: r.seed,
+      expirationBlock: r.expirationBlock,
+    };
+    payment.expirationParams = this.expirationIsFallback
+      ? { creationRound: exp.creationRound, creationRoundBlockHash: hexToBytes(exp.creationRoundBlockHash) }
+      : { ...(r.expirationParams ?? {}) };
+    const base: Omit<Ticket, 'senderNonce'> = {
+      recipient: p.recipient,
+      sender: this.account.address,
+      faceValue: p.faceValue,
+      winProb: p.winProb,
+      recipientRandHash: p.recipientRandHash,
+      creationRound: exp.creationRound,
+      creationRoundBlockHash: exp.creationRoundBlockHash,
+    };
+    // Hashed here in short runs (the event loop gets a turn between them), each run handed to
+    // the signer as soon as it is ready.
+    const signing: Promise<Hex[]>[] = [];
+    for (let i = 0; i < nonces.length; i += HASH_CHUNK) {
+      if (i > 0) await yieldToLoop();
+      const hashes = nonces
+        .slice(i, i + HASH_CHUNK)
+        .map((senderNonce) => ticketHash({ ...base, senderNonce }));
+      const signed = this.signer.signHashes(hashes);
+      // Awaited below; a failure must not surface as an unhandled rejection meanwhile.
+      signed.catch(() => {});
+      signing.push(signed);
     }
+    const sigs = (await Promise.all(signing)).flat();
+    if (sigs.length !== nonces.length) throw new Error('signTicket: wrong number of signatures');
+    payment.ticketSenderParams = nonces.map((senderNonce, i) => {
+      const problem = signatureProblem(sigs[i]!);
+      if (problem) throw new Error(`signTicket: ${problem}`);
+      return { senderNonce, sig: hexToBytes(sigs[i]!) };
+    });
     return Buffer.from(encodeMessage('Payment', payment)).toString('base64');
   }
 }

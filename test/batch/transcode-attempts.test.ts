@@ -9,13 +9,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BatchError } from '../../src/batch/errors.ts';
 import { parsePresetNames, resolveFormats } from '../../src/batch/profiles.ts';
 import { type TranscodePool, Transcoder } from '../../src/batch/transcode.ts';
-import type { LivePayments } from '../../src/live/live-payer.ts';
+import { LivePayments } from '../../src/live/live-payer.ts';
 import type { JobKind } from '../../src/orchestrators/capabilities.ts';
 import { NoOrchestratorError, type SelectedOrchestrator } from '../../src/orchestrators/select.ts';
 import { offchainIdentity } from '../../src/payments/identity.ts';
 import { type Rational, rat, ZERO } from '../../src/payments/rational.ts';
 import { type Balance, Balances, TicketParamsError } from '../../src/payments/sender.ts';
-import { Capability, encodeMessage, type OrchestratorInfo } from '../../src/wire/lp-rpc.ts';
+import { Capability, decodeMessage, encodeMessage, type OrchestratorInfo } from '../../src/wire/lp-rpc.ts';
 
 const logger = pino({ level: 'silent' });
 const PROFILES = resolveFormats(parsePresetNames('P240p30fps16x9,P360p30fps16x9'), 'mpegts');
@@ -102,6 +102,14 @@ class RecordingPool implements TranscodePool {
   suspend(url: string, reason: string) {
     this.suspended.push({ url, reason });
   }
+  renewed: string[] = [];
+  /** What renewAnswer answers; absent: it fails as an unreachable orchestrator. */
+  fresh?: (url: string) => OrchestratorInfo;
+  async renewAnswer(url: string): Promise<OrchestratorInfo> {
+    this.renewed.push(url);
+    if (!this.fresh) throw new Error('unreachable: GetOrchestrator failed (connection refused)');
+    return this.fresh(url);
+  }
   reportSuccess() {}
   observeLatency(url: string, ms: number, capability?: number) {
     this.latencies.push({ url, ms, capability });
@@ -112,15 +120,18 @@ class RecordingPool implements TranscodePool {
  * On-chain payments in the shape the transcoder uses: each sender takes credit from the balance
  * as TicketSender does, or refuses with `refusal(url)`.
  */
-function payments(refusal: (url: string) => TicketParamsError | undefined) {
+function payments(refusal: (url: string, info: OrchestratorInfo) => TicketParamsError | undefined) {
   const calls: string[] = [];
   const fake = {
     identity: offchainIdentity,
     validateOptions: async () => ({}),
-    senderFor: (url: string) => ({
+    // The real refresh-and-retry around these fake senders.
+    payFresh: LivePayments.prototype.payFresh,
+    refreshing: new Map(),
+    senderFor: (url: string, info: OrchestratorInfo) => ({
       createPayment: async (fee: Rational, opts: { balance: Balance }) => {
         calls.push(url);
-        const refused = refusal(url);
+        const refused = refusal(url, info);
         if (refused) throw refused;
         const staged = opts.balance.stageUpdate(fee, rat(1_000_000n));
         return {
@@ -222,6 +233,52 @@ describe('a payment the gateway cannot make', () => {
     expect(calls).toEqual([first.url]);
     expect(pool.suspended).toEqual([]);
     expect(first.segments + second.segments).toBe(0);
+  });
+});
+
+describe('ticket params used up (600 nonces) or expired', () => {
+  const usedUp = (_url: string, i: OrchestratorInfo) =>
+    i.authToken?.sessionId === 'old'
+      ? new TicketParamsError('nonces-exhausted', 'ticket params already used for 600 of 600 tickets')
+      : undefined;
+
+  it('are refreshed from the same orchestrator, which transcodes with the fresh auth token: no suspension, one try', async () => {
+    const tokens: string[] = [];
+    const o = await orchestrator((req, res, state) => {
+      const seg = decodeMessage('SegData', Buffer.from(String(req.headers['livepeer-segment']), 'base64'));
+      tokens.push(seg.authToken?.sessionId ?? '');
+      res.writeHead(200).end(state.result());
+    });
+    const { payments: pay, calls } = payments(usedUp);
+    const pool = new RecordingPool([{ url: o.url, info: info(o.url, 'old', true) }]);
+    pool.fresh = (url) => info(url, 'fresh', true);
+    const t = transcoder(pool, { payments: pay });
+    const outcome = await t.transcode(segment());
+    expect(outcome.orchestrator).toBe(o.url);
+    expect(outcome.tries).toBe(1);
+    expect(pool.renewed).toEqual([o.url]);
+    expect(calls).toEqual([o.url, o.url]);
+    expect(tokens).toEqual(['fresh']);
+    expect(pool.suspended).toEqual([]);
+    // The stream keeps the refreshed session for its next segment.
+    await t.transcode(segment(1n));
+    expect(pool.renewed).toEqual([o.url]);
+    expect(tokens).toEqual(['fresh', 'fresh']);
+  });
+
+  it('when the refresh fails, that orchestrator failed the try (suspended) and the next one is asked', async () => {
+    const [stale, other] = [await orchestrator(answers), await orchestrator(answers)];
+    const { payments: pay } = payments(usedUp);
+    const pool = new RecordingPool([
+      { url: stale.url, info: info(stale.url, 'old', true) },
+      { url: other.url, info: info(other.url, 'b', true) },
+    ]);
+    const outcome = await transcoder(pool, { payments: pay }).transcode(segment());
+    expect(outcome.orchestrator).toBe(other.url);
+    expect(pool.renewed).toEqual([stale.url]);
+    expect(pool.suspended.map((s) => s.url)).toEqual([stale.url]);
+    expect(pool.suspended[0]!.reason).toContain('ticket params used up, and GetOrchestrator failed');
+    expect(stale.segments).toBe(0);
   });
 });
 

@@ -92,3 +92,70 @@ describe('localOrchestrator.serviceAddr port 0', () => {
     );
   });
 });
+
+describe('localOrchestrator ai-runner-like behaviour (warmup, outputSize, outputFps, restarts, restartGap, eventForm)', () => {
+  it('is plain by default, also in the shipped default.yaml', () => {
+    const plain = {
+      warmupMs: 0,
+      outputSize: undefined,
+      outputFps: undefined,
+      restarts: { kind: 'none' },
+      restartGapMs: 3000,
+      eventForm: 'plain',
+    };
+    expect(load().localOrchestrator.runner).toEqual(plain);
+    expect(loadConfig({ argv: [], env: {} }).localOrchestrator.runner).toEqual(plain);
+  });
+
+  it('takes every setting from flags, env or YAML', () => {
+    const runner = load([
+      ...['-localOrchestratorWarmup', '8s', '-localOrchestratorOutputSize', '512x512'],
+      ...['-localOrchestratorOutputFps', '20', '-localOrchestratorRestarts', 'every:1m'],
+      ...['-localOrchestratorRestartGap', '2500ms', '-localOrchestratorEventForm', 'envelope'],
+    ]).localOrchestrator.runner;
+    expect(runner).toEqual({
+      warmupMs: 8000,
+      outputSize: { width: 512, height: 512 },
+      outputFps: 20,
+      restarts: { kind: 'every', ms: 60_000 },
+      restartGapMs: 2500,
+      eventForm: 'envelope',
+    });
+    expect(load([], { LP_LOCALORCHESTRATORRESTARTS: 'after:10s' }).localOrchestrator.runner.restarts).toEqual(
+      {
+        kind: 'after',
+        ms: 10_000,
+      },
+    );
+    const file = join(dir, 'runner.yaml');
+    writeFileSync(file, 'localOrchestrator:\n  outputSize: 640x360\n  restarts: none\n');
+    expect(load(['-config', file]).localOrchestrator.runner.outputSize).toEqual({ width: 640, height: 360 });
+  });
+
+  it('refuses bad values with a one-line reason', () => {
+    expect(fails(() => load(['-localOrchestratorRestarts', 'sometimes'])).message).toContain(
+      'must be none, after:<duration> or every:<duration>',
+    );
+    expect(fails(() => load(['-localOrchestratorRestarts', 'every:soon'])).message).toContain(
+      'has a bad duration after "every:"',
+    );
+    expect(fails(() => load(['-localOrchestratorRestarts', 'every:0'])).message).toContain(
+      'localOrchestratorRestarts',
+    );
+    expect(fails(() => load(['-localOrchestratorOutputSize', '512'])).message).toContain(
+      'must be WIDTHxHEIGHT, as in 512x512',
+    );
+    expect(fails(() => load(['-localOrchestratorOutputSize', '511x512'])).message).toContain(
+      'needs even sides from 16 to 4096 pixels',
+    );
+    expect(fails(() => load(['-localOrchestratorOutputFps', '0'])).message).toContain(
+      'localOrchestratorOutputFps',
+    );
+    expect(fails(() => load(['-localOrchestratorEventForm', 'wrapped'])).message).toContain(
+      'must be one of plain, envelope',
+    );
+    expect(fails(() => load(['-localOrchestratorWarmup', 'long'])).message).toContain(
+      'localOrchestratorWarmup',
+    );
+  });
+});

@@ -198,6 +198,19 @@ describe('local orchestrator with payments: job start and top-up', () => {
     orch.jobs.get(mid)?.stop('test done');
   });
 
+  it('takes a start prepaid with 249 tickets: a 24 KB Livepeer-Payment header (Go takes 1 MiB of headers)', async () => {
+    const s = await prepareStart(rat(249n * EV));
+    expect(s.payment.numTickets).toBe(249);
+    expect(s.payment.header.length).toBeGreaterThan(16 * 1024); // over node's default limit
+    const res = await start(s.payment.header, s.segment);
+    expect(res.status, text(res)).toBe(200);
+    const mid = (JSON.parse(text(res)) as { manifest_id: string }).manifest_id;
+    // All 249 were taken: the credit is their EV (less at most a second's debit).
+    const credit = orch.recipient!.balance(account.address, mid)!;
+    expect(compare(credit, sub(s.payment.ev, mul(rat(LIVE_UNITS_PER_SECOND), price)))).toBeGreaterThan(0);
+    orch.jobs.get(mid)?.stop('test done');
+  });
+
   it('records winning tickets with a recipientRand that opens the commitment', async () => {
     const before = orch.recipient!.winningTickets.length;
     const i = await info();

@@ -210,6 +210,26 @@ describe('selection', () => {
     expect(calls).toBe(3);
   });
 
+  it('renewAnswer asks again and the fresh answer replaces the kept one; a failed ask throws its reason', async () => {
+    let calls = 0;
+    const counting: typeof getOrchestrator = (url, o) => {
+      if (o.capabilities) calls++;
+      return getOrchestrator(url, o);
+    };
+    const pool = makePool([cheap.url], { getOrchestrator: counting });
+    const kind = { capability: Capability.H264, modelId: '' };
+    const kept = await pool.select(kind, { reuseMs: 60_000 });
+    const fresh = await pool.renewAnswer(cheap.url, kind);
+    expect(calls).toBe(2);
+    expect(fresh.authToken).not.toEqual(kept.info.authToken);
+    const next = await pool.select(kind, { reuseMs: 60_000 });
+    expect(calls).toBe(2);
+    expect(next.info.authToken).toEqual(fresh.authToken);
+    await expect(
+      pool.renewAnswer(cheap.url, { capability: Capability.TextToImage, modelId: 'nope' }),
+    ).rejects.toThrow(/^no-model: /);
+  });
+
   it("a batch job's own time feeds the score for its capability only", async () => {
     const pool = makePool([cheap.url, mid.url]);
     await pool.refresh();
