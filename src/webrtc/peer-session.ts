@@ -8,6 +8,7 @@ import {
   type RTCRtpHeaderExtensionParameters,
   type RTCRtpTransceiver,
 } from 'werift';
+import { sendCloseNotify } from './close-notify.ts';
 import { type PeerNetworkOptions, weriftNetworkConfig } from './network.ts';
 import { dropRejectedFromBundle, type RewrittenOffer } from './sdp.ts';
 
@@ -133,6 +134,8 @@ export class PeerSession {
     this.#stopTimers();
     for (const unsubscribe of this.#unsubscribes.splice(0)) unsubscribe();
     const transports = this.pc.iceTransports;
+    // Tell the remote now; werift alone leaves it to notice by consent expiry (~30 s).
+    await sendCloseNotify(this.pc);
     try {
       await this.pc.close();
     } catch (err) {
