@@ -22,7 +22,7 @@ async function load() {
         const tr = document.createElement('tr');
         tr.append(
           cell(s.stream),
-          cell(s.state),
+          cell(s.stateReason ? `${s.state}: ${s.stateReason}` : s.state),
           cell(s.model),
           cell(s.orchestrator ?? '—'),
           cell(`${s.input.fps} / ${s.input.bitrateKbps}`),

@@ -3,7 +3,7 @@
 import { duration, Invalid, type Raw, scalar } from './parse.ts';
 
 /** Faults that take effect some time after a job (or, for exit-after, the first job) started. */
-export const TIMED_FAULTS = ['stall-output-after', 'exit-after', 'events-error-after'] as const;
+export const TIMED_FAULTS = ['stall-output-after', 'exit-after', 'events-error-after', 'warmup'] as const;
 export type TimedFaultKind = (typeof TIMED_FAULTS)[number];
 
 /**
@@ -19,6 +19,9 @@ export type TimedFaultKind = (typeof TIMED_FAULTS)[number];
  *   process exits with status 1 when run on its own, an embedded one drops every socket.
  * - `events-error-after:<duration>`: after that long since the job started, an
  *   `{"type":"error","message":...}` event, then no more output: a runner reporting a fatal error.
+ * - `warmup:<duration>`: for that long after each job starts, status events say `LOADING` and
+ *   no output comes (input is read and dropped), then the job runs normally: a model loading,
+ *   as an ai-runner pipeline does for seconds. Not a failure: the gateway must wait for it.
  */
 export type OrchestratorFault =
   | { readonly kind: 'none' }

@@ -8,15 +8,12 @@ import type { GatewayIdentity } from '../payments/identity.ts';
 import type { PeerNetworkOptions } from '../webrtc/index.ts';
 import { LiveError } from './errors.ts';
 import { LivePayments, type LivePaymentsOptions } from './live-payer.ts';
-import { LiveSession, type LiveSessionLimits, type LiveStatus } from './session.ts';
+import { LoopDelayMonitor, type LoopDelaySource } from './loop-delay.ts';
+import { POLICY_DEFAULTS } from './policy.ts';
+import { LiveSession, type LiveSessionLimits, type LiveStatus, type SwapRecord } from './session.ts';
 
-/** Failover limits when not configured (go-livepeer allows 2 swaps per 3 minutes; we allow a few more). */
-const FAILOVER_DEFAULTS = {
-  noOutputTimeoutMs: 2000,
-  maxSwaps: 3,
-  swapWindowMs: 60_000,
-  noOrchestratorGraceMs: 30_000,
-};
+/** Failover limits when not configured: the policy's defaults (docs/live-liveness.md). */
+const { ingestTimeoutMs: _, ...FAILOVER_DEFAULTS } = POLICY_DEFAULTS;
 type FailoverLimits = keyof typeof FAILOVER_DEFAULTS;
 
 export interface LiveStreamsOptions {
@@ -33,13 +30,15 @@ export interface LiveStreamsOptions {
    */
   /** The gateway's payment account (or its ticket senders, shared with the REST paths). */
   payments?: LivePaymentsOptions | LivePayments;
+  /** The gateway's event-loop delay; default: a monitor of this process's loop. */
+  loopDelay?: LoopDelaySource;
 }
 
 /** What the registry reports for Prometheus (src/http/metrics.ts). */
 export interface LiveMetricsHooks {
   attempt(outcome: 'started' | 'refused' | 'failed'): void;
   firstOutput(delayMs: number): void;
-  swap(): void;
+  swap(record: SwapRecord): void;
 }
 
 /** Ended streams stay visible in status for a while, so a client can see why one ended. */
@@ -50,8 +49,11 @@ export class LiveStreams {
   private readonly sessions = new Map<string, LiveSession>();
   private readonly ended = new Map<string, { status: LiveStatus; at: number }>();
   private readonly payments?: LivePayments;
+  /** One measure of the event loop for every stream (stopped by closeAll). */
+  private readonly loopDelay: LoopDelaySource & { close?: () => void };
 
   constructor(private readonly opts: LiveStreamsOptions) {
+    this.loopDelay = opts.loopDelay ?? new LoopDelayMonitor();
     if (opts.payments) {
       this.payments = opts.payments instanceof LivePayments ? opts.payments : new LivePayments(opts.payments);
     }
@@ -88,8 +90,9 @@ export class LiveStreams {
       limits: { ...FAILOVER_DEFAULTS, ...this.opts.limits },
       network: this.opts.network,
       logger: this.opts.logger.child({ stream }),
+      loopDelay: this.loopDelay,
       onFirstOutput: (ms) => this.opts.metrics?.firstOutput(ms),
-      onSwap: () => this.opts.metrics?.swap(),
+      onSwap: (record) => this.opts.metrics?.swap(record),
       onEnd: () => {
         if (this.sessions.get(stream) !== session) return;
         this.sessions.delete(stream);
@@ -141,8 +144,10 @@ export class LiveStreams {
     return [...this.sessions.values()].map((s) => s.status());
   }
 
+  /** Ends every stream: the gateway is shutting down. */
   async closeAll(): Promise<void> {
     await Promise.all([...this.sessions.values()].map((s) => s.stop('gateway shutting down')));
+    if (!this.opts.loopDelay) this.loopDelay.close?.();
   }
 
   private remember(stream: string, status: LiveStatus): void {

@@ -21,8 +21,8 @@ export interface LiveJobOptions {
   logger: Logger;
   onEnd: (reason: string) => void;
   /**
-   * For tests and demos: `stall-output-after` and `events-error-after` take effect here, counted
-   * from start(); other kinds are the server's business and are ignored.
+   * For tests and demos: `stall-output-after`, `events-error-after` and `warmup` take effect
+   * here, counted from start(); other kinds are the server's business and are ignored.
    */
   fault?: OrchestratorFault;
 }
@@ -47,6 +47,8 @@ export class LiveJob {
   private ended = false;
   /** An injected fault hit: no more output bytes nor events, but input is still read. */
   private halted = false;
+  /** The `warmup` fault: LOADING until then, input read and dropped. */
+  private loadingUntil?: number;
   private readonly input: TrickleSubscriber;
   private readonly output: TricklePublisher;
   private readonly control: TrickleSubscriber;
@@ -85,6 +87,15 @@ export class LiveJob {
     const fault = this.opts.fault;
     if (fault?.kind === 'stall-output-after' || fault?.kind === 'events-error-after') {
       this.timers.push(setTimeout(() => this.injectFault(fault), fault.afterMs));
+    } else if (fault?.kind === 'warmup' && fault.afterMs > 0) {
+      this.loadingUntil = Date.now() + fault.afterMs;
+      this.timers.push(
+        setTimeout(() => {
+          this.loadingUntil = undefined;
+          this.opts.logger.info({ manifestId: this.opts.manifestId }, 'warm-up done');
+          this.reportStatus();
+        }, fault.afterMs),
+      );
     }
     this.reportStatus();
   }
@@ -121,8 +132,8 @@ export class LiveJob {
         this.segmentsIn++;
         this.opts.onInputSegment?.();
         this.lastInputAt = Date.now();
-        if (this.halted) {
-          // A hung model: its input is still read (and dropped), nothing comes out.
+        if (this.halted || this.loadingUntil !== undefined) {
+          // A hung or loading model: its input is still read (and dropped), nothing comes out.
           for await (const _ of segment.body) this.lastInputAt = Date.now();
           continue;
         }
@@ -237,7 +248,7 @@ export class LiveJob {
       model_id: this.opts.modelId,
       request_id: this.opts.manifestId,
       timestamp: Date.now(),
-      state: this.ended ? 'OFFLINE' : 'ONLINE',
+      state: this.ended ? 'OFFLINE' : this.loadingUntil !== undefined ? 'LOADING' : 'ONLINE',
       input_status: { last_input_time: this.lastInputAt, segments: this.segmentsIn },
       inference_status: {
         effect: this.effect,

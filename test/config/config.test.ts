@@ -80,7 +80,10 @@ describe('defaults', () => {
       maxViewers: 100,
       maxStreams: 16,
       ingestTimeoutMs: 10000,
-      noOutputTimeoutMs: 2000,
+      firstOutputTimeoutMs: 30000,
+      noOutputTimeoutMs: 10000,
+      maxSwaps: 2,
+      swapWindowMs: 180000,
       whipAuthToken: undefined,
       iceServers: [],
     });

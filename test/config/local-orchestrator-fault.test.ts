@@ -44,6 +44,7 @@ describe('localOrchestrator.fault', () => {
     expect(fault('exit-after:1m30s')).toEqual({ kind: 'exit-after', afterMs: 90_000 });
     expect(fault('events-error-after:500ms')).toEqual({ kind: 'events-error-after', afterMs: 500 });
     expect(fault('exit-after:0')).toEqual({ kind: 'exit-after', afterMs: 0 });
+    expect(fault('warmup:8s')).toEqual({ kind: 'warmup', afterMs: 8000 });
     expect(load([], { LP_LOCALORCHESTRATORFAULT: 'fail-start' }).localOrchestrator.fault.kind).toBe(
       'fail-start',
     );
@@ -59,7 +60,7 @@ describe('localOrchestrator.fault', () => {
     let e = fails(() => load(['-localOrchestratorFault', 'crash']));
     expect(e.key).toBe('localOrchestratorFault');
     expect(e.message).toBe(
-      'config: localOrchestratorFault: must be one of none, fail-start, hang, stall-output-after:<duration>, exit-after:<duration>, events-error-after:<duration>, in flag -localOrchestratorFault (got crash)',
+      'config: localOrchestratorFault: must be one of none, fail-start, hang, stall-output-after:<duration>, exit-after:<duration>, events-error-after:<duration>, warmup:<duration>, in flag -localOrchestratorFault (got crash)',
     );
     e = fails(() => load(['-localOrchestratorFault', 'stall-output-after']));
     expect(e.key).toBe('localOrchestratorFault');

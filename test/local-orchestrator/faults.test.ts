@@ -220,6 +220,31 @@ describe('local orchestrator fault injection', () => {
     }
   }, 20_000);
 
+  it('warmup: LOADING and no output for the time, input still read; then ONLINE and output', async () => {
+    const orch = await startInProcess('warmup:1500ms');
+    const urls = await startJob(orch.url);
+    const startedAt = Date.now();
+    const job = drive(urls);
+    try {
+      await waitFor(() => job.state.statusEvents() >= 3, 'status events while loading');
+      expect(Date.now() - startedAt).toBeLessThan(1400);
+      expect(job.state.outputs).toBe(0);
+      expect(job.state.events.filter((e) => e.type === 'status').every((e) => e.state === 'LOADING')).toBe(
+        true,
+      );
+      expect(job.state.published).toBeGreaterThanOrEqual(1);
+      await waitFor(() => job.state.outputs >= 1, 'output after the warm-up', 10_000);
+      expect(Date.now() - startedAt).toBeGreaterThanOrEqual(1500);
+      await waitFor(
+        () => job.state.events.some((e) => e.type === 'status' && e.state === 'ONLINE'),
+        'ONLINE once warm',
+      );
+      expect(job.state.publishErrors).toEqual([]);
+    } finally {
+      await job.stop();
+    }
+  }, 20_000);
+
   it('exit-after (own process): the process exits and the trickle clients see network errors', async () => {
     const orch = await exitAfter;
     const urls = await startJob(orch.url);
