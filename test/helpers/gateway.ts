@@ -32,6 +32,8 @@ export interface TestGatewayOptions {
   batch?: (pool: OrchestratorPool) => BatchRoutesOptions;
   /** The segment transcoding routes. */
   transcode?: GatewayAppOptions['transcode'];
+  /** The gateway's event-loop delay as live streams see it (default: this process's). */
+  loopDelay?: LiveStreamsOptions['loopDelay'];
 }
 
 export async function startTestGateway(opts: TestGatewayOptions) {
@@ -70,6 +72,7 @@ export async function startTestGateway(opts: TestGatewayOptions) {
     },
     network: LOOPBACK_NETWORK,
     metrics: metrics.live,
+    loopDelay: opts.loopDelay,
     logger,
   });
   const app = await buildGatewayApp({

@@ -44,7 +44,25 @@ async function gateway(orchestrators: string[], limits: Record<string, number> =
   return gw;
 }
 
-async function publishWithViewer(gw: Awaited<ReturnType<typeof gateway>>, stream: string, seconds: number) {
+/** A gateway whose live streams read their event-loop delay from `delayMs()`. */
+async function gatewayWith(orchestrators: string[], limits: Record<string, number>, delayMs: () => number) {
+  const gw = await startTestGateway({
+    orchestrators,
+    logger,
+    limits,
+    random: () => 0,
+    defaultModel: 'passthrough',
+    loopDelay: { maxSince: () => delayMs() },
+  });
+  cleanups.push(() => gw.close());
+  return gw;
+}
+
+async function publishWithViewer(
+  gw: Awaited<ReturnType<typeof startTestGateway>>,
+  stream: string,
+  seconds: number,
+) {
   const clip = await makeH264Clip({ seconds });
   const publisher = await WhipTestPublisher.connect(gw.url(stream, 'whip?model=passthrough'));
   cleanups.push(() => publisher.close());
@@ -117,6 +135,40 @@ describe('liveness', () => {
     expect(publisher.pc.connectionState).toBe('connected');
     await sending;
   }, 40_000);
+
+  it('no output while the gateway’s own event loop is starved: nobody is blamed until it is not', async () => {
+    const stalls = await orchestrator('stall-output-after:3s');
+    const healthy = await orchestrator();
+    // The gateway reports its loop delayed 400 ms (over the 250 ms threshold) until told otherwise.
+    let delayMs = 400;
+    const gw = await gatewayWith([stalls.url, healthy.url], { noOutputTimeoutMs: 1500 }, () => delayMs);
+    const { viewer, sending } = await publishWithViewer(gw, 'starved', 14);
+    await waitFor(() => viewer.frames.length > 10, 'frames before the stall');
+
+    await waitFor(
+      async () => ((await gw.status('starved')).stateReason ?? '').includes('overloaded'),
+      'the overload noted',
+      15_000,
+    );
+    // Several stall timeouts later: not suspended, not swapped.
+    await new Promise((r) => setTimeout(r, 3000));
+    const starved = await gw.status('starved');
+    expect(starved.state).toBe('degraded');
+    expect(starved.stateReason).toContain('the gateway itself is overloaded (event loop delayed 400 ms)');
+    expect(starved.orchestrator).toBe(stalls.url);
+    expect(starved.swaps).toEqual([]);
+    expect(gw.pool.list().find((o) => o.url === stalls.url)?.state).toBe('available');
+
+    // The loop recovers: a stall window later the orchestrator is blamed and the stream moves.
+    delayMs = 0;
+    await waitFor(async () => (await gw.status('starved')).orchestrator === healthy.url, 'the swap', 15_000);
+    const moved = await gw.status('starved');
+    expect(moved.swaps).toEqual([
+      expect.objectContaining({ from: stalls.url, to: healthy.url, code: 'stall' }),
+    ]);
+    expect(gw.pool.list().find((o) => o.url === stalls.url)?.state).toBe('suspended');
+    await sending;
+  }, 60_000);
 
   it('an unknown effect sent with /update is the client’s error: the orchestrator is not suspended', async () => {
     const first = await orchestrator();
