@@ -4,38 +4,29 @@
 // its commands. close() releases everything.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { SelectedOrchestrator } from '../orchestrators/select.ts';
-import type { GatewayIdentity } from '../payments/identity.ts';
 import type { SegmentWriter } from '../trickle/index.ts';
 import { checkOffer, EgressPeer, IngestPeer, type PeerNetworkOptions } from '../webrtc/index.ts';
-import type { OrchestratorInfo } from '../wire/lp-rpc.ts';
-import { type Blame, type Failure, failureOf, LiveFailure } from './cause.ts';
+import { type Failure, failureOf } from './cause.ts';
 import { Egress } from './egress.ts';
 import { LiveError } from './errors.ts';
 import { Ingest } from './ingest.ts';
+import { type JobStartOptions, startJob } from './job-start.ts';
 import { FrameLatency } from './latency.ts';
-import {
-  type LivePayments,
-  newTally,
-  type PaymentStatus,
-  type PaymentTally,
-  paymentStatus,
-} from './live-payer.ts';
+import { newTally, type PaymentTally, paymentStatus } from './live-payer.ts';
 import type { LoopDelaySource } from './loop-delay.ts';
 import { coalesceStatus, type OrchestratorEvent } from './orchestrator-events.ts';
-import { OrchestratorSession } from './orchestrator-session.ts';
+import type { OrchestratorSession } from './orchestrator-session.ts';
 import {
   initialState,
   type PolicyCommand,
   type PolicyEvent,
   type PolicyLimits,
   type PolicyState,
-  type SwapRecord as PolicySwapRecord,
-  type StreamState,
   step,
   swapsInWindow,
 } from './policy.ts';
 import { RateMeter } from './rate-meter.ts';
+import { type LiveStatus, type SwapRecord, statusRecord } from './status.ts';
 
 /** The session's one timer: the policy's tick, the periodic keyframe request and the loop-delay sample. */
 const TICK_MS = 100;
@@ -50,26 +41,10 @@ export interface LiveSessionLimits extends PolicyLimits {
   maxViewers: number;
 }
 
-export interface LiveSessionOptions {
-  stream: string;
-  sessionId: string;
-  modelId: string;
+export interface LiveSessionOptions extends Omit<JobStartOptions, 'tally'> {
   params: Record<string, unknown>;
-  /** Picks an orchestrator that can run the model, skipping `exclude`; rejects with the reasons when none can. */
-  selectOrchestrator: (
-    modelId: string,
-    exclude: ReadonlySet<string>,
-    opts?: { includeSuspended?: boolean },
-  ) => Promise<SelectedOrchestrator>;
   /** Told when an orchestrator failed this stream, so selection can avoid it for a while. */
   onOrchestratorFailed: (url: string, reason: string) => void;
-  /** A fresh GetOrchestrator for this stream's job from `url` (payments refresh stale params; retries). */
-  refreshOrchestrator?: (url: string, modelId: string) => Promise<OrchestratorInfo>;
-  /** Why `info`'s price for the model is above the ceiling (checked again before each payment). */
-  refusePrice?: (info: OrchestratorInfo, modelId: string) => string | undefined;
-  identity: GatewayIdentity;
-  /** The gateway's payment account: jobs on orchestrators that charge are paid. Absent: off-chain. */
-  payments?: LivePayments;
   limits: LiveSessionLimits;
   /** Where WebRTC peers listen and which host candidates they announce. */
   network: PeerNetworkOptions;
@@ -84,56 +59,7 @@ export interface LiveSessionOptions {
   now?: () => number;
 }
 
-/**
- * `starting`: the publisher is not connected yet. `loading`: a job runs but no output yet
- * (warm-up, or a pipeline reloading). `degraded`: the publisher is connected but the stream is
- * not processed right now; `stateReason` says why.
- */
-export type LiveState = StreamState;
-
-export interface SwapRecord {
-  at: string;
-  from: string;
-  to: string | null;
-  reason: string;
-  blame: Blame;
-  code: Failure['code'];
-  /** Time from the failure being noticed to the new job running. */
-  tookMs: number | null;
-}
-
-export interface LiveStatus {
-  stream: string;
-  state: LiveState;
-  /** Why the stream is in its state (degraded, loading, ended); null when live. */
-  stateReason: string | null;
-  model: string;
-  params: Record<string, unknown>;
-  orchestrator: string | null;
-  manifestId: string | null;
-  startedAt: string;
-  input: { fps: number; bitrateKbps: number; segments: number; framesDropped: number };
-  output: { fps: number; bitrateKbps: number; segments: number };
-  viewers: number;
-  /** Ingest arrival → egress send per frame, over recent frames (includes the orchestrator's time). */
-  latencyMs: { p50: number; p95: number; frames: number } | null;
-  /** WHIP offer → first processed frame sent to viewers. */
-  firstFrameDelayMs: number | null;
-  /** The last failure, as one line (`url: what`). */
-  lastError: string | null;
-  /** The same, typed: who is to blame and what happened. */
-  lastFailure: (Failure & { at: string }) | null;
-  /** The orchestrator's last status event as it sent it (ai-runner's PipelineStatus, coalesced). */
-  orchestratorStatus: Record<string, unknown> | null;
-  /** Its last error events (newest last). */
-  orchestratorErrors: { at: string; message: string }[];
-  swaps: SwapRecord[];
-  /** Swaps allowed per window (go-livepeer: 2 per 3 min): used, left, and whether it is spent. */
-  swapBudget: { used: number; left: number; max: number; windowMs: number; exhausted: boolean };
-  /** What was paid to whom: one entry per paid orchestrator this stream used. */
-  payments: PaymentStatus[];
-  endReason?: string;
-}
+export type { LiveState, LiveStatus, SwapRecord } from './status.ts';
 
 /** What the session keeps per running job. */
 interface Job {
@@ -452,47 +378,18 @@ export class LiveSession {
   /** Starts the job the policy asked for, and tells it how that went. */
   private async startJob(c: Extract<PolicyCommand, { type: 'startJob' }>): Promise<void> {
     const { jobId } = c;
-    let selected: SelectedOrchestrator;
-    try {
-      selected = c.target ? await this.selectTarget(c.target) : await this.select(new Set(c.exclude));
-    } catch (err) {
-      if (c.target) {
-        const failure = failureOf(err, 'job-start', {
-          orchestrator: c.target,
-          fallback: 'orchestrator',
-          prefix: 'job start failed',
-        });
-        this.dispatch({ type: 'jobStartFailed', jobId, url: c.target, failure });
-      } else {
-        const message = err instanceof Error ? err.message : String(err);
-        this.dispatch({
-          type: 'noOrchestrator',
-          jobId,
-          failure: { blame: 'orchestrator', code: 'no-orchestrator', message },
-        });
-      }
-      return;
-    }
-    if (this.ended) return;
-    const { refreshOrchestrator: refresh, refusePrice } = this.opts;
-    try {
-      const session: OrchestratorSession = await OrchestratorSession.start({
-        orchestrator: selected,
-        identity: this.opts.identity,
-        payments: this.opts.payments,
-        prepay: !c.prepaid.includes(selected.url),
+    const outcome = await startJob(
+      c,
+      this.params,
+      {
+        ...this.opts,
         tally: (url) => {
           const t = this.payments.get(url) ?? newTally();
           this.payments.set(url, t);
           return t;
         },
-        refreshInfo: refresh && ((url) => refresh(url, this.opts.modelId)),
-        refusePrice: refusePrice && ((info) => refusePrice(info, this.opts.modelId)),
-        modelId: this.opts.modelId,
-        params: this.params,
-        streamName: this.opts.stream,
-        requestId: `${this.opts.stream}-${this.sessionId.slice(0, 8)}-${jobId}`,
-        logger: this.opts.logger,
+      },
+      {
         onOutputSegment: async (segment) => {
           if (this.policy.job?.id !== jobId) {
             segment.body.resume();
@@ -505,37 +402,12 @@ export class LiveSession {
         onEvent: (event) => this.onOrchestratorEvent(jobId, event),
         onFailure: (failure) => this.dispatch({ type: 'jobFailed', jobId, failure }),
         onPaymentFailure: (failure) => this.dispatch({ type: 'paymentFailed', jobId, failure }),
-      });
-      this.jobs.set(jobId, { session, status: null, errors: [] });
-      this.dispatch({ type: 'jobStarted', jobId, url: selected.url });
-    } catch (err) {
-      const failure = failureOf(err, 'job-start', {
-        orchestrator: selected.url,
-        fallback: 'orchestrator',
-        prefix: 'job start failed',
-      });
-      this.opts.logger.warn({ orchestrator: selected.url, blame: failure.blame }, failure.message);
-      this.dispatch({ type: 'jobStartFailed', jobId, url: selected.url, failure });
-    }
-  }
-
-  private select(exclude: ReadonlySet<string>): Promise<SelectedOrchestrator> {
-    // A suspension is a preference: with nothing else left, a suspended orchestrator (one that
-    // was only slow, say) is better than none.
-    return this.opts
-      .selectOrchestrator(this.opts.modelId, exclude)
-      .catch(() => this.opts.selectOrchestrator(this.opts.modelId, exclude, { includeSuspended: true }));
-  }
-
-  /** The orchestrator of a retry, asked again for the job's auth token and price. */
-  private async selectTarget(url: string): Promise<SelectedOrchestrator> {
-    const { refreshOrchestrator: refresh, refusePrice } = this.opts;
-    if (!refresh) return this.select(new Set());
-    const info = await refresh(url, this.opts.modelId);
-    const refused = refusePrice?.(info, this.opts.modelId);
-    if (refused)
-      throw new LiveFailure({ blame: 'orchestrator', code: 'price', message: refused, orchestrator: url });
-    return { url, info };
+      },
+      () => !this.ended,
+    );
+    if (!outcome) return;
+    if (outcome.session) this.jobs.set(jobId, { session: outcome.session, status: null, errors: [] });
+    this.dispatch(outcome.event);
   }
 
   private onOrchestratorEvent(jobId: number, event: OrchestratorEvent): void {
@@ -611,16 +483,4 @@ export class LiveSession {
       ...viewers.map((v) => v.close()),
     ]);
   }
-}
-
-function statusRecord(r: PolicySwapRecord): SwapRecord {
-  return {
-    at: new Date(r.at).toISOString(),
-    from: r.from,
-    to: r.to,
-    reason: r.reason,
-    blame: r.blame,
-    code: r.code,
-    tookMs: r.tookMs,
-  };
 }
