@@ -41,7 +41,7 @@ async function load() {
         const tr = document.createElement('tr');
         tr.append(
           cell(s.stream),
-          cell(s.state),
+          cell(s.stateReason ? `${s.state}: ${s.stateReason}` : s.state),
           cell(s.model),
           cell(effect(s)),
           cell(s.orchestrator ?? '—'),

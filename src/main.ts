@@ -115,6 +115,7 @@ export async function main(
       maxViewers: live.maxViewers,
       ingestTimeoutMs: live.ingestTimeoutMs,
       maxStreams: live.maxStreams,
+      firstOutputTimeoutMs: live.firstOutputTimeoutMs,
       noOutputTimeoutMs: live.noOutputTimeoutMs,
       maxSwaps: live.maxSwaps,
       swapWindowMs: live.swapWindowMs,

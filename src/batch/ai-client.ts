@@ -218,7 +218,7 @@ export class AiJobRunner {
           }
           // A broken or unreadable reply: the orchestrator's fault, try another.
           attempt.settle(false);
-          const why = oneLine(err.message.replace(`${err.orchestrator}: `, ''));
+          const why = oneLine(err.message);
           this.opts.pool.suspend(selected.url, `${req.pipeline.name} failed: ${why}`);
           failures.push(`${selected.url}: ${why}`);
           continue;
@@ -334,7 +334,7 @@ export class AiJobRunner {
     } catch (err) {
       settle(false);
       const e = err as OrchestratorError;
-      return { ok: false, retry: true, suspend: true, why: `${e.kind}: ${oneLine(stripOrigin(e))}` };
+      return { ok: false, retry: true, suspend: true, why: `${e.kind}: ${oneLine(e.message)}` };
     }
     const ms = performance.now() - started;
     const status = reply.statusCode ?? 0;
@@ -629,8 +629,3 @@ function withAttempts(err: BatchError, orchestrator: string, tries: number): Bat
 }
 
 const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim().slice(0, 500);
-
-function stripOrigin(e: OrchestratorError): string {
-  const prefix = `${e.orchestrator}: `;
-  return e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
-}

@@ -447,7 +447,7 @@ export class Transcoder {
       return { renditions, fee };
     } catch (err) {
       if (err instanceof AttemptFailure) throw err;
-      if (err instanceof OrchestratorError) throw new AttemptFailure(describe(err));
+      if (err instanceof OrchestratorError) throw new AttemptFailure(err.message);
       throw err;
     } finally {
       // Staged (never sent): the reserved credit goes back; spent: nothing comes back.
@@ -551,9 +551,4 @@ function hostOf(url: string): string {
 
 function oneLine(s: string): string {
   return s.replace(/\s+/g, ' ').trim().slice(0, 300);
-}
-
-function describe(err: OrchestratorError): string {
-  const prefix = `${err.orchestrator}: `;
-  return err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
 }

@@ -113,6 +113,7 @@ export type Config = {
     readonly maxViewers: number;
     readonly maxStreams: number;
     readonly ingestTimeoutMs: number;
+    readonly firstOutputTimeoutMs: number;
     readonly noOutputTimeoutMs: number;
     readonly maxSwaps: number;
     readonly swapWindowMs: number;
@@ -361,6 +362,7 @@ function build(
       maxViewers: value(K.liveMaxViewers),
       maxStreams: value(K.liveMaxStreams),
       ingestTimeoutMs: value(K.liveIngestTimeoutMs),
+      firstOutputTimeoutMs: value(K.liveFirstOutputTimeoutMs),
       noOutputTimeoutMs: value(K.liveNoOutputTimeoutMs),
       maxSwaps: value(K.liveMaxSwaps),
       swapWindowMs: value(K.liveSwapWindowMs),

@@ -452,17 +452,22 @@ export const K = {
     help: 'End a stream when no input media arrives for this long',
     parse: ms,
   }),
-  liveNoOutputTimeoutMs: req(['live', 'noOutputTimeoutMs'], '2000', {
+  liveFirstOutputTimeoutMs: req(['live', 'firstOutputTimeoutMs'], '30000', {
     type: 'duration',
-    help: 'Consider the orchestrator stalled when no output arrives for this long',
+    help: 'Replace an orchestrator whose job sends no output this long after its first input (go-livepeer waits 30 s); extended while it reports LOADING',
     parse: ms,
   }),
-  liveMaxSwaps: req(['live', 'maxSwaps'], '3', {
+  liveNoOutputTimeoutMs: req(['live', 'noOutputTimeoutMs'], '10000', {
+    type: 'duration',
+    help: 'Replace an orchestrator whose output stops this long while input flows (after its first output)',
+    parse: ms,
+  }),
+  liveMaxSwaps: req(['live', 'maxSwaps'], '2', {
     type: 'int',
-    help: 'Orchestrator swaps allowed per stream within liveSwapWindowMs; one more ends the stream',
+    help: "Orchestrator swaps allowed per stream within liveSwapWindowMs (go-livepeer's 2 per 3 min); past it the stream stays where it is, or ends if it has no orchestrator",
     parse: int({ min: 0 }),
   }),
-  liveSwapWindowMs: req(['live', 'swapWindowMs'], '60000', {
+  liveSwapWindowMs: req(['live', 'swapWindowMs'], '180000', {
     type: 'duration',
     help: 'The window liveMaxSwaps counts swaps in',
     parse: ms,

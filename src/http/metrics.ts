@@ -30,7 +30,8 @@ export function createMetrics(sources: {
   });
   const swaps = new Counter({
     name: 'livepeer_ai_live_orchestrator_swaps',
-    help: 'Orchestrator swaps (failovers) of live streams',
+    help: 'Orchestrator swaps (failovers) of live streams, by who was to blame (orchestrator, network) and what happened (stall, output-closed, first-output-timeout, ...)',
+    labelNames: ['blame', 'cause'],
     registers: [registry],
   });
   // Read at scrape time, so nothing is counted on the media path.
@@ -174,7 +175,7 @@ export function createMetrics(sources: {
     live: {
       attempt: (outcome) => attempts.inc({ outcome }),
       firstOutput: (ms) => firstSegmentDelay.observe(ms),
-      swap: () => swaps.inc(),
+      swap: (record) => swaps.inc({ blame: record.blame, cause: record.code }),
     },
   };
 }

@@ -10,7 +10,7 @@ import { OrchestratorError } from '../orchestrators/errors.ts';
 import { sendLivePayment } from '../orchestrators/live-payment.ts';
 import { segmentCredentials } from '../payments/credentials.ts';
 import { accountIdentity, type GatewayIdentity } from '../payments/identity.ts';
-import { LiveBillingClock } from '../payments/live-clock.ts';
+import { LIVE_UNITS_PER_SECOND, LiveBillingClock } from '../payments/live-clock.ts';
 import { add, floatString, mul, type Rational, rat, ZERO } from '../payments/rational.ts';
 import {
   type Balance,
@@ -24,6 +24,7 @@ import {
 } from '../payments/sender.ts';
 import type { TicketSigner } from '../payments/signing-pool.ts';
 import type { Capabilities, OrchestratorInfo } from '../wire/lp-rpc.ts';
+import { type Failure, failureOf, LiveFailure } from './cause.ts';
 
 /** go-livepeer's initPixelsToPay: 60 s of 1280×720×30, prepaid by the start request. */
 export const LIVE_START_PIXELS = 1_658_880_000n;
@@ -31,10 +32,20 @@ export const LIVE_START_PIXELS = 1_658_880_000n;
 const AUTH_TOKEN_VALID_S = 30 * 60;
 /** go-livepeer's priceIncreaseThreshold: refuse to pay once the price more than doubles. */
 const PRICE_INCREASE_THRESHOLD = 2n;
-/** Half the 60 s the start prepays: past this without a payment getting through, fail over. */
-const MAX_UNPAID_MS = 30_000;
-/** One /payment (go-livepeer allows a minute; the unpaid limit above bounds the wait anyway). */
+/** One /payment (go-livepeer allows a minute; the unpaid limit bounds the wait anyway). */
 const PAYMENT_TIMEOUT_MS = 15_000;
+
+/**
+ * The start payment of another job on an orchestrator this stream already prepaid. The first
+ * job's 60 s stays credited to that job's manifest (go-livepeer keys balances by it, and the
+ * manifest id is the orchestrator's, new for every job), so paying 60 s again at every retry
+ * buys credit that is never used. The new job needs only enough to run until payments flow:
+ * two payment intervals and one payment's timeout (25 s at the default 5 s interval).
+ */
+export function retryStartPixels(intervalMs: number): bigint {
+  const ms = Math.min(60_000, 2 * intervalMs + PAYMENT_TIMEOUT_MS);
+  return (LIVE_UNITS_PER_SECOND * BigInt(ms)) / 1000n;
+}
 
 /** The gateway's payment account and limits (LiveStreamsOptions.payments). */
 export interface LivePaymentsOptions {
@@ -195,9 +206,17 @@ export interface LivePayerOptions {
   /** The job's capabilities, sent in every payment's segment credentials as go-livepeer does. */
   capabilities?: Capabilities;
   tally: PaymentTally;
+  /**
+   * Pixels the start payment paid ahead (default LIVE_START_PIXELS): payments may fail for half
+   * the time they stand for before the job counts as unpaid.
+   */
+  prepaidPixels?: bigint;
   logger: Logger;
-  /** Payment failed twice in a row: the caller swaps the orchestrator before it cuts the stream. */
-  onError: (reason: string) => void;
+  /**
+   * Payment failed for good (refused twice, the price refused, or nothing paid for half the
+   * prepaid time): the caller decides, by the failure's blame, whether to move the stream.
+   */
+  onError: (failure: Failure) => void;
   /** A fresh GetOrchestrator from this orchestrator (expired params, auth token near its end). */
   refresh?: () => Promise<OrchestratorInfo>;
   /** Why the orchestrator's current price is not acceptable (the ceiling), or undefined. */
@@ -219,6 +238,8 @@ export class LivePayer {
   private info: OrchestratorInfo;
   private busy = false;
   private stopped = false;
+  /** Half the time the start payment stands for. */
+  private readonly maxUnpaidMs: number;
 
   constructor(private readonly opts: LivePayerOptions) {
     this.now = opts.now ?? Date.now;
@@ -226,6 +247,8 @@ export class LivePayer {
     this.monotonic = opts.monotonic ?? (() => performance.now());
     this.clock = new LiveBillingClock(opts.payments.opts.intervalMs, undefined, this.monotonic);
     this.paidAt = this.monotonic();
+    const prepaidMs = Number(((opts.prepaidPixels ?? LIVE_START_PIXELS) * 1000n) / LIVE_UNITS_PER_SECOND);
+    this.maxUnpaidMs = prepaidMs / 2;
     this.info = opts.info;
     // The start payment's credit counts as spent: the 60 s buffer lives on the orchestrator.
     this.balance = new Balances().for(opts.transcoder, opts.manifestId);
@@ -251,6 +274,7 @@ export class LivePayer {
       if (!due) return;
       const fee = mul(rat(due.units), this.opts.price);
       let reason = '';
+      let last: unknown;
       // A refused payment is tried once more at once (with fresh params when the orchestrator
       // said they were stale); a second refusal ends this orchestrator. A payment that did not
       // get through (timeout, connection) stays due and is tried again with a later segment,
@@ -264,6 +288,7 @@ export class LivePayer {
           return;
         } catch (err) {
           if (this.stopped) return;
+          last = err;
           reason = (err as Error).message;
           this.opts.logger.warn(
             { orchestrator: this.opts.transcoder, attempt, reason },
@@ -272,7 +297,7 @@ export class LivePayer {
           if (err instanceof PriceRefused) break;
           if (err instanceof OrchestratorError && err.kind !== 'refused') {
             const unpaidMs = this.monotonic() - this.paidAt;
-            if (unpaidMs < MAX_UNPAID_MS) {
+            if (unpaidMs < this.maxUnpaidMs) {
               this.opts.tally.lastError = reason;
               return;
             }
@@ -283,7 +308,13 @@ export class LivePayer {
       }
       this.opts.tally.lastError = reason;
       this.stop();
-      this.opts.onError(`payment failed: ${reason}`);
+      const failure = failureOf(last, 'payment', { fallback: 'orchestrator', prefix: 'payment failed' });
+      // The message may carry the unpaid time, which the error itself does not.
+      this.opts.onError({
+        ...failure,
+        code: last instanceof PriceRefused ? 'price' : 'payment',
+        message: `payment failed: ${reason}`,
+      });
     } finally {
       this.busy = false;
     }
@@ -382,7 +413,11 @@ export class LivePayer {
 /** The orchestrator's own words for ticket params it no longer takes (pm/recipient.go). */
 const STALE_PARAMS = /TicketParams expired|invalid ticket senderNonce|invalid recipientRand/;
 
-/** Not worth a retry: the price is what it is. */
-class PriceRefused extends Error {}
+/** Not worth a retry: the price is what it is. The orchestrator's price, so its fault. */
+class PriceRefused extends LiveFailure {
+  constructor(message: string) {
+    super({ blame: 'orchestrator', code: 'price', message });
+  }
+}
 
 export const newTally = (): PaymentTally => ({ tickets: 0, paid: ZERO, lastError: null });

@@ -15,7 +15,16 @@ import {
   TrickleSubscriber,
 } from '../trickle/index.ts';
 import type { OrchestratorInfo } from '../wire/lp-rpc.ts';
-import { LIVE_START_PIXELS, LivePayer, LivePayments, newTally, type PaymentTally } from './live-payer.ts';
+import { type Failure, failureOf } from './cause.ts';
+import {
+  LIVE_START_PIXELS,
+  LivePayer,
+  LivePayments,
+  newTally,
+  type PaymentTally,
+  retryStartPixels,
+} from './live-payer.ts';
+import { MAX_EVENT_BYTES, type OrchestratorEvent, readEvents } from './orchestrator-events.ts';
 
 /** go-livepeer's gateway keeps the control channel alive this often. */
 const CONTROL_KEEPALIVE_MS = 10_000;
@@ -29,8 +38,17 @@ export interface OrchestratorSessionOptions {
   requestId: string;
   logger: Logger;
   onOutputSegment: (segment: TrickleSegment) => Promise<void>;
-  onEvent: (event: Record<string, unknown>) => void;
-  onError: (reason: string) => void;
+  /** Each events-channel message (both ai-runner's envelope and the bare form). */
+  onEvent: (event: OrchestratorEvent) => void;
+  /** The job broke (a channel closed, failed or was refused): it will not recover. */
+  onFailure: (failure: Failure) => void;
+  /** A live payment failed for good; the job may run on until its prepaid credit is spent. */
+  onPaymentFailure?: (failure: Failure) => void;
+  /**
+   * Prepay 60 s at the start (go-livepeer's initPixelsToPay). False for another job on an
+   * orchestrator this stream already prepaid: only enough to carry it until payments flow.
+   */
+  prepay?: boolean;
   /** The gateway's payment account; absent: off-chain. */
   payments?: LivePayments;
   /** What this stream paid the orchestrator (created on first use). */
@@ -58,9 +76,7 @@ export class OrchestratorSession {
     this.input = new TricklePublisher(urls.publishUrl, {
       ...tls,
       mimeType: 'video/MP2T',
-      onSegmentFailed: (seq, err) => {
-        if (!this.closed) this.opts.onError(`input segment ${seq}: ${err.message}`);
-      },
+      onSegmentFailed: (seq, err) => this.fail(err, 'input', `input segment ${seq}`),
     });
     // Sequence 0 of the job's fresh output channel, not the live edge (-1): a first segment that
     // starts before this GET arrives is still read from its first byte (its keyframe).
@@ -85,7 +101,9 @@ export class OrchestratorSession {
     let payment = opts.payments
       ? senderOnlyPayment(opts.payments.identity.address, info.priceInfo)
       : OFFCHAIN_PAYMENT;
-    let paid: { sender: TicketSender; tickets: number; ev: Rational; price: Rational } | undefined;
+    let paid:
+      | { sender: TicketSender; tickets: number; ev: Rational; price: Rational; pixels: bigint }
+      | undefined;
     if (payments) {
       // Prepay 60 s (at least one ticket), signed by the paying account.
       const validate = await payments.validateOptions();
@@ -93,9 +111,10 @@ export class OrchestratorSession {
       // The orchestrator bills the job at this payment's expected price for its whole life; the
       // shared sender's price may move with other streams' replies later.
       const price = sender.price;
-      const p = await sender.createPayment(mul(rat(LIVE_START_PIXELS), price), { validate });
+      const pixels = opts.prepay === false ? retryStartPixels(payments.opts.intervalMs) : LIVE_START_PIXELS;
+      const p = await sender.createPayment(mul(rat(pixels), price), { validate });
       payment = p.header;
-      paid = { sender, tickets: p.numTickets, ev: p.ev, price };
+      paid = { sender, tickets: p.numTickets, ev: p.ev, price, pixels };
     }
     let urls: LiveJobUrls;
     try {
@@ -117,7 +136,12 @@ export class OrchestratorSession {
       throw err;
     }
     opts.logger.info(
-      { orchestrator: url, manifestId: urls.manifestId, paid: paid?.tickets ?? 0 },
+      {
+        orchestrator: url,
+        manifestId: urls.manifestId,
+        paid: paid?.tickets ?? 0,
+        prepay: opts.prepay !== false,
+      },
       'live job started',
     );
     const session = new OrchestratorSession(urls, opts);
@@ -134,9 +158,10 @@ export class OrchestratorSession {
         price: paid.price,
         capabilities: liveJobCapabilities(opts.modelId),
         tally,
+        prepaidPixels: paid.pixels,
         logger: opts.logger,
-        onError: (reason) => {
-          if (!session.closed) opts.onError(reason);
+        onError: (failure) => {
+          if (!session.closed) (opts.onPaymentFailure ?? opts.onFailure)({ ...failure, orchestrator: url });
         },
         refresh:
           opts.refreshInfo && (() => (opts.refreshInfo as (u: string) => Promise<OrchestratorInfo>)(url)),
@@ -162,17 +187,14 @@ export class OrchestratorSession {
       write: (chunk) => writer.write(chunk),
       waitForDrain: () => writer.waitForDrain(),
       abort: () => writer.abort(),
-      end: () =>
-        writer.end().catch((err: Error) => {
-          if (!this.closed) this.opts.onError(`input segment ${writer.seq}: ${err.message}`);
-        }),
+      end: () => writer.end().catch((err: Error) => this.fail(err, 'input', `input segment ${writer.seq}`)),
     };
   }
 
   sendControl(params: Record<string, unknown>): Promise<void> {
     if (this.closed) return Promise.resolve();
     return this.control.writeSegment(JSON.stringify(params)).catch((err: Error) => {
-      if (!this.closed) this.opts.onError(`control channel: ${err.message}`);
+      this.fail(err, 'control', 'control channel');
       throw err;
     });
   }
@@ -194,36 +216,55 @@ export class OrchestratorSession {
         const segment = await this.output.next();
         if (this.closed) return;
         if (!segment) {
-          this.opts.onError('output channel closed by the orchestrator');
+          if (!this.closed) {
+            this.opts.onFailure({
+              blame: 'orchestrator',
+              code: 'output-closed',
+              message: 'output channel closed by the orchestrator',
+              orchestrator: this.orchestratorUrl,
+            });
+          }
           return;
         }
         try {
           await this.opts.onOutputSegment(segment);
         } catch (err) {
-          // A segment cut off mid-way: the orchestrator went away while sending it.
-          if (!this.closed) this.opts.onError(`output segment ${segment.seq}: ${(err as Error).message}`);
+          // A segment cut off mid-way: the orchestrator (or the path to it) went away while sending it.
+          this.fail(err, 'output', `output segment ${segment.seq}`);
           return;
         }
       }
     } catch (err) {
-      if (!this.closed) this.opts.onError(`output channel: ${(err as Error).message}`);
+      this.fail(err, 'output', 'output channel');
     }
   }
 
+  /** Reports the job broken, with who is to blame read from the error's type. */
+  private fail(err: unknown, code: Failure['code'], where: string): void {
+    if (this.closed) return;
+    this.opts.onFailure(
+      failureOf(err, code, { orchestrator: this.orchestratorUrl, fallback: 'network', prefix: where }),
+    );
+  }
+
+  /** Messages dropped for their size or form. */
+  eventsDropped = 0;
+
   private async readEvents(): Promise<void> {
     try {
-      for (;;) {
-        const segment = await this.events.next();
-        if (this.closed || !segment) return;
-        const chunks: Buffer[] = [];
-        for await (const c of segment.body) chunks.push(c as Buffer);
-        try {
-          const event = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          if (event && typeof event === 'object') this.opts.onEvent(event);
-        } catch {
-          this.opts.logger.debug('events channel: a message that is not JSON');
-        }
-      }
+      await readEvents(this.events, {
+        event: (event) => this.opts.onEvent(event),
+        dropped: (why, seq) => {
+          if (this.eventsDropped++ > 0) return; // said once per job
+          this.opts.logger.warn(
+            { orchestrator: this.orchestratorUrl, seq, why },
+            why === 'too-large'
+              ? `events channel: a message over ${MAX_EVENT_BYTES} bytes, dropped`
+              : 'events channel: a message that is not a JSON object, dropped',
+          );
+        },
+        closed: () => this.closed,
+      });
     } catch (err) {
       if (!this.closed) this.opts.logger.warn({ err: (err as Error).message }, 'events channel failed');
     }

@@ -9,15 +9,12 @@ import type { IcePatchResult, PeerNetworkOptions } from '../webrtc/index.ts';
 import { addTotals, type DataPlaneTotals, emptyTotals } from './data-status.ts';
 import { LiveError } from './errors.ts';
 import { LivePayments, type LivePaymentsOptions } from './live-payer.ts';
-import { LiveSession, type LiveSessionLimits, type LiveStatus } from './session.ts';
+import { LoopDelayMonitor, type LoopDelaySource } from './loop-delay.ts';
+import { POLICY_DEFAULTS } from './policy.ts';
+import { LiveSession, type LiveSessionLimits, type LiveStatus, type SwapRecord } from './session.ts';
 
-/** Failover limits when not configured (go-livepeer allows 2 swaps per 3 minutes; we allow a few more). */
-const FAILOVER_DEFAULTS = {
-  noOutputTimeoutMs: 2000,
-  maxSwaps: 3,
-  swapWindowMs: 60_000,
-  noOrchestratorGraceMs: 30_000,
-};
+/** Failover limits when not configured: the policy's defaults (docs/live-liveness.md). */
+const { ingestTimeoutMs: _, ...FAILOVER_DEFAULTS } = POLICY_DEFAULTS;
 type FailoverLimits = keyof typeof FAILOVER_DEFAULTS;
 
 export interface LiveStreamsOptions {
@@ -34,13 +31,15 @@ export interface LiveStreamsOptions {
    */
   /** The gateway's payment account (or its ticket senders, shared with the REST paths). */
   payments?: LivePaymentsOptions | LivePayments;
+  /** The gateway's event-loop delay; default: a monitor of this process's loop. */
+  loopDelay?: LoopDelaySource;
 }
 
 /** What the registry reports for Prometheus (src/http/metrics.ts). */
 export interface LiveMetricsHooks {
   attempt(outcome: 'started' | 'refused' | 'failed'): void;
   firstOutput(delayMs: number): void;
-  swap(): void;
+  swap(record: SwapRecord): void;
 }
 
 /** Ended streams stay visible in status for a while, so a client can see why one ended. */
@@ -53,8 +52,11 @@ export class LiveStreams {
   /** Data-plane counters of every stream that ended, so totals never go down. */
   private readonly endedTotals = emptyTotals();
   private readonly payments?: LivePayments;
+  /** One measure of the event loop for every stream (stopped by closeAll). */
+  private readonly loopDelay: LoopDelaySource & { close?: () => void };
 
   constructor(private readonly opts: LiveStreamsOptions) {
+    this.loopDelay = opts.loopDelay ?? new LoopDelayMonitor();
     if (opts.payments) {
       this.payments = opts.payments instanceof LivePayments ? opts.payments : new LivePayments(opts.payments);
     }
@@ -91,8 +93,9 @@ export class LiveStreams {
       limits: { ...FAILOVER_DEFAULTS, ...this.opts.limits },
       network: this.opts.network,
       logger: this.opts.logger.child({ stream }),
+      loopDelay: this.loopDelay,
       onFirstOutput: (ms) => this.opts.metrics?.firstOutput(ms),
-      onSwap: () => this.opts.metrics?.swap(),
+      onSwap: (record) => this.opts.metrics?.swap(record),
       onEnd: () => {
         if (this.sessions.get(stream) !== session) return;
         this.sessions.delete(stream);
@@ -163,8 +166,10 @@ export class LiveStreams {
     return totals;
   }
 
+  /** Ends every stream: the gateway is shutting down. */
   async closeAll(): Promise<void> {
     await Promise.all([...this.sessions.values()].map((s) => s.stop('gateway shutting down')));
+    if (!this.opts.loopDelay) this.loopDelay.close?.();
   }
 
   private remember(stream: string, status: LiveStatus): void {

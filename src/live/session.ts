@@ -1,11 +1,9 @@
-// One live stream: the publisher's WebRTC peer, the segmenter feeding the pinned
-// orchestrator, the output reader, and the WHEP viewers. close() releases all of it.
+// One live stream: the publisher's WebRTC peer, the segmenter feeding the orchestrator's job, the
+// output reader, and the WHEP viewers. Which job runs the stream, when to move it and when to
+// end is decided by the failover policy (policy.ts); this class feeds it events and carries out
+// its commands. close() releases everything.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { SelectedOrchestrator } from '../orchestrators/select.ts';
-import { ChainError } from '../payments/chain.ts';
-import type { GatewayIdentity } from '../payments/identity.ts';
-import { TicketParamsError } from '../payments/sender.ts';
 import type { SegmentWriter } from '../trickle/index.ts';
 import {
   checkOffer,
@@ -16,145 +14,108 @@ import {
   IngestPeer,
   type PeerNetworkOptions,
 } from '../webrtc/index.ts';
-import type { OrchestratorInfo } from '../wire/lp-rpc.ts';
-import {
-  type InputDataStatus,
-  inputDataStatus,
-  type OutputDataStatus,
-  outputDataStatus,
-} from './data-status.ts';
+import { type Failure, failureOf } from './cause.ts';
+import { inputDataStatus, outputDataStatus } from './data-status.ts';
 import { LiveError } from './errors.ts';
 import { Ingest } from './ingest.ts';
+import { type JobStartOptions, startJob } from './job-start.ts';
 import { FrameLatency } from './latency.ts';
-import {
-  type LivePayments,
-  newTally,
-  type PaymentStatus,
-  type PaymentTally,
-  paymentStatus,
-} from './live-payer.ts';
-import { OrchestratorSession } from './orchestrator-session.ts';
+import { newTally, type PaymentTally, paymentStatus } from './live-payer.ts';
+import type { LoopDelaySource } from './loop-delay.ts';
+import { coalesceStatus, type OrchestratorEvent } from './orchestrator-events.ts';
+import type { OrchestratorSession } from './orchestrator-session.ts';
 import { OutputHub } from './output-hub.ts';
+import {
+  initialState,
+  type PolicyCommand,
+  type PolicyEvent,
+  type PolicyLimits,
+  type PolicyState,
+  step,
+  swapsInWindow,
+} from './policy.ts';
 import { RateMeter } from './rate-meter.ts';
+import { type LiveStatus, type SwapRecord, statusRecord } from './status.ts';
 
-export interface LiveSessionLimits {
+/** The session's one timer: the policy's tick, the periodic keyframe request and the loop-delay sample. */
+const TICK_MS = 100;
+/** Input and output are told to the policy at most this often (it judges in seconds). */
+const SEEN_EVERY_MS = 50;
+/** Error events kept for the status. */
+const ERRORS_KEPT = 5;
+
+export interface LiveSessionLimits extends PolicyLimits {
   minSegmentDurationMs: number;
   pliIntervalMs: number;
   maxViewers: number;
-  ingestTimeoutMs: number;
-  /** An orchestrator that sends no output this long while input flows is swapped out. */
-  noOutputTimeoutMs: number;
-  /** At most this many swaps within swapWindowMs; one more ends the stream. */
-  maxSwaps: number;
-  swapWindowMs: number;
-  /** With no orchestrator available, keep the publisher this long while retrying. */
-  noOrchestratorGraceMs: number;
 }
 
-export interface LiveSessionOptions {
-  stream: string;
-  sessionId: string;
-  modelId: string;
+export interface LiveSessionOptions extends Omit<JobStartOptions, 'tally'> {
   params: Record<string, unknown>;
-  /** Picks an orchestrator that can run the model, skipping `exclude`; rejects with the reasons when none can. */
-  selectOrchestrator: (
-    modelId: string,
-    exclude: ReadonlySet<string>,
-    opts?: { includeSuspended?: boolean },
-  ) => Promise<SelectedOrchestrator>;
   /** Told when an orchestrator failed this stream, so selection can avoid it for a while. */
   onOrchestratorFailed: (url: string, reason: string) => void;
-  /** A fresh GetOrchestrator for this stream's job from `url` (payments refresh stale params). */
-  refreshOrchestrator?: (url: string, modelId: string) => Promise<OrchestratorInfo>;
-  /** Why `info`'s price for the model is above the ceiling (checked again before each payment). */
-  refusePrice?: (info: OrchestratorInfo, modelId: string) => string | undefined;
-  identity: GatewayIdentity;
-  /** The gateway's payment account: jobs on orchestrators that charge are paid. Absent: off-chain. */
-  payments?: LivePayments;
   limits: LiveSessionLimits;
   /** Where WebRTC peers listen and which host candidates they announce. */
   network: PeerNetworkOptions;
   logger: Logger;
   onEnd: () => void;
+  /** The gateway's event-loop delay (one monitor for all streams); absent: never starved. */
+  loopDelay?: LoopDelaySource;
   /** For metrics: the first processed frame went out (ms since the WHIP offer), and each swap. */
   onFirstOutput?: (delayMs: number) => void;
   onSwap?: (record: SwapRecord) => void;
+  /** Wall clock, ms; default Date.now (tests drive it). */
+  now?: () => number;
 }
 
-/** `degraded`: the publisher is connected but no orchestrator is running the stream right now. */
-export type LiveState = 'starting' | 'live' | 'degraded' | 'ended';
+export type { LiveState, LiveStatus, SwapRecord } from './status.ts';
 
-export interface SwapRecord {
-  at: string;
-  from: string;
-  to: string | null;
-  reason: string;
-  /** Time from the failure being noticed to the new job running. */
-  tookMs: number | null;
+/** What the session keeps per running job. */
+interface Job {
+  session: OrchestratorSession;
+  status: Record<string, unknown> | null;
+  errors: { at: string; message: string }[];
 }
-
-export interface LiveStatus {
-  stream: string;
-  state: LiveState;
-  model: string;
-  params: Record<string, unknown>;
-  orchestrator: string | null;
-  manifestId: string | null;
-  startedAt: string;
-  input: { fps: number; bitrateKbps: number } & InputDataStatus;
-  output: { fps: number; bitrateKbps: number; segments: number } & OutputDataStatus;
-  viewers: number;
-  /** Ingest arrival → egress send per frame, over recent frames (includes the orchestrator's time). */
-  latencyMs: { p50: number; p95: number; frames: number } | null;
-  /** WHIP offer → first processed frame sent to viewers. */
-  firstFrameDelayMs: number | null;
-  lastError: string | null;
-  orchestratorStatus: Record<string, unknown> | null;
-  swaps: SwapRecord[];
-  /** What was paid to whom: one entry per paid orchestrator this stream used. */
-  payments: PaymentStatus[];
-  endReason?: string;
-}
-
-/** Errors about the gateway's own payment account, not the orchestrator. */
-function gatewaySidePaymentError(err: unknown): boolean {
-  if (err instanceof TicketParamsError) return GATEWAY_SIDE_CODES.has(err.code);
-  return (
-    err instanceof ChainError || (err instanceof Error && err.message.startsWith('the TicketBroker deposit'))
-  );
-}
-const GATEWAY_SIDE_CODES = new Set<string>(['no-deposit', 'no-reserve', 'unlock-soon']);
 
 export class LiveSession {
   readonly sessionId: string;
-  private state: LiveState = 'starting';
+  private policy: PolicyState;
+  private readonly now: () => number;
   private ingestPeer?: IngestPeer;
-  private orchestrator?: OrchestratorSession;
+  private readonly jobs = new Map<number, Job>();
   private readonly ingest: Ingest;
   /** The one owner of the viewers and their peers. */
   private readonly output: OutputHub<EgressPeer>;
-  private readonly timers: NodeJS.Timeout[] = [];
-  private readonly startedAt = Date.now();
+  private timer?: NodeJS.Timeout;
+  private readonly startedAt: number;
   private params: Record<string, unknown>;
-  private lastError: string | null = null;
-  private orchestratorStatus: Record<string, unknown> | null = null;
-  private endReason?: string;
   private readonly inputRate = new RateMeter();
   private readonly outputRate = new RateMeter();
   private readonly latency = new FrameLatency();
   private segmentsOut = 0;
-  private readonly swaps: SwapRecord[] = [];
   private readonly payments = new Map<string, PaymentTally>();
-  /** Set while a replacement orchestrator is being found; failures reported meanwhile are ignored. */
-  private swapping = false;
-  /** When the current orchestrator got its first input frame, and when output last came back. */
-  private firstInputAt?: number;
-  private lastOutputAt?: number;
   /** When the stream's first processed frame went out. */
   private firstOutputAt?: number;
+  /** The job the open input segment goes to: cut when that job closes. */
+  private inputJobId?: number;
+  /** The job whose output segment egress is sending now (output is credited to it). */
+  private outputJobId?: number;
+  private lastInputSeen = 0;
+  private lastOutputSeen = 0;
+  private lastTickAt: number;
+  private lastPliAt = 0;
+  private readonly queue: PolicyEvent[] = [];
+  private dispatching = false;
+  /** start() waits for the first job, or the end. */
+  private firstJob?: { resolve: () => void; reject: (err: Error) => void };
+  private ending?: Promise<void>;
 
   constructor(private readonly opts: LiveSessionOptions) {
     this.sessionId = opts.sessionId;
+    this.now = opts.now ?? Date.now;
+    this.startedAt = this.now();
+    this.lastTickAt = this.startedAt;
+    this.policy = initialState(opts.limits, this.startedAt);
     this.params = { ...opts.params };
     this.ingest = new Ingest({
       minSegmentDurationMs: opts.limits.minSegmentDurationMs,
@@ -163,9 +124,12 @@ export class LiveSession {
       onFrame: (bytes, pts, at) => {
         this.inputRate.add(bytes);
         this.latency.frameIn(pts, at);
-        if (this.orchestrator) this.firstInputAt ??= at;
+        if (at - this.lastInputSeen >= SEEN_EVERY_MS) {
+          this.lastInputSeen = at;
+          this.dispatch({ type: 'inputSeen' });
+        }
       },
-      onError: (reason) => this.fail(reason),
+      onError: (reason) => this.opts.logger.warn({ reason }, 'live stream problem'),
       logger: opts.logger,
     });
     this.output = new OutputHub({
@@ -177,7 +141,11 @@ export class LiveSession {
           this.firstOutputAt = at;
           this.opts.onFirstOutput?.(at - this.startedAt);
         }
-        this.lastOutputAt = at;
+        const jobId = this.outputJobId;
+        if (jobId !== undefined && at - this.lastOutputSeen >= SEEN_EVERY_MS) {
+          this.lastOutputSeen = at;
+          this.dispatch({ type: 'outputSeen', jobId });
+        }
       },
       logger: opts.logger,
     });
@@ -189,38 +157,36 @@ export class LiveSession {
     if (!checked.ok)
       throw new LiveError(checked.status, checked.status === 406 ? 'NO_CODEC' : 'BAD_SDP', checked.reason);
     const log = this.opts.logger;
+    const firstJob = new Promise<void>((resolve, reject) => {
+      this.firstJob = { resolve, reject };
+    });
+    this.dispatch({ type: 'start' });
     // ICE gathering and the orchestrator job start run side by side: time to first frame matters.
-    const [peer, orchestrator] = await Promise.allSettled([
+    const [peer, job] = await Promise.allSettled([
       IngestPeer.create(offerSdp, { ...this.opts.network, logger: log }),
-      this.startOrchestrator(new Set()),
+      firstJob,
     ]);
-    // Keep whichever half started, so stop() releases it if the other half failed.
-    if (peer.status === 'fulfilled') this.ingestPeer = peer.value;
-    if (orchestrator.status === 'fulfilled') this.orchestrator = orchestrator.value;
-    if (orchestrator.status === 'rejected') {
-      throw new LiveError(503, 'NO_ORCHESTRATOR', (orchestrator.reason as Error).message);
+    // Keep the peer if it was made, so that stop() releases it if the other half failed.
+    if (peer.status === 'fulfilled') {
+      this.ingestPeer = peer.value;
+      if (this.ended) await peer.value.close();
     }
+    if (job.status === 'rejected') throw job.reason;
     if (peer.status === 'rejected') throw peerError(peer.reason);
     // stop() may have run while we were waiting.
-    if (this.ended) {
-      await this.release();
-      throw new LiveError(409, 'STREAM_ENDED', 'stream ended while starting');
-    }
+    if (this.ended) throw new LiveError(409, 'STREAM_ENDED', 'stream ended while starting');
     const ingestPeer = peer.value;
-    this.ingest.attach(() => this.startInputSegment());
     ingestPeer.onVideoRtp((payload, seq, ts, marker) => this.ingest.pushVideo(payload, seq, ts, marker));
     ingestPeer.onAudioRtp((payload, seq, ts) => this.ingest.pushAudio(payload, seq, ts));
     ingestPeer.onStateChange((state) => {
-      if (state === 'connected' && this.state === 'starting') {
-        this.state = 'live';
+      if (state === 'connected') {
         log.info('publisher connected');
-        this.ingest.requestKeyframeNow();
+        this.dispatch({ type: 'publisherConnected' });
       } else if (state === 'failed' || state === 'closed') {
         void this.stop(`publisher connection ${state}`);
       }
     });
-    this.timers.push(setInterval(() => this.ingest.requestKeyframeNow(), this.opts.limits.pliIntervalMs));
-    this.timers.push(setInterval(() => this.watchdog(), 100));
+    this.timer = setInterval(() => this.onTimer(), TICK_MS);
     return ingestPeer.answerSdp;
   }
 
@@ -296,10 +262,12 @@ export class LiveSession {
 
   async update(params: Record<string, unknown>): Promise<void> {
     this.params = { ...params };
+    this.dispatch({ type: 'paramsUpdated' });
     // Without an orchestrator right now, the params go to the next one when it starts.
-    if (!this.orchestrator) return;
+    const current = this.current;
+    if (!current) return;
     try {
-      await this.orchestrator.sendControl(params);
+      await current.session.sendControl(params);
     } catch (err) {
       throw new LiveError(
         502,
@@ -310,226 +278,253 @@ export class LiveSession {
   }
 
   status(): LiveStatus {
+    const p = this.policy;
+    const current = this.current;
+    const now = this.now();
+    const used = swapsInWindow(p, now);
+    const failure = p.lastFailure;
     return {
       stream: this.opts.stream,
-      state: this.state,
+      state: p.state,
+      stateReason: p.reason,
       model: this.opts.modelId,
       params: this.params,
-      orchestrator: this.orchestrator?.orchestratorUrl ?? null,
-      manifestId: this.orchestrator?.urls.manifestId ?? null,
+      orchestrator: p.job?.url ?? null,
+      manifestId: current?.session.urls.manifestId ?? null,
       startedAt: new Date(this.startedAt).toISOString(),
       input: { ...this.inputRate.read(), ...inputDataStatus(this.ingest, this.ingestPeer) },
       output: { ...this.outputRate.read(), segments: this.segmentsOut, ...outputDataStatus(this.output) },
       viewers: this.output.viewerCount,
       latencyMs: this.latency.read(),
       firstFrameDelayMs: this.firstOutputAt === undefined ? null : this.firstOutputAt - this.startedAt,
-      lastError: this.lastError,
-      orchestratorStatus: this.orchestratorStatus,
-      swaps: [...this.swaps],
+      lastError: failure
+        ? failure.orchestrator
+          ? `${failure.orchestrator}: ${failure.message}`
+          : failure.message
+        : null,
+      lastFailure: failure ? { ...failure, at: new Date(failure.at).toISOString() } : null,
+      orchestratorStatus: current?.status ?? null,
+      orchestratorErrors: [...(current?.errors ?? [])],
+      swaps: p.swaps.map(statusRecord),
+      swapBudget: {
+        used,
+        left: Math.max(0, p.limits.maxSwaps - used),
+        max: p.limits.maxSwaps,
+        windowMs: p.limits.swapWindowMs,
+        exhausted: used >= p.limits.maxSwaps,
+      },
       payments: [...this.payments].map(([url, t]) => paymentStatus(url, t)),
-      endReason: this.endReason,
+      endReason: p.endReason,
     };
   }
 
   /** A getter, so checks after an await are not narrowed away by the compiler. */
   private get ended(): boolean {
-    return this.state === 'ended';
+    return this.ending !== undefined;
+  }
+
+  /** The job carrying the stream, as the policy sees it. */
+  private get current(): Job | undefined {
+    const id = this.policy.job?.id;
+    return id === undefined ? undefined : this.jobs.get(id);
   }
 
   async stop(reason: string): Promise<void> {
-    if (this.ended) return;
-    this.state = 'ended';
-    this.endReason = reason;
-    this.opts.logger.info({ reason }, 'live stream ended');
-    await this.release();
-    this.opts.onEnd();
+    this.dispatch({ type: 'stop', reason });
+    await this.ending;
   }
 
-  private async release(): Promise<void> {
-    for (const t of this.timers.splice(0)) clearInterval(t);
-    this.ingest.close();
-    await Promise.allSettled([this.ingestPeer?.close(), this.orchestrator?.close(), this.output.close()]);
-  }
+  // ---- the policy's executor
 
-  /**
-   * Starts a job on the best orchestrator that is not excluded, trying the next one when a job
-   * start fails. Rejects with every reason when none is left.
-   */
-  private async startOrchestrator(exclude: Set<string>): Promise<OrchestratorSession> {
-    const reasons: string[] = [];
-    const { refreshOrchestrator: refresh, refusePrice } = this.opts;
-    for (;;) {
-      let selected: SelectedOrchestrator;
-      try {
-        selected = await this.opts.selectOrchestrator(this.opts.modelId, exclude).catch(() =>
-          // A suspension is a preference: with nothing else left, a suspended orchestrator (one
-          // that was only slow, say) is better than none.
-          this.opts.selectOrchestrator(this.opts.modelId, exclude, { includeSuspended: true }),
-        );
-      } catch (err) {
-        throw new Error([...reasons, (err as Error).message].join('; '));
-      }
-      try {
-        const session: OrchestratorSession = await OrchestratorSession.start({
-          orchestrator: selected,
-          identity: this.opts.identity,
-          payments: this.opts.payments,
-          tally: (url) => {
-            const t = this.payments.get(url) ?? newTally();
-            this.payments.set(url, t);
-            return t;
-          },
-          refreshInfo: refresh && ((url) => refresh(url, this.opts.modelId)),
-          refusePrice: refusePrice && ((info) => refusePrice(info, this.opts.modelId)),
-          modelId: this.opts.modelId,
-          params: this.params,
-          streamName: this.opts.stream,
-          requestId: `${this.opts.stream}-${this.sessionId.slice(0, 8)}-${this.swaps.length}`,
-          logger: this.opts.logger,
-          onOutputSegment: async (segment) => {
-            if (session !== this.orchestrator) return;
-            this.segmentsOut++;
-            await this.output.pushSegment(segment.body, session.urls.manifestId);
-          },
-          onEvent: (event) => {
-            if (session !== this.orchestrator) return;
-            if (event.type === 'status') this.orchestratorStatus = event;
-            else if (event.type === 'error') this.failover(`orchestrator reported: ${String(event.message)}`);
-          },
-          onError: (reason) => {
-            if (session === this.orchestrator) this.failover(reason);
-          },
-        });
-        return session;
-      } catch (err) {
-        const reason = (err as Error).message;
-        reasons.push(reason);
-        exclude.add(selected.url);
-        // Shown in status even when the next one starts: a refused payment check lands here.
-        this.lastError = `${selected.url}: job start failed: ${reason}`;
-        // Our own account's trouble (no deposit, unlocking, chain unreadable) is no reason to
-        // keep other streams off this orchestrator once it is fixed.
-        if (!gatewaySidePaymentError(err)) {
-          this.opts.onOrchestratorFailed(selected.url, `job start failed: ${reason}`);
+  private dispatch(event: PolicyEvent): void {
+    this.queue.push(event);
+    if (this.dispatching) return; // a command's own events join the queue
+    this.dispatching = true;
+    try {
+      for (let e = this.queue.shift(); e; e = this.queue.shift()) {
+        const { state, commands } = step(this.policy, e, this.now());
+        this.policy = state;
+        for (const command of commands) this.run(command);
+        if (this.policy.job && this.firstJob) {
+          this.firstJob.resolve();
+          this.firstJob = undefined;
         }
-        this.opts.logger.warn({ orchestrator: selected.url, reason }, 'job start failed; trying another');
       }
+    } finally {
+      this.dispatching = false;
+    }
+  }
+
+  private run(c: PolicyCommand): void {
+    const log = this.opts.logger;
+    switch (c.type) {
+      case 'startJob':
+        void this.startJob(c);
+        return;
+      case 'closeJob': {
+        const job = this.jobs.get(c.jobId);
+        this.jobs.delete(c.jobId);
+        if (this.inputJobId === c.jobId) {
+          // The open segment went to that job; input waits for the next attachInput.
+          this.inputJobId = undefined;
+          this.ingest.detach();
+        }
+        if (job) {
+          log.info({ orchestrator: job.session.orchestratorUrl, reason: c.reason }, 'closing live job');
+          void job.session.close();
+        }
+        return;
+      }
+      case 'requestKeyframe':
+        this.lastPliAt = this.now();
+        this.ingest.requestKeyframeNow();
+        return;
+      case 'attachInput':
+        // The new job starts at once on the cached input GOP (a keyframe is asked for when there is none).
+        this.lastPliAt = this.now();
+        this.ingest.attach(() => this.startInputSegment());
+        return;
+      case 'suspend':
+        log.warn({ orchestrator: c.url, blame: c.failure.blame, code: c.failure.code }, c.failure.message);
+        this.opts.onOrchestratorFailed(c.url, c.failure.message);
+        return;
+      case 'setState':
+        log.info({ state: c.state, reason: c.reason }, 'live stream state');
+        return;
+      case 'swap': {
+        const record = statusRecord(c.record);
+        log.warn(
+          { from: record.from, to: record.to, blame: record.blame, reason: record.reason },
+          'orchestrator swap',
+        );
+        this.opts.onSwap?.(record);
+        return;
+      }
+      case 'endStream':
+        this.end(c.reason, c.failure);
+        return;
+    }
+  }
+
+  private onTimer(): void {
+    const now = this.now();
+    if (now - this.lastPliAt >= this.opts.limits.pliIntervalMs) {
+      this.lastPliAt = now;
+      this.ingest.requestKeyframeNow();
+    }
+    const delay = this.opts.loopDelay?.maxSince(this.lastTickAt);
+    this.lastTickAt = now;
+    if (delay !== undefined) this.dispatch({ type: 'loopDelay', ms: delay });
+    // An ICE restart pauses the media while the new path comes up: the silence counts from it.
+    const lastPacketAt = Math.max(this.ingest.lastPacketAt() ?? 0, this.ingestPeer?.lastIceRestartAt ?? 0);
+    this.dispatch({ type: 'tick', lastPacketAt: lastPacketAt || undefined });
+  }
+
+  /** Starts the job the policy asked for, and tells it how that went. */
+  private async startJob(c: Extract<PolicyCommand, { type: 'startJob' }>): Promise<void> {
+    const { jobId } = c;
+    const outcome = await startJob(
+      c,
+      this.params,
+      {
+        ...this.opts,
+        tally: (url) => {
+          const t = this.payments.get(url) ?? newTally();
+          this.payments.set(url, t);
+          return t;
+        },
+      },
+      {
+        onOutputSegment: async (segment) => {
+          if (this.policy.job?.id !== jobId) {
+            segment.body.resume();
+            return;
+          }
+          this.segmentsOut++;
+          this.outputJobId = jobId;
+          await this.output.pushSegment(segment.body, String(jobId));
+        },
+        onEvent: (event) => this.onOrchestratorEvent(jobId, event),
+        onFailure: (failure) => this.dispatch({ type: 'jobFailed', jobId, failure }),
+        onPaymentFailure: (failure) => this.dispatch({ type: 'paymentFailed', jobId, failure }),
+      },
+      () => !this.ended,
+    );
+    if (!outcome) return;
+    if (outcome.session) this.jobs.set(jobId, { session: outcome.session, status: null, errors: [] });
+    this.dispatch(outcome.event);
+  }
+
+  private onOrchestratorEvent(jobId: number, event: OrchestratorEvent): void {
+    const job = this.jobs.get(jobId);
+    if (!job || this.policy.job?.id !== jobId) return;
+    switch (event.type) {
+      case 'status':
+        job.status = coalesceStatus(job.status, event.event);
+        this.dispatch({ type: 'orchestratorStatus', jobId, state: event.state, restarts: event.restarts });
+        return;
+      case 'restart':
+        // ai-runner reports LOADING until the restarted pipeline is up.
+        this.dispatch({ type: 'orchestratorStatus', jobId, state: 'LOADING', restarts: event.restarts });
+        return;
+      case 'error':
+        job.errors.push({ at: new Date(this.now()).toISOString(), message: event.message });
+        if (job.errors.length > ERRORS_KEPT) job.errors.shift();
+        this.dispatch({ type: 'orchestratorError', jobId, message: event.message });
+        return;
+      case 'other':
+        this.opts.logger.debug(
+          { orchestrator: job.session.orchestratorUrl, type: event.eventType },
+          'orchestrator event',
+        );
+        return;
     }
   }
 
   private startInputSegment(): SegmentWriter | undefined {
-    if (!this.orchestrator || this.swapping) return undefined;
+    const jobId = this.policy.job?.id;
+    const job = this.current;
+    if (jobId === undefined || !job) return undefined;
     try {
-      return this.orchestrator.startInputSegment();
+      const writer = job.session.startInputSegment();
+      this.inputJobId = jobId;
+      return writer;
     } catch (err) {
-      this.failover(`input channel: ${(err as Error).message}`);
+      this.dispatch({
+        type: 'jobFailed',
+        jobId,
+        failure: failureOf(err, 'input', {
+          orchestrator: job.session.orchestratorUrl,
+          fallback: 'network',
+          prefix: 'input channel',
+        }),
+      });
       return undefined;
     }
   }
 
-  /**
-   * Replaces the orchestrator: the publisher and the viewers stay connected. Ingest gives the new
-   * job the current GOP at once, and the output hub splices its output into the same RTP timelines.
-   */
-  private failover(reason: string): void {
-    if (this.ended || this.swapping || !this.orchestrator) return;
-    const failed = this.orchestrator;
-    const noticed = Date.now();
-    this.swapping = true;
-    this.lastError = reason;
-    this.opts.logger.warn({ orchestrator: failed.orchestratorUrl, reason }, 'orchestrator failed; swapping');
-    this.opts.onOrchestratorFailed(failed.orchestratorUrl, reason);
-    this.orchestrator = undefined;
-    this.orchestratorStatus = null;
-    this.ingest.detach();
-    void failed.close();
-    const record: SwapRecord = {
-      at: new Date(noticed).toISOString(),
-      from: failed.orchestratorUrl,
-      to: null,
-      reason,
-      tookMs: null,
-    };
-    this.swaps.push(record);
-    this.opts.onSwap?.(record);
-    const recent = this.swaps.filter(
-      (s) => noticed - Date.parse(s.at) < this.opts.limits.swapWindowMs,
-    ).length;
-    if (recent > this.opts.limits.maxSwaps) {
-      void this.stop(
-        `too many orchestrator failures (${recent} within ${this.opts.limits.swapWindowMs} ms); last: ${reason}`,
-      );
-      return;
-    }
-    void this.replaceOrchestrator(record, noticed, new Set([failed.orchestratorUrl]));
-  }
-
-  private async replaceOrchestrator(
-    record: SwapRecord,
-    noticed: number,
-    exclude: Set<string>,
-  ): Promise<void> {
-    const graceEnds = noticed + this.opts.limits.noOrchestratorGraceMs;
-    while (!this.ended) {
-      try {
-        const next = await this.startOrchestrator(exclude);
-        if (this.ended) {
-          await next.close();
-          return;
-        }
-        this.orchestrator = next;
-        this.firstInputAt = undefined;
-        this.lastOutputAt = undefined;
-        this.swapping = false;
-        if (this.state === 'degraded') this.state = 'live';
-        record.to = next.orchestratorUrl;
-        record.tookMs = Date.now() - noticed;
-        this.opts.logger.info(
-          { from: record.from, to: record.to, tookMs: record.tookMs },
-          'orchestrator swapped',
-        );
-        // The new job starts at once on the cached input GOP (a keyframe is asked for when there is none).
-        this.ingest.attach(() => this.startInputSegment());
-        return;
-      } catch (err) {
-        this.state = 'degraded';
-        this.lastError = `no orchestrator available: ${(err as Error).message}`;
-        if (Date.now() >= graceEnds) {
-          await this.stop(
-            `no orchestrator available for ${this.opts.limits.noOrchestratorGraceMs} ms: ${(err as Error).message}`,
-          );
-          return;
-        }
-        // Orchestrators that failed this swap may be back after a pause; try them again too.
-        exclude.clear();
-        await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(0, graceEnds - Date.now()))));
-      }
-    }
-  }
-
-  /** Ends silent publishers, and swaps out an orchestrator that stopped sending output. */
-  private watchdog(): void {
-    const now = Date.now();
-    // An ICE restart pauses the media while the new path comes up: the silence counts from it.
-    const lastIn = Math.max(
-      this.ingest.lastPacketAt() ?? this.startedAt,
-      this.ingestPeer?.lastIceRestartAt ?? 0,
+  private end(reason: string, failure?: Failure): void {
+    if (this.ending) return;
+    if (this.timer) clearInterval(this.timer);
+    this.opts.logger.info({ reason, blame: failure?.blame }, 'live stream ended');
+    this.firstJob?.reject(
+      failure?.code === 'no-orchestrator'
+        ? new LiveError(503, 'NO_ORCHESTRATOR', failure.message)
+        : new LiveError(409, 'STREAM_ENDED', `stream ended while starting: ${reason}`),
     );
-    if (now - lastIn > this.opts.limits.ingestTimeoutMs) {
-      void this.stop(`no media from the publisher for ${this.opts.limits.ingestTimeoutMs} ms`);
-      return;
-    }
-    if (!this.orchestrator || this.swapping || this.firstInputAt === undefined) return;
-    const inputFlowing = now - lastIn < 1000;
-    const since = Math.max(this.lastOutputAt ?? 0, this.firstInputAt);
-    if (inputFlowing && now - since > this.opts.limits.noOutputTimeoutMs) {
-      this.failover(`no output for ${now - since} ms while input flows`);
-    }
+    this.firstJob = undefined;
+    this.ending = this.release().then(() => this.opts.onEnd());
   }
 
-  private fail(reason: string): void {
-    this.lastError = reason;
-    this.opts.logger.warn({ reason }, 'live stream problem');
+  private async release(): Promise<void> {
+    this.ingest.close();
+    const jobs = [...this.jobs.values()];
+    this.jobs.clear();
+    await Promise.allSettled([
+      this.ingestPeer?.close(),
+      ...jobs.map((j) => j.session.close()),
+      this.output.close(),
+    ]);
   }
 }
 

@@ -31,8 +31,8 @@ export interface LiveJobOptions {
   logger: Logger;
   onEnd: (reason: string) => void;
   /**
-   * For tests and demos: `stall-output-after` and `events-error-after` take effect here, counted
-   * from start(); other kinds are the server's business and are ignored.
+   * For tests and demos: `stall-output-after` and `events-error-after` take effect
+   * here, counted from start(); other kinds are the server's business and are ignored.
    */
   fault?: OrchestratorFault;
   /** For tests and demos: behave like an ai-runner pipeline (warm-up, size, rate, restarts, envelope). */

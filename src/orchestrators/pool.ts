@@ -591,15 +591,12 @@ function isCapped(err: unknown): boolean {
   return err instanceof OrchestratorError && err.kind === 'refused' && /OrchestratorCapped/.test(err.message);
 }
 
-/** One line without the URL prefix OrchestratorError puts in its message. */
+/** One line, led by the kind of failure when the message does not already say it. */
 function describe(err: unknown): string {
-  if (err instanceof OrchestratorError) {
-    const prefix = `${err.orchestrator}: `;
-    const msg = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
-    const line = msg.toLowerCase().startsWith(err.kind) ? msg : `${err.kind}: ${msg}`;
-    return line.replace(/\s+/g, ' ');
-  }
-  return (err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ');
+  const msg = err instanceof Error ? err.message : String(err);
+  const line =
+    err instanceof OrchestratorError && !msg.toLowerCase().startsWith(err.kind) ? `${err.kind}: ${msg}` : msg;
+  return line.replace(/\s+/g, ' ');
 }
 
 /** At most `max` tasks at once; the rest wait in order. */

@@ -9,7 +9,7 @@ import type { Config } from '../config/index.ts';
 import { splitArgs } from '../config/split-args.ts';
 import type { LivePaymentsOptions } from '../live/live-payer.ts';
 import { OnChainSource } from '../orchestrators/onchain-source.ts';
-import { ARBITRUM_ONE_CHAIN_ID, LivepeerChain } from './chain.ts';
+import { ARBITRUM_ONE_CHAIN_ID, ChainError, LivepeerChain } from './chain.ts';
 import { accountIdentity, type GatewayIdentity } from './identity.ts';
 import { loadKeystoreAccount } from './keystore.ts';
 import type { SenderInfo } from './sender.ts';
@@ -171,7 +171,8 @@ export function cachedSenderState(
         ]);
         last = { senderInfo, lastInitializedRound, at: Date.now() };
       } catch (err) {
-        if (!last) throw err;
+        // Typed, so that callers see the gateway's own account at fault, not the orchestrator.
+        if (!last) throw asDepositReadError(err);
         logger.warn(
           { err: (err as Error).message },
           'reading the TicketBroker deposit failed; using the last answer',
@@ -182,9 +183,15 @@ export function cachedSenderState(
     })());
   return async () => {
     if (!last || Date.now() - last.at >= maxAgeMs) await refresh();
-    if (!last) throw new Error('the TicketBroker deposit could not be read');
+    if (!last) throw asDepositReadError(undefined);
     return { senderInfo: last.senderInfo, lastInitializedRound: last.lastInitializedRound };
   };
+}
+
+function asDepositReadError(err: unknown): ChainError {
+  if (err instanceof ChainError) return err;
+  const why = err instanceof Error ? `: ${err.message}` : '';
+  return new ChainError('unreachable', `the TicketBroker deposit could not be read${why}`, { cause: err });
 }
 
 /** What `lp-gateway start` needs on chain: the account, its identity, discovery and live payments. */

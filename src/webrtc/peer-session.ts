@@ -13,6 +13,7 @@ import {
   type RTCRtpHeaderExtensionParameters,
   type RTCRtpTransceiver,
 } from 'werift';
+import { sendCloseNotify } from './close-notify.ts';
 import { checkIfMatch, IcePatchError, type IcePatchResult, newIceEtag } from './ice-patch.ts';
 import type { IcePortsAttachment } from './ice-ports.ts';
 import { type PeerNetworkOptions, usesStunServer, weriftNetworkConfig } from './network.ts';
@@ -203,6 +204,8 @@ export class PeerSession {
     this.#stopTimers();
     for (const unsubscribe of this.#unsubscribes.splice(0)) unsubscribe();
     const transports = this.pc.iceTransports;
+    // Tell the remote now; werift alone leaves it to notice by consent expiry (~30 s).
+    await sendCloseNotify(this.pc);
     try {
       await this.pc.close();
     } catch (err) {

@@ -34,6 +34,8 @@ export interface TestGatewayOptions {
   transcode?: GatewayAppOptions['transcode'];
   /** Where WebRTC peers listen; default LOOPBACK_NETWORK (e.g. add shared `ports`). */
   network?: PeerNetworkOptions;
+  /** The gateway's event-loop delay as live streams see it (default: this process's). */
+  loopDelay?: LiveStreamsOptions['loopDelay'];
 }
 
 export async function startTestGateway(opts: TestGatewayOptions) {
@@ -72,6 +74,7 @@ export async function startTestGateway(opts: TestGatewayOptions) {
     },
     network: opts.network ?? LOOPBACK_NETWORK,
     metrics: metrics.live,
+    loopDelay: opts.loopDelay,
     logger,
   });
   const app = await buildGatewayApp({

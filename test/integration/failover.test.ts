@@ -132,11 +132,14 @@ describe('failover', () => {
     expect(viewer.frames.length).toBeGreaterThan(150);
   }, 40_000);
 
-  it('swaps on an error event from the orchestrator', async () => {
+  it('an error event followed by silence: the silence moves the stream, not the event', async () => {
+    // An error event alone decides nothing (ai-runner reports a bad params update the same way,
+    // and go-livepeer only forwards them); the output stopping after it does.
     const { status, faulty } = await throughFaultyThenHealthy('events-error-after:2s', 'evterr');
     expect(status.swaps).toHaveLength(1);
     expect(status.swaps[0].from).toBe(faulty.url);
-    expect(status.swaps[0].reason).toContain('orchestrator reported');
+    expect(status.swaps[0]).toMatchObject({ code: 'stall', blame: 'orchestrator' });
+    expect(status.swaps[0].reason).toContain('no output');
   }, 40_000);
 
   it('with six orchestrators, skips the expensive one and the one without the model, and rides out the rest', async () => {

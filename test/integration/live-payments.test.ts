@@ -135,6 +135,50 @@ describe('live payments', () => {
     await sending;
   }, 40_000);
 
+  it('a job that dies on the only orchestrator is retried there with a short prepayment, not another 60 s', async () => {
+    const orch = await paidOrchestrator(() => 1000n);
+    const gw = await gateway([orch.url]);
+    const { viewer, sending, stop } = await publish(gw, 'retry', 20);
+    await waitFor(() => viewer.frames.length > 30, 'frames through the paid orchestrator');
+    const first = await gw.status('retry');
+    const mid = first.manifestId as string;
+    const before = first.payments[0].tickets;
+    expect(before).toBeGreaterThanOrEqual(60);
+
+    // The runner dies: the orchestrator closes the job's channels; the 60 s prepaid stays with
+    // that job's manifest there.
+    orch.jobs.get(mid)?.stop('test: runner died');
+    await waitFor(async () => {
+      const s = await gw.status('retry');
+      return s.manifestId !== null && s.manifestId !== mid;
+    }, 'a new job on the same orchestrator');
+    const retried = await gw.status('retry');
+    expect(retried.orchestrator).toBe(orch.url);
+    // Whichever channel noticed first (input or output), the orchestrator closed it.
+    expect(retried.swaps).toEqual([
+      expect.objectContaining({ from: orch.url, to: orch.url, blame: 'orchestrator' }),
+    ]);
+    // 2 × 250 ms + 15 s = 15.5 s prepaid: 16 tickets, plus the odd payment since.
+    const added = retried.payments[0].tickets - before;
+    expect(added).toBeGreaterThanOrEqual(16);
+    expect(added).toBeLessThan(30);
+    const newMid = retried.manifestId as string;
+    const balance = orch.recipient?.balance(account.address, newMid);
+    expect(compare(balance ?? rat(0n), rat(EV * 10n))).toBeGreaterThan(0);
+
+    // That buffer carries the job: payments flow, and it runs on without another swap.
+    const frames = viewer.frames.length;
+    await sleep(3000);
+    const later = await gw.status('retry');
+    expect(later.manifestId).toBe(newMid);
+    expect(later.swaps).toHaveLength(1);
+    expect(later.state).toBe('live');
+    expect(viewer.frames.length).toBeGreaterThan(frames + 45);
+    expect(later.payments[0].tickets).toBeGreaterThan(retried.payments[0].tickets);
+    stop();
+    await sending;
+  }, 40_000);
+
   it('refreshes expired ticket params with GetOrchestrator and keeps paying the same orchestrator', async () => {
     let l1 = 1000n;
     const orch = await paidOrchestrator(() => l1);

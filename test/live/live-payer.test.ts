@@ -7,11 +7,20 @@ import pino from 'pino';
 import type { Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LivePayer, LivePayments, newTally, type PaymentTally } from '../../src/live/live-payer.ts';
+import { blameOf, type Failure } from '../../src/live/cause.ts';
+import {
+  LIVE_START_PIXELS,
+  LivePayer,
+  LivePayments,
+  newTally,
+  type PaymentTally,
+  retryStartPixels,
+} from '../../src/live/live-payer.ts';
 import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { selfSignedCertificate } from '../../src/local-orchestrator/tls.ts';
 import { liveJobCapabilities } from '../../src/orchestrators/capabilities.ts';
 import { getOrchestrator } from '../../src/orchestrators/grpc-client.ts';
+import { ChainError } from '../../src/payments/chain.ts';
 import { LiveBillingClock } from '../../src/payments/live-clock.ts';
 import { cachedSenderState } from '../../src/payments/onchain-setup.ts';
 import { rat } from '../../src/payments/rational.ts';
@@ -58,7 +67,7 @@ afterAll(async () => {
 interface Harness {
   payer: LivePayer;
   tally: PaymentTally;
-  errors: string[];
+  errors: Failure[];
   refreshes: () => number;
   info: OrchestratorInfo;
   /** Advance the monotonic clock and send an input segment; resolves when its payment is done. */
@@ -68,7 +77,7 @@ interface Harness {
 }
 
 let mids = 0;
-async function harness(opts: { transcoder?: string } = {}): Promise<Harness> {
+async function harness(opts: { transcoder?: string; prepaidPixels?: bigint } = {}): Promise<Harness> {
   let gatewayL1 = 1000n;
   const payments = new LivePayments({
     account,
@@ -81,7 +90,7 @@ async function harness(opts: { transcoder?: string } = {}): Promise<Harness> {
   const ask = () => getOrchestrator(orch.url, { identity: payments.identity, timeoutMs: 3000, capabilities });
   const info = await ask();
   const tally = newTally();
-  const errors: string[] = [];
+  const errors: Failure[] = [];
   let refreshes = 0;
   let mono = 0;
   let wall = Date.now();
@@ -95,7 +104,8 @@ async function harness(opts: { transcoder?: string } = {}): Promise<Harness> {
     capabilities,
     tally,
     logger: payerLogger,
-    onError: (reason) => errors.push(reason),
+    prepaidPixels: opts.prepaidPixels,
+    onError: (failure) => errors.push(failure),
     refresh: async () => {
       refreshes++;
       return ask();
@@ -189,9 +199,24 @@ describe('LivePayer', () => {
     expect(h.errors).toEqual([]);
     await h.segmentAfter(9_000); // 31 s since the start payment
     expect(h.errors).toHaveLength(1);
-    expect(h.errors[0]).toMatch(/^payment failed: .*\(nothing paid for 31 s\)$/);
+    expect(h.errors[0].message).toMatch(/^payment failed: .*\(nothing paid for 31 s\)$/);
+    // Nobody answers: the path or the orchestrator, never the gateway's account.
+    expect(h.errors[0]).toMatchObject({ blame: 'network', code: 'payment' });
     // Stopped: no more attempts.
     expect(await h.segmentAfter(5000)).toBe(false);
+  });
+
+  it('a retry job, prepaid only enough to reach the next payments, counts as unpaid after half of that', async () => {
+    // Interval 1 s: 2 × 1 s + the 15 s payment timeout = 17 s prepaid, so 8.5 s may go unpaid.
+    expect(retryStartPixels(1000)).toBe(27_648_000n * 17n);
+    expect(retryStartPixels(5000)).toBe(27_648_000n * 25n);
+    expect(retryStartPixels(60_000)).toBe(LIVE_START_PIXELS);
+    const h = await harness({ transcoder: deadUrl, prepaidPixels: retryStartPixels(1000) });
+    await h.segmentAfter(2000);
+    await h.segmentAfter(6000);
+    expect(h.errors).toEqual([]);
+    await h.segmentAfter(1000); // 9 s
+    expect(h.errors[0].message).toMatch(/\(nothing paid for 9 s\)$/);
   });
 
   it('sends the job capabilities in every payment, so the orchestrator prices its reply for the model', async () => {
@@ -281,5 +306,9 @@ describe('cachedSenderState', () => {
     };
     const state = cachedSenderState(chain as never, account.address, 50, logger);
     await expect(state()).rejects.toThrow('rpc down');
+    // Typed as the gateway's own trouble, so no orchestrator is blamed for it.
+    const err = await state().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ChainError);
+    expect(blameOf(err, 'orchestrator')).toBe('gateway');
   });
 });
