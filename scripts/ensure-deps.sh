@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `npm start` / `npm test` need and is missing: npm packages, and
-# Debian's ffmpeg (plus chromium for the browser tests when called with --test).
+# Debian's ffmpeg (plus chromium for the browser tests and python3-aiortc for the aiortc client
+# tests when called with --test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,8 @@ need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  # test/peers/aiortc_client.py runs on Debian's interpreter, where python3-aiortc installs.
+  /usr/bin/python3 -c 'import aiortc' >/dev/null 2>&1 || need+=(python3-aiortc)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

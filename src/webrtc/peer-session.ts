@@ -9,7 +9,7 @@ import {
   type RTCRtpTransceiver,
 } from 'werift';
 import { type PeerNetworkOptions, weriftNetworkConfig } from './network.ts';
-import { dropRejectedFromBundle, type RewrittenOffer } from './sdp.ts';
+import { finishAnswer, type RewrittenOffer } from './sdp.ts';
 
 export type PeerState = 'connecting' | 'connected' | 'failed' | 'closed';
 
@@ -108,7 +108,7 @@ export class PeerSession {
       const local = pc.localDescription;
       if (!local) throw new Error('werift produced no local description');
       session.#watch();
-      return { session, answerSdp: dropRejectedFromBundle(local.sdp) };
+      return { session, answerSdp: finishAnswer(local.sdp) };
     } catch (err) {
       await session.close();
       throw err;
