@@ -16,6 +16,7 @@ export {
 export { NackGenerator, type NackGeneratorOptions, seqDistance } from './nack-generator.ts';
 export { LOOPBACK_NETWORK, type PeerNetworkOptions } from './network.ts';
 export {
+  AnswerFailedError,
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_GATHER_TIMEOUT_MS,
   DEFAULT_INACTIVITY_TIMEOUT_MS,
@@ -33,4 +34,6 @@ export {
   type OfferCheck,
   type OfferPurpose,
   OfferRejectedError,
+  SDP_LIMITS,
 } from './sdp.ts';
+export { decodeSdp, SdpParseError } from './sdp-parse.ts';

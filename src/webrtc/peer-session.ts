@@ -9,7 +9,7 @@ import {
   type RTCRtpTransceiver,
 } from 'werift';
 import { type PeerNetworkOptions, weriftNetworkConfig } from './network.ts';
-import { finishAnswer, type RewrittenOffer } from './sdp.ts';
+import { finishAnswer, OfferRejectedError, type RewrittenOffer } from './sdp.ts';
 
 export type PeerState = 'connecting' | 'connected' | 'failed' | 'closed';
 
@@ -24,6 +24,14 @@ export interface NegotiatedCodec {
 }
 
 export type StateListener = (state: PeerState) => void;
+
+/** Answering failed on our side (werift, sockets): a 500 for the client, the cause for the log. */
+export class AnswerFailedError extends Error {
+  override name = 'AnswerFailedError';
+  constructor(cause: unknown) {
+    super('could not answer the offer', { cause });
+  }
+}
 
 export interface PeerTimeoutOptions {
   /** Longest wait for ICE gathering before answering with the candidates found so far. Default 3000 ms. */
@@ -101,7 +109,13 @@ export class PeerSession {
     );
     const { pc } = session;
     try {
-      await pc.setRemoteDescription({ type: 'offer', sdp: params.offerSdp });
+      try {
+        await pc.setRemoteDescription({ type: 'offer', sdp: params.offerSdp });
+      } catch (err) {
+        // sdp-parse.ts checked the offer first; if werift still refuses it, the offer is the cause.
+        opts.logger?.warn({ err }, 'webrtc: werift refused a checked offer');
+        throw new OfferRejectedError(400, 'the offer could not be applied');
+      }
       params.prepare(pc);
       await pc.setLocalDescription(await pc.createAnswer());
       await session.#waitForGathering();
@@ -111,7 +125,10 @@ export class PeerSession {
       return { session, answerSdp: finishAnswer(local.sdp) };
     } catch (err) {
       await session.close();
-      throw err;
+      if (err instanceof OfferRejectedError) throw err;
+      // werift's messages are not for clients: they get a generic 500, the log gets the cause.
+      opts.logger?.error({ err }, 'webrtc: could not answer an offer');
+      throw new AnswerFailedError(err);
     }
   }
 

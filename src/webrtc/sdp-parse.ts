@@ -171,7 +171,7 @@ export function decodeSdp(bytes: Uint8Array): string {
       try {
         decoder.decode(slice);
       } catch {
-        const shown = new TextDecoder('utf-8').decode(slice.subarray(0, 60));
+        const shown = new TextDecoder('utf-8').decode(slice.subarray(0, 60)).replace(/\r$/, '');
         throw new SdpParseError(`line ${line}: not valid UTF-8: "${printable(shown)}"`, line);
       }
       start = end + 1;
@@ -226,6 +226,7 @@ export function parseSdp(sdp: string): ParsedSdp {
   let iceLite = false;
   let current: SectionBuilder | undefined;
   let seenVersion = false;
+  const mids = new Set<string>();
 
   for (let i = 0; i < rawLines.length; i++) {
     const n = i + 1;
@@ -270,6 +271,10 @@ export function parseSdp(sdp: string): ParsedSdp {
     if (!TOKEN.test(name)) fail(n, text, 'malformed attribute name');
     if (current) {
       mediaAttribute(current, name, value, n, text);
+      if (name === 'mid') {
+        if (mids.has(value as string)) fail(n, text, 'mid used by two m= sections');
+        mids.add(value as string);
+      }
       continue;
     }
     // Session-level attributes.
@@ -302,13 +307,7 @@ export function parseSdp(sdp: string): ParsedSdp {
   }
   if (!seenVersion) throw new SdpParseError('SDP must start with "v=0"');
 
-  const mids = new Set<string>();
   for (const builder of builders) finishSection(builder, session, sessionDirection);
-  for (const section of media) {
-    if (section.mid === undefined) continue;
-    if (mids.has(section.mid)) fail(section.line, `a=mid:${section.mid}`, 'mid used by two m= sections');
-    mids.add(section.mid);
-  }
   if (bundle) {
     for (const mid of bundle) {
       if (!mids.has(mid))

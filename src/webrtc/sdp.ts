@@ -357,18 +357,31 @@ function rtpmapLine(codec: SdpCodec): string {
   return `a=rtpmap:${codec.payloadType} ${codec.name}/${codec.clockRate}${channels}`;
 }
 
+/** The a=ssrc attributes werift reads (its SSRC_INFO_ATTRS); others it ignores. */
+const SSRC_ATTRIBUTES = new Set(['cname', 'msid', 'mslabel', 'label']);
+
 /**
- * a=ssrc lines of the media SSRCs only. rtx/FEC are never kept, so neither are their SSRCs (the
- * later members of an ssrc-group): werift takes the first a=ssrc of a section as the media SSRC.
+ * a=ssrc lines of the media SSRCs only, one per SSRC and attribute werift reads. rtx/FEC are never
+ * kept, so neither are their SSRCs (the later members of an ssrc-group): werift takes the first
+ * a=ssrc of a section as the media SSRC.
  */
 function mediaSsrcLines(section: SdpMediaSection): string[] {
   const repair = new Set<string>();
   for (const line of section.lines) {
     if (line.startsWith('a=ssrc-group:')) for (const ssrc of line.split(' ').slice(2)) repair.add(ssrc);
   }
-  return section.lines.filter(
-    (l) => l.startsWith('a=ssrc:') && !repair.has(l.slice('a=ssrc:'.length, l.indexOf(' '))),
-  );
+  const seen = new Set<string>();
+  return section.lines.filter((line) => {
+    if (!line.startsWith('a=ssrc:')) return false;
+    const space = line.indexOf(' ');
+    const ssrc = line.slice('a=ssrc:'.length, space);
+    const colon = line.indexOf(':', space);
+    const attribute = colon < 0 ? line.slice(space + 1) : line.slice(space + 1, colon);
+    const key = `${ssrc} ${attribute}`;
+    if (repair.has(ssrc) || !SSRC_ATTRIBUTES.has(attribute) || seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 function transportLines(t: SdpTransport, withCandidates: boolean): string[] {

@@ -32,6 +32,8 @@ export interface TestGatewayOptions {
   batch?: (pool: OrchestratorPool) => BatchRoutesOptions;
   /** The segment transcoding routes. */
   transcode?: GatewayAppOptions['transcode'];
+  /** Base of absolute URLs the live routes hand out (Livepeer-Playback-URL). */
+  publicUrl?: string;
 }
 
 export async function startTestGateway(opts: TestGatewayOptions) {
@@ -75,7 +77,7 @@ export async function startTestGateway(opts: TestGatewayOptions) {
   const app = await buildGatewayApp({
     pool,
     streams,
-    live: { iceServers: [], defaultModel: opts.defaultModel ?? 'invert' },
+    live: { iceServers: [], defaultModel: opts.defaultModel ?? 'invert', publicUrl: opts.publicUrl },
     bodyLimitBytes: 1024 * 1024,
     metrics: metrics.registry,
     batch: opts.batch?.(pool),
