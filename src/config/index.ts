@@ -118,6 +118,8 @@ export type Config = {
     readonly whipAuthToken: Secret | undefined;
     /** Empty by default: no public STUN server is contacted unless configured. */
     readonly iceServers: readonly IceServer[];
+    /** Base of absolute URLs in live replies (Livepeer-Playback-URL); undefined = the request's Host. */
+    readonly publicUrl: string | undefined;
   };
   readonly http: {
     readonly bodyLimitBytes: number;
@@ -351,6 +353,7 @@ function build(
       noOrchestratorGraceMs: value(K.liveNoOrchestratorGraceMs),
       whipAuthToken: value(K.liveWhipAuthToken),
       iceServers: value(K.liveIceServers),
+      publicUrl: value(K.livePublicUrl),
     },
     http: {
       bodyLimitBytes: value(K.httpBodyLimitBytes),

@@ -432,6 +432,11 @@ export const K = {
     parse: secret,
     secret: true,
   }),
+  livePublicUrl: opt(['live', 'publicUrl'], {
+    type: 'url',
+    help: "Base of the WHEP URL in WHIP's Livepeer-Playback-URL header (https://gw.example.com); empty = the request's own scheme and Host",
+    parse: url(['http', 'https']),
+  }),
   liveIceServers: req(['live', 'iceServers'], [], {
     type: 'list',
     help: 'ICE servers for WebRTC: JSON [{"urls":..,"username":..,"credential":..}] or comma-separated stun: URLs; empty = none',
