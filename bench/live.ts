@@ -1,6 +1,7 @@
 // Live-path benchmark: starts the gateway as a child process (embedded local orchestrator, effect
 // `passthrough`), drives it with werift WHIP publishers and WHEP viewers on 127.0.0.1, and prints a
-// markdown table: time to first frame, gateway-added latency, CPU per stream at 1/4/8 streams.
+// markdown table: time to first frame, gateway-added latency, CPU per stream at 1/4/8 streams, and
+// the gateway's event-loop delay while worst-case SDP offers arrive during 4 live streams.
 //
 //   npm run bench:live                 full run (about 1 min on 2 cores)
 //   npm run bench:live -- --quick      fewer repetitions, shorter windows, 1 and 4 streams (~30 s)
@@ -18,6 +19,7 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeH264Clip } from '../test/helpers/media.ts';
+import { worstCaseOffers } from '../test/helpers/sdp-worst-cases.ts';
 import {
   type AccessUnit,
   h264Frames,
@@ -757,6 +759,125 @@ async function load(
   }
 }
 
+interface LoopWindow {
+  /** The gateway's own event-loop delay (prom-client's monitorEventLoopDelay, 10 ms resolution). */
+  loopLagMaxMs: number;
+  loopLagP99Ms: number;
+  viewerFps: { min: number; avg: number };
+  maxViewerGapMs: number;
+}
+
+interface OfferStormResult {
+  streams: number;
+  viewers: number;
+  offers: { name: string; what: 'WHIP' | 'WHEP'; status: number; ms: number; bytes: number }[];
+  /** The same streams over a window without offers, just before. */
+  baseline: LoopWindow;
+  withOffers: LoopWindow;
+}
+
+/** The gateway's event-loop lag gauges; each scrape also resets prom-client's histogram. */
+async function loopLag(base: string): Promise<{ maxMs: number; p99Ms: number }> {
+  const text = await (await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+  const gauge = (name: string) =>
+    Number(
+      new RegExp(`^livepeer_gateway_process_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(
+        text,
+      )?.[1],
+    ) * 1000;
+  return { maxMs: gauge('max'), p99Ms: gauge('p99') };
+}
+
+/** Runs `during` at the start of a window of windowMs and measures the gateway loop and the viewers. */
+async function loopWindow(
+  base: string,
+  viewers: ViewerClient[],
+  windowMs: number,
+  during: () => Promise<void>,
+): Promise<LoopWindow> {
+  for (const v of viewers) {
+    v.windowStartFrames = v.frames;
+    v.maxGapMs = 0;
+  }
+  await loopLag(base);
+  const t0 = now();
+  await during();
+  await sleep(Math.max(0, windowMs - (now() - t0)));
+  const seconds = (now() - t0) / 1000;
+  const lag = await loopLag(base);
+  const fps = viewers.map((v) => (v.frames - v.windowStartFrames) / seconds);
+  return {
+    loopLagMaxMs: lag.maxMs,
+    loopLagP99Ms: lag.p99Ms,
+    viewerFps: { min: Math.min(...fps), avg: fps.reduce((a, b) => a + b, 0) / fps.length },
+    maxViewerGapMs: Math.max(...viewers.map((v) => v.maxGapMs)),
+  };
+}
+
+const OFFER_BURST = 10;
+
+/**
+ * 4 streams × viewers run; a window without offers, then one where OFFER_BURST worst-case offers at
+ * the SDP size limit (half WHIP to new streams, half WHEP to a live one) are POSTed at once.
+ */
+async function offersUnderLoad(gateway: Gateway, clip: Clip, opts: BenchOptions): Promise<OfferStormResult> {
+  const streams: StreamClient[] = [];
+  const created: string[] = [];
+  try {
+    for (let i = 0; i < 4; i++) {
+      streams.push(
+        await openStream(
+          gateway.base,
+          `bench-offers-${i}-${Date.now() % 100000}`,
+          clip,
+          opts.viewersPerStream,
+        ),
+      );
+    }
+    await sleep(opts.warmupMs);
+    const viewers = streams.flatMap((s) => s.viewers);
+    const baseline = await loopWindow(gateway.base, viewers, opts.windowMs, async () => {});
+    const cases = worstCaseOffers();
+    const offers: OfferStormResult['offers'] = [];
+    const withOffers = await loopWindow(gateway.base, viewers, opts.windowMs, async () => {
+      const replies = await Promise.all(
+        Array.from({ length: OFFER_BURST }, async (_, i) => {
+          const c = cases[i % cases.length];
+          const what = i % 2 === 0 ? 'WHIP' : 'WHEP';
+          const url =
+            what === 'WHIP'
+              ? streamUrl(gateway.base, `bench-worst-${i}-${Date.now() % 100000}`, 'whip?model=passthrough')
+              : streamUrl(gateway.base, streams[0].name, 'whep');
+          const sdp = what === 'WHIP' ? c.sdp : c.sdp.replaceAll('a=sendonly', 'a=recvonly');
+          const started = now();
+          const res = await fetch(url, {
+            method: 'POST',
+            headers: { 'content-type': 'application/sdp' },
+            body: sdp,
+            signal: AbortSignal.timeout(20_000),
+          });
+          await res.text();
+          const location = res.headers.get('location');
+          if (res.status === 201 && location) created.push(new URL(location, url).toString());
+          return {
+            name: c.name,
+            what,
+            status: res.status,
+            ms: now() - started,
+            bytes: Buffer.byteLength(sdp),
+          } as const;
+        }),
+      );
+      offers.push(...replies);
+    });
+    return { streams: streams.length, viewers: viewers.length, offers, baseline, withOffers };
+  } finally {
+    for (const url of created) await deleteResource(url);
+    for (const s of streams) s.stopped = true;
+    for (const s of streams) await closeStream(gateway.base, s);
+  }
+}
+
 async function idleCpu(gateway: Gateway, ms: number, ticksPerSecond: number): Promise<number> {
   const before = processTicks(gateway.child.pid);
   const t0 = now();
@@ -927,6 +1048,7 @@ async function main(): Promise<void> {
   const ttff: TtffRun[] = [];
   let lat: LatencyResult | undefined;
   const loads: LoadResult[] = [];
+  let storm: OfferStormResult | undefined;
   const failures: string[] = [];
   let idle = Number.NaN;
   try {
@@ -962,6 +1084,14 @@ async function main(): Promise<void> {
       if (gateway.child.exited) {
         failures.push(`the gateway exited (${gateway.child.exited.code ?? gateway.child.exited.signal})`);
         break;
+      }
+    }
+    if (!gateway.child.exited) {
+      log(`offers: ${OFFER_BURST} worst-case offers during 4 streams × ${opts.viewersPerStream} viewers...`);
+      try {
+        storm = await offersUnderLoad(gateway, clip, opts);
+      } catch (err) {
+        failures.push(`worst-case offers: ${(err as Error).message}`);
       }
     }
   } catch (err) {
@@ -1081,6 +1211,35 @@ async function main(): Promise<void> {
           `${fmt(busy)} % busy of ${cpusCount() * 100} % (${cpusCount()} cores), with gateway${l.orchestratorCpuPct !== undefined ? ', orchestrator' : ''} and bench on it.`,
       );
     }
+  }
+  if (storm) {
+    const replies = new Map<number, number>();
+    for (const o of storm.offers) replies.set(o.status, (replies.get(o.status) ?? 0) + 1);
+    const whip = storm.offers.filter((o) => o.what === 'WHIP').length;
+    const largest = Math.max(...storm.offers.map((o) => o.bytes)) / 1024;
+    const row = (label: string, w: LoopWindow, extra: string) =>
+      `| ${label} | **${fmt(w.loopLagMaxMs, 1)} / ${fmt(w.loopLagP99Ms, 1)} ms** | ${fmt(w.viewerFps.min, 1)} / ${fmt(w.viewerFps.avg, 1)} | ${fmt(w.maxViewerGapMs)} ms | ${extra} | ${w.viewerFps.min >= 28 ? 'yes' : '**no**'} |`;
+    out.push('');
+    out.push(
+      `| ${storm.streams} streams × ${storm.viewers / storm.streams} viewers | gateway event-loop delay max / p99 | viewer fps min / avg | longest gap at a viewer | offers | keeps up |`,
+    );
+    out.push('|---|---:|---|---:|---|---|');
+    out.push(row('no offers (baseline)', storm.baseline, '–'));
+    out.push(
+      row(
+        `${storm.offers.length} worst-case offers at once (${whip} WHIP, ${storm.offers.length - whip} WHEP, ≤ ${fmt(largest, 1)} KiB)`,
+        storm.withOffers,
+        `${[...replies].map(([status, n]) => `${n} × ${status}`).join(', ')}; slowest reply ${fmt(Math.max(...storm.offers.map((o) => o.ms)))} ms`,
+      ),
+    );
+    out.push('');
+    out.push(
+      `Offers: test/helpers/sdp-worst-cases.ts (${[...new Set(storm.offers.map((o) => o.name))].join(', ')}), POSTed at once ` +
+        `at the start of a ${opts.windowMs / 1000} s window that follows a window without offers. Event-loop delay from the ` +
+        "gateway's /metrics (livepeer_gateway_process_nodejs_eventloop_lag_*, reset at each window start). A 201 is a " +
+        "new stream (WHIP) or viewer (WHEP) with the offer's unreachable candidates, deleted after the window. " +
+        'Target: viewers keep ≥ 28 fps.',
+    );
   }
   const problems = [...gateway.child.problems, ...(gateway.orchestrator?.problems ?? [])];
   out.push('');
