@@ -767,13 +767,23 @@ interface LoopWindow {
   maxViewerGapMs: number;
 }
 
+interface OfferReply {
+  name: string;
+  what: 'WHIP' | 'WHEP';
+  status: number;
+  ms: number;
+  bytes: number;
+}
+
 interface OfferStormResult {
   streams: number;
   viewers: number;
-  offers: { name: string; what: 'WHIP' | 'WHEP'; status: number; ms: number; bytes: number }[];
-  /** The same streams over a window without offers, just before. */
+  /** The same streams over a window without offers, first. */
   baseline: LoopWindow;
-  withOffers: LoopWindow;
+  /** OFFER_BURST captured Chrome offers at once: what any burst of clients costs. */
+  normal: { window: LoopWindow; offers: OfferReply[] };
+  /** OFFER_BURST worst-case offers at once. */
+  worst: { window: LoopWindow; offers: OfferReply[] };
 }
 
 /** The gateway's event-loop lag gauges; each scrape also resets prom-client's histogram. */
@@ -823,6 +833,44 @@ const OFFER_BURST = 10;
 async function offersUnderLoad(gateway: Gateway, clip: Clip, opts: BenchOptions): Promise<OfferStormResult> {
   const streams: StreamClient[] = [];
   const created: string[] = [];
+  const burst = async (
+    offers: OfferReply[],
+    pick: (i: number) => { name: string; whip: string; whep: string },
+  ) => {
+    const replies = await Promise.all(
+      Array.from({ length: OFFER_BURST }, async (_, i) => {
+        const offer = pick(i);
+        const what = i % 2 === 0 ? 'WHIP' : 'WHEP';
+        const url =
+          what === 'WHIP'
+            ? streamUrl(gateway.base, `bench-offer-${i}-${Date.now() % 100000}`, 'whip?model=passthrough')
+            : streamUrl(gateway.base, streams[0].name, 'whep');
+        const sdp = what === 'WHIP' ? offer.whip : offer.whep;
+        const started = now();
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/sdp' },
+          body: sdp,
+          signal: AbortSignal.timeout(20_000),
+        });
+        await res.text();
+        const location = res.headers.get('location');
+        if (res.status === 201 && location) created.push(new URL(location, url).toString());
+        return {
+          name: offer.name,
+          what,
+          status: res.status,
+          ms: now() - started,
+          bytes: Buffer.byteLength(sdp),
+        } as const;
+      }),
+    );
+    offers.push(...replies);
+  };
+  const clean = async () => {
+    for (const url of created.splice(0)) await deleteResource(url);
+    await sleep(1000);
+  };
   try {
     for (let i = 0; i < 4; i++) {
       streams.push(
@@ -837,42 +885,34 @@ async function offersUnderLoad(gateway: Gateway, clip: Clip, opts: BenchOptions)
     await sleep(opts.warmupMs);
     const viewers = streams.flatMap((s) => s.viewers);
     const baseline = await loopWindow(gateway.base, viewers, opts.windowMs, async () => {});
+    const fixture = (name: string) => readFileSync(join(ROOT, 'test/webrtc/fixtures', name), 'utf8');
+    const captured = {
+      name: 'Chrome',
+      whip: fixture('chrome-whip-offer.sdp'),
+      whep: fixture('chrome-whep-offer.sdp'),
+    };
+    const normal: OfferReply[] = [];
+    const normalWindow = await loopWindow(gateway.base, viewers, opts.windowMs, () =>
+      burst(normal, () => captured),
+    );
+    await clean();
     const cases = worstCaseOffers();
-    const offers: OfferStormResult['offers'] = [];
-    const withOffers = await loopWindow(gateway.base, viewers, opts.windowMs, async () => {
-      const replies = await Promise.all(
-        Array.from({ length: OFFER_BURST }, async (_, i) => {
-          const c = cases[i % cases.length];
-          const what = i % 2 === 0 ? 'WHIP' : 'WHEP';
-          const url =
-            what === 'WHIP'
-              ? streamUrl(gateway.base, `bench-worst-${i}-${Date.now() % 100000}`, 'whip?model=passthrough')
-              : streamUrl(gateway.base, streams[0].name, 'whep');
-          const sdp = what === 'WHIP' ? c.sdp : c.sdp.replaceAll('a=sendonly', 'a=recvonly');
-          const started = now();
-          const res = await fetch(url, {
-            method: 'POST',
-            headers: { 'content-type': 'application/sdp' },
-            body: sdp,
-            signal: AbortSignal.timeout(20_000),
-          });
-          await res.text();
-          const location = res.headers.get('location');
-          if (res.status === 201 && location) created.push(new URL(location, url).toString());
-          return {
-            name: c.name,
-            what,
-            status: res.status,
-            ms: now() - started,
-            bytes: Buffer.byteLength(sdp),
-          } as const;
-        }),
-      );
-      offers.push(...replies);
-    });
-    return { streams: streams.length, viewers: viewers.length, offers, baseline, withOffers };
+    const worst: OfferReply[] = [];
+    const worstWindow = await loopWindow(gateway.base, viewers, opts.windowMs, () =>
+      burst(worst, (i) => {
+        const c = cases[i % cases.length];
+        return { name: c.name, whip: c.sdp, whep: c.sdp.replaceAll('a=sendonly', 'a=recvonly') };
+      }),
+    );
+    return {
+      streams: streams.length,
+      viewers: viewers.length,
+      baseline,
+      normal: { window: normalWindow, offers: normal },
+      worst: { window: worstWindow, offers: worst },
+    };
   } finally {
-    for (const url of created) await deleteResource(url);
+    await clean();
     for (const s of streams) s.stopped = true;
     for (const s of streams) await closeStream(gateway.base, s);
   }
@@ -1213,32 +1253,35 @@ async function main(): Promise<void> {
     }
   }
   if (storm) {
-    const replies = new Map<number, number>();
-    for (const o of storm.offers) replies.set(o.status, (replies.get(o.status) ?? 0) + 1);
-    const whip = storm.offers.filter((o) => o.what === 'WHIP').length;
-    const largest = Math.max(...storm.offers.map((o) => o.bytes)) / 1024;
-    const row = (label: string, w: LoopWindow, extra: string) =>
-      `| ${label} | **${fmt(w.loopLagMaxMs, 1)} / ${fmt(w.loopLagP99Ms, 1)} ms** | ${fmt(w.viewerFps.min, 1)} / ${fmt(w.viewerFps.avg, 1)} | ${fmt(w.maxViewerGapMs)} ms | ${extra} | ${w.viewerFps.min >= 28 ? 'yes' : '**no**'} |`;
+    const row = (label: string, w: LoopWindow, offers?: OfferReply[]) => {
+      const replies = new Map<number, number>();
+      for (const o of offers ?? []) replies.set(o.status, (replies.get(o.status) ?? 0) + 1);
+      const summary = offers
+        ? `${[...replies].map(([status, n]) => `${n} × ${status}`).join(', ')}; slowest reply ${fmt(Math.max(...offers.map((o) => o.ms)))} ms`
+        : '–';
+      return `| ${label} | **${fmt(w.loopLagMaxMs, 1)} / ${fmt(w.loopLagP99Ms, 1)} ms** | ${fmt(w.viewerFps.min, 1)} / ${fmt(w.viewerFps.avg, 1)} | ${fmt(w.maxViewerGapMs)} ms | ${summary} | ${w.viewerFps.min >= 28 ? 'yes' : '**no**'} |`;
+    };
+    const largest = Math.max(...storm.worst.offers.map((o) => o.bytes)) / 1024;
     out.push('');
     out.push(
-      `| ${storm.streams} streams × ${storm.viewers / storm.streams} viewers | gateway event-loop delay max / p99 | viewer fps min / avg | longest gap at a viewer | offers | keeps up |`,
+      `| ${storm.streams} streams × ${storm.viewers / storm.streams} viewers, then ${OFFER_BURST} offers at once (half WHIP, half WHEP) | gateway event-loop delay max / p99 | viewer fps min / avg | longest gap at a viewer | offer replies | keeps up |`,
     );
     out.push('|---|---:|---|---:|---|---|');
-    out.push(row('no offers (baseline)', storm.baseline, '–'));
+    out.push(row('no offers (baseline)', storm.baseline));
+    out.push(row('captured Chrome offers (5.6 / 5.0 KB)', storm.normal.window, storm.normal.offers));
     out.push(
       row(
-        `${storm.offers.length} worst-case offers at once (${whip} WHIP, ${storm.offers.length - whip} WHEP, ≤ ${fmt(largest, 1)} KiB)`,
-        storm.withOffers,
-        `${[...replies].map(([status, n]) => `${n} × ${status}`).join(', ')}; slowest reply ${fmt(Math.max(...storm.offers.map((o) => o.ms)))} ms`,
+        `worst-case offers at the limits (≤ ${fmt(largest, 1)} KiB)`,
+        storm.worst.window,
+        storm.worst.offers,
       ),
     );
     out.push('');
     out.push(
-      `Offers: test/helpers/sdp-worst-cases.ts (${[...new Set(storm.offers.map((o) => o.name))].join(', ')}), POSTed at once ` +
-        `at the start of a ${opts.windowMs / 1000} s window that follows a window without offers. Event-loop delay from the ` +
-        "gateway's /metrics (livepeer_gateway_process_nodejs_eventloop_lag_*, reset at each window start). A 201 is a " +
-        "new stream (WHIP) or viewer (WHEP) with the offer's unreachable candidates, deleted after the window. " +
-        'Target: viewers keep ≥ 28 fps.',
+      `Worst cases: test/helpers/sdp-worst-cases.ts (${[...new Set(storm.worst.offers.map((o) => o.name))].join(', ')}). ` +
+        `Each burst is POSTed at the start of a ${opts.windowMs / 1000} s window; the gateway's event-loop delay comes from its ` +
+        '/metrics (livepeer_gateway_process_nodejs_eventloop_lag_*, reset at each window start). A 201 is a new stream (WHIP) ' +
+        "or viewer (WHEP) with the offer's unreachable candidates, deleted after its window. Target: viewers keep ≥ 28 fps.",
     );
   }
   const problems = [...gateway.child.problems, ...(gateway.orchestrator?.problems ?? [])];
