@@ -284,10 +284,11 @@ export function parseSdp(sdp: string): ParsedSdp {
         if (!value || parts.some((p) => !TOKEN.test(p))) fail(n, text, 'malformed a=group');
         if (parts[0] !== 'BUNDLE') break;
         if (bundle) fail(n, text, 'more than one BUNDLE group (not supported)');
-        const mids = parts.slice(1);
-        if (new Set(mids).size !== mids.length) fail(n, text, 'a mid appears twice in the BUNDLE group');
-        if (mids.length > 0) {
-          bundle = mids;
+        const grouped = parts.slice(1);
+        if (new Set(grouped).size !== grouped.length)
+          fail(n, text, 'a mid appears twice in the BUNDLE group');
+        if (grouped.length > 0) {
+          bundle = grouped;
           bundleLine = n;
         }
         break;
