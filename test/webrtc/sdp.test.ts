@@ -340,6 +340,22 @@ describe('BUNDLE (RFC 8843): the BUNDLE-tag section’s transport applies to the
     expect(result.plan.bundleTag?.mid).toBe('1');
   });
 
+  it('a bundle-only section (port 0 in the group, Firefox max-bundle) is used, with the tag’s transport', async () => {
+    const bundleOnly = firefoxWhip
+      .replace('m=video 9 UDP/TLS/RTP/SAVPF', 'm=video 0 UDP/TLS/RTP/SAVPF')
+      .replace('a=mid:1\r\n', 'a=mid:1\r\na=bundle-only\r\n');
+    const result = planOffer(bundleOnly, 'publish');
+    if (!result.ok) throw new Error(result.reason);
+    expect(result.plan.video.section.mid).toBe('1');
+    const peer = await IngestPeer.create(bundleOnly, LOOPBACK_NETWORK);
+    try {
+      expect(answeredCodecs(peer.answerSdp, 'video')).toMatchObject({ direction: 'recvonly' });
+      expect(answeredCodecs(peer.answerSdp, 'video')?.port).not.toBe(0);
+    } finally {
+      await peer.close();
+    }
+  });
+
   it('without the tag’s credentials: 400 naming the line', () => {
     const noCredentials = aiortcWhip.replace('a=ice-ufrag:rWfE\r\n', '');
     expect(checkOffer(noCredentials, 'publish')).toEqual({
