@@ -109,6 +109,9 @@ export class PeerSession {
     );
     const { pc } = session;
     try {
+      // Offers that arrive together would otherwise be checked and handed to werift in one turn of
+      // the loop; a turn between the two lets media and timers through.
+      await new Promise((resolve) => setImmediate(resolve));
       try {
         await pc.setRemoteDescription({ type: 'offer', sdp: params.offerSdp });
       } catch (err) {

@@ -116,6 +116,17 @@ const refuse = (status: 400 | 406, reason: string) => ({ ok: false as const, sta
  * the first usable audio section with Opus. With a BUNDLE group, sections outside it are declined.
  */
 export function planOffer(sdp: string, purpose: OfferPurpose): PlanResult {
+  // LiveSession checks an offer (checkOffer) right before its peer plans it again: parse it once.
+  // Plans are never modified, so sharing the last one is safe.
+  if (lastPlan && lastPlan.sdp === sdp && lastPlan.purpose === purpose) return lastPlan.result;
+  const result = plan(sdp, purpose);
+  lastPlan = { sdp, purpose, result };
+  return result;
+}
+
+let lastPlan: { sdp: string; purpose: OfferPurpose; result: PlanResult } | undefined;
+
+function plan(sdp: string, purpose: OfferPurpose): PlanResult {
   let parsed: ParsedSdp;
   try {
     parsed = parseSdp(sdp);

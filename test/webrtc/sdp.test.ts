@@ -148,6 +148,15 @@ describe('checkOffer', () => {
   });
 });
 
+describe('planOffer', () => {
+  it('parses an offer once when it is checked and then planned (the last plan is remembered)', () => {
+    const first = planOffer(chromeWhip, 'publish');
+    expect(planOffer(chromeWhip, 'publish')).toBe(first);
+    expect(planOffer(chromeWhip, 'view')).not.toBe(first);
+    expect(planOffer(`${chromeWhip}`, 'publish')).toEqual(first);
+  });
+});
+
 describe('rewriteOffer', () => {
   it('keeps only the chosen payload types and feedback, and declines other sections', () => {
     const result = planOffer(pcmuAudio, 'publish');
