@@ -1,7 +1,9 @@
 // Live-path benchmark: starts the gateway as a child process (embedded local orchestrator, effect
 // `passthrough`), drives it with werift WHIP publishers and WHEP viewers on 127.0.0.1, and prints a
 // markdown table: time to first frame, gateway-added latency, viewer join (WHEP answer → first
-// frame, and whether what a joining viewer gets decodes cleanly), CPU per stream at 1/4/8 streams.
+// frame, and whether what a joining viewer gets decodes cleanly), CPU per stream at 1/4/8 streams,
+// the gateway's event-loop delay while worst-case SDP offers arrive during 4 live streams, and on
+// chain, the event-loop delay while a 5th paid stream starts with its prepayment.
 //
 //   npm run bench:live                 full run (about 1 min on 2 cores)
 //   npm run bench:live -- --quick      fewer repetitions, shorter windows, 1 and 4 streams (~30 s)
@@ -32,6 +34,7 @@ import { keccak256, stringToBytes } from 'viem';
 import { encryptKeystore } from '../src/payments/keystore.ts';
 import { type LocalChain, startLocalChain, TEST_SENDER_KEY } from '../test/helpers/local-chain.ts';
 import { h264DecodeReport, makeH264Clip } from '../test/helpers/media.ts';
+import { worstCaseOffers } from '../test/helpers/sdp-worst-cases.ts';
 import {
   type AccessUnit,
   framesInSequenceOrder,
@@ -881,6 +884,165 @@ async function load(
   }
 }
 
+interface LoopWindow {
+  /** The gateway's own event-loop delay (prom-client's monitorEventLoopDelay, 10 ms resolution). */
+  loopLagMaxMs: number;
+  loopLagP99Ms: number;
+  viewerFps: { min: number; avg: number };
+  maxViewerGapMs: number;
+}
+
+interface OfferReply {
+  name: string;
+  what: 'WHIP' | 'WHEP';
+  status: number;
+  ms: number;
+  bytes: number;
+}
+
+interface OfferStormResult {
+  streams: number;
+  viewers: number;
+  /** The same streams over a window without offers, first. */
+  baseline: LoopWindow;
+  /** OFFER_BURST captured Chrome offers at once: what any burst of clients costs. */
+  normal: { window: LoopWindow; offers: OfferReply[] };
+  /** OFFER_BURST worst-case offers at once. */
+  worst: { window: LoopWindow; offers: OfferReply[] };
+}
+
+/** The gateway's event-loop lag gauges; each scrape also resets prom-client's histogram. */
+async function loopLag(base: string): Promise<{ maxMs: number; p99Ms: number }> {
+  const text = await (await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+  const gauge = (name: string) =>
+    Number(
+      new RegExp(`^livepeer_gateway_process_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(
+        text,
+      )?.[1],
+    ) * 1000;
+  return { maxMs: gauge('max'), p99Ms: gauge('p99') };
+}
+
+/** Runs `during` at the start of a window of windowMs and measures the gateway loop and the viewers. */
+async function loopWindow(
+  base: string,
+  viewers: ViewerClient[],
+  windowMs: number,
+  during: () => Promise<void>,
+): Promise<LoopWindow> {
+  for (const v of viewers) {
+    v.windowStartFrames = v.frames;
+    v.maxGapMs = 0;
+  }
+  await loopLag(base);
+  const t0 = now();
+  await during();
+  await sleep(Math.max(0, windowMs - (now() - t0)));
+  const seconds = (now() - t0) / 1000;
+  const lag = await loopLag(base);
+  const fps = viewers.map((v) => (v.frames - v.windowStartFrames) / seconds);
+  return {
+    loopLagMaxMs: lag.maxMs,
+    loopLagP99Ms: lag.p99Ms,
+    viewerFps: { min: Math.min(...fps), avg: fps.reduce((a, b) => a + b, 0) / fps.length },
+    maxViewerGapMs: Math.max(...viewers.map((v) => v.maxGapMs)),
+  };
+}
+
+const OFFER_BURST = 10;
+
+/**
+ * 4 streams × viewers run; a window without offers, then one where OFFER_BURST worst-case offers at
+ * the SDP size limit (half WHIP to new streams, half WHEP to a live one) are POSTed at once.
+ */
+async function offersUnderLoad(gateway: Gateway, clip: Clip, opts: BenchOptions): Promise<OfferStormResult> {
+  const streams: StreamClient[] = [];
+  const created: string[] = [];
+  const burst = async (
+    offers: OfferReply[],
+    pick: (i: number) => { name: string; whip: string; whep: string },
+  ) => {
+    const replies = await Promise.all(
+      Array.from({ length: OFFER_BURST }, async (_, i) => {
+        const offer = pick(i);
+        const what = i % 2 === 0 ? 'WHIP' : 'WHEP';
+        const url =
+          what === 'WHIP'
+            ? streamUrl(gateway.base, `bench-offer-${i}-${Date.now() % 100000}`, 'whip?model=passthrough')
+            : streamUrl(gateway.base, streams[0].name, 'whep');
+        const sdp = what === 'WHIP' ? offer.whip : offer.whep;
+        const started = now();
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/sdp' },
+          body: sdp,
+          signal: AbortSignal.timeout(20_000),
+        });
+        await res.text();
+        const location = res.headers.get('location');
+        if (res.status === 201 && location) created.push(new URL(location, url).toString());
+        return {
+          name: offer.name,
+          what,
+          status: res.status,
+          ms: now() - started,
+          bytes: Buffer.byteLength(sdp),
+        } as const;
+      }),
+    );
+    offers.push(...replies);
+  };
+  const clean = async () => {
+    for (const url of created.splice(0)) await deleteResource(url);
+    await sleep(1000);
+  };
+  try {
+    for (let i = 0; i < 4; i++) {
+      streams.push(
+        await openStream(
+          gateway.base,
+          `bench-offers-${i}-${Date.now() % 100000}`,
+          clip,
+          opts.viewersPerStream,
+        ),
+      );
+    }
+    await sleep(opts.warmupMs);
+    const viewers = streams.flatMap((s) => s.viewers);
+    const baseline = await loopWindow(gateway.base, viewers, opts.windowMs, async () => {});
+    const fixture = (name: string) => readFileSync(join(ROOT, 'test/webrtc/fixtures', name), 'utf8');
+    const captured = {
+      name: 'Chrome',
+      whip: fixture('chrome-whip-offer.sdp'),
+      whep: fixture('chrome-whep-offer.sdp'),
+    };
+    const normal: OfferReply[] = [];
+    const normalWindow = await loopWindow(gateway.base, viewers, opts.windowMs, () =>
+      burst(normal, () => captured),
+    );
+    await clean();
+    const cases = worstCaseOffers();
+    const worst: OfferReply[] = [];
+    const worstWindow = await loopWindow(gateway.base, viewers, opts.windowMs, () =>
+      burst(worst, (i) => {
+        const c = cases[i % cases.length];
+        return { name: c.name, whip: c.sdp, whep: c.sdp.replaceAll('a=sendonly', 'a=recvonly') };
+      }),
+    );
+    return {
+      streams: streams.length,
+      viewers: viewers.length,
+      baseline,
+      normal: { window: normalWindow, offers: normal },
+      worst: { window: worstWindow, offers: worst },
+    };
+  } finally {
+    await clean();
+    for (const s of streams) s.stopped = true;
+    for (const s of streams) await closeStream(gateway.base, s);
+  }
+}
+
 async function idleCpu(gateway: Gateway, ms: number, ticksPerSecond: number): Promise<number> {
   const before = processTicks(gateway.child.pid);
   const t0 = now();
@@ -1326,6 +1488,7 @@ async function main(): Promise<void> {
   let lat: LatencyResult | undefined;
   let joinRuns: JoinRun[] = [];
   const loads: LoadResult[] = [];
+  let storm: OfferStormResult | undefined;
   const failures: string[] = [];
   let idle = Number.NaN;
   let prepay: PrepayResult | undefined;
@@ -1394,6 +1557,14 @@ async function main(): Promise<void> {
       if (gateway.child.exited) {
         failures.push(`the gateway exited (${gateway.child.exited.code ?? gateway.child.exited.signal})`);
         break;
+      }
+    }
+    if (!gateway.child.exited) {
+      log(`offers: ${OFFER_BURST} worst-case offers during 4 streams × ${opts.viewersPerStream} viewers...`);
+      try {
+        storm = await offersUnderLoad(gateway, clip, opts);
+      } catch (err) {
+        failures.push(`worst-case offers: ${(err as Error).message}`);
       }
     }
   }
@@ -1558,6 +1729,38 @@ async function main(): Promise<void> {
           `${fmt(busy)} % busy of ${cpusCount() * 100} % (${cpusCount()} cores), with gateway${l.orchestratorCpuPct !== undefined ? ', orchestrator' : ''} and bench on it.`,
       );
     }
+  }
+  if (storm) {
+    const row = (label: string, w: LoopWindow, offers?: OfferReply[]) => {
+      const replies = new Map<number, number>();
+      for (const o of offers ?? []) replies.set(o.status, (replies.get(o.status) ?? 0) + 1);
+      const summary = offers
+        ? `${[...replies].map(([status, n]) => `${n} × ${status}`).join(', ')}; slowest reply ${fmt(Math.max(...offers.map((o) => o.ms)))} ms`
+        : '–';
+      return `| ${label} | **${fmt(w.loopLagMaxMs, 1)} / ${fmt(w.loopLagP99Ms, 1)} ms** | ${fmt(w.viewerFps.min, 1)} / ${fmt(w.viewerFps.avg, 1)} | ${fmt(w.maxViewerGapMs)} ms | ${summary} | ${w.viewerFps.min >= 28 ? 'yes' : '**no**'} |`;
+    };
+    const largest = Math.max(...storm.worst.offers.map((o) => o.bytes)) / 1024;
+    out.push('');
+    out.push(
+      `| ${storm.streams} streams × ${storm.viewers / storm.streams} viewers, then ${OFFER_BURST} offers at once (half WHIP, half WHEP) | gateway event-loop delay max / p99 | viewer fps min / avg | longest gap at a viewer | offer replies | keeps up |`,
+    );
+    out.push('|---|---:|---|---:|---|---|');
+    out.push(row('no offers (baseline)', storm.baseline));
+    out.push(row('captured Chrome offers (5.6 / 5.0 KB)', storm.normal.window, storm.normal.offers));
+    out.push(
+      row(
+        `worst-case offers at the limits (≤ ${fmt(largest, 1)} KiB)`,
+        storm.worst.window,
+        storm.worst.offers,
+      ),
+    );
+    out.push('');
+    out.push(
+      `Worst cases: test/helpers/sdp-worst-cases.ts (${[...new Set(storm.worst.offers.map((o) => o.name))].join(', ')}). ` +
+        `Each burst is POSTed at the start of a ${opts.windowMs / 1000} s window; the gateway's event-loop delay comes from its ` +
+        '/metrics (livepeer_gateway_process_nodejs_eventloop_lag_*, reset at each window start). A 201 is a new stream (WHIP) ' +
+        "or viewer (WHEP) with the offer's unreachable candidates, deleted after its window. Target: viewers keep ≥ 28 fps.",
+    );
   }
   const problems = [
     ...(gateway?.child.problems ?? []),

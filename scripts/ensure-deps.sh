@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `npm start` / `npm test` need and is missing: npm packages, and
-# Debian's ffmpeg (plus chromium and firefox-esr for the browser tests when called with --test).
+# Debian's ffmpeg (plus, when called with --test: chromium and firefox-esr for the browser tests,
+# python3-aiortc for the aiortc client tests and iproute2's ss).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v firefox-esr >/dev/null 2>&1 || need+=(firefox-esr)
   # ss lists the gateway's sockets in test/integration/ice-ports.test.ts.
   command -v ss >/dev/null 2>&1 || need+=(iproute2)
+  # test/peers/aiortc_client.py runs on Debian's interpreter, where python3-aiortc installs.
+  /usr/bin/python3 -c 'import aiortc' >/dev/null 2>&1 || need+=(python3-aiortc)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

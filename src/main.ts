@@ -159,7 +159,12 @@ export async function main(
       streamIdleTimeoutMs: config.transcode.streamIdleTimeout,
       maxStreams: config.transcode.hlsMaxStreams,
     },
-    live: { iceServers: live.iceServers, whipAuthToken: live.whipAuthToken, defaultModel: live.defaultModel },
+    live: {
+      iceServers: live.iceServers,
+      whipAuthToken: live.whipAuthToken,
+      defaultModel: live.defaultModel,
+      publicUrl: live.publicUrl,
+    },
     bodyLimitBytes: config.http.bodyLimitBytes,
     metrics: metrics.registry,
     logger,

@@ -127,6 +127,8 @@ export type Config = {
     readonly webrtcTcpAddr: ListenAddr | undefined;
     /** Announced in candidates instead of the machine's addresses (empty: not set). */
     readonly natIp: readonly string[];
+    /** Base of absolute URLs in live replies (Livepeer-Playback-URL); undefined = the request's Host. */
+    readonly publicUrl: string | undefined;
   };
   readonly http: {
     readonly bodyLimitBytes: number;
@@ -372,6 +374,7 @@ function build(
       webrtcUdpAddr: value(K.liveWebrtcUdpAddr),
       webrtcTcpAddr: value(K.liveWebrtcTcpAddr),
       natIp: value(K.liveNatIp),
+      publicUrl: value(K.livePublicUrl),
     },
     http: {
       bodyLimitBytes: value(K.httpBodyLimitBytes),

@@ -498,6 +498,11 @@ export const K = {
     help: "Public IP address(es) announced in WebRTC candidates instead of the machine's own (1:1 NAT, container port mapping)",
     parse: list(ipAddress),
   }),
+  livePublicUrl: opt(['live', 'publicUrl'], {
+    type: 'url',
+    help: "Base of the WHEP URL in WHIP's Livepeer-Playback-URL header (https://gw.example.com); empty = the request's own scheme and Host",
+    parse: url(['http', 'https']),
+  }),
   liveIceServers: req(['live', 'iceServers'], [], {
     type: 'list',
     help: 'ICE servers for WebRTC: JSON [{"urls":..,"username":..,"credential":..}] or comma-separated stun: URLs; empty = none',

@@ -7,6 +7,7 @@ import type { Registry } from 'prom-client';
 import { LiveError } from '../live/errors.ts';
 import type { LiveStreams } from '../live/registry.ts';
 import type { OrchestratorPool } from '../orchestrators/pool.ts';
+import { OfferRejectedError } from '../webrtc/index.ts';
 import { type BatchRoutesOptions, batchRoutes } from './batch-routes.ts';
 import { type LiveRoutesOptions, liveRoutes } from './live-routes.ts';
 import { type TranscodeRoutesOptions, transcodeRoutes } from './transcode-routes.ts';
@@ -39,9 +40,42 @@ export async function buildGatewayApp(opts: GatewayAppOptions) {
       if (err.status === 401) reply.header('WWW-Authenticate', 'Bearer');
       return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
     }
+    if (err instanceof OfferRejectedError) {
+      return reply
+        .code(err.status)
+        .send({ error: { code: err.status === 406 ? 'NO_CODEC' : 'BAD_SDP', message: err.message } });
+    }
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
-    if (status >= 500) req.log.error({ err }, 'request failed');
-    reply.code(status).send({ error: { code: err.code ?? 'INTERNAL', message: err.message } });
+    if (status >= 500) {
+      // A library's exception text (werift's, say) is for the log, never for the client.
+      req.log.error({ err }, 'request failed');
+      return reply
+        .code(status)
+        .send({ error: { code: 'INTERNAL', message: 'internal error; see the gateway log' } });
+    }
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      const message = `request body is larger than the limit of ${req.routeOptions.bodyLimit} bytes`;
+      return reply.code(413).send({ error: { code: 'PAYLOAD_TOO_LARGE', message } });
+    }
+    reply.code(status).send({ error: { code: err.code ?? 'BAD_REQUEST', message: err.message } });
+  });
+  // Node answers "Expect: 100-continue" by itself, before any route runs, so a client is invited to
+  // upload a body we then refuse mid-way (it sees a reset, not our 413). We answer it here instead:
+  // a route with `config.refuseBeforeContinue` refuses a declared length over its bodyLimit first.
+  app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
+  app.addHook('preParsing', async (req, reply, payload) => {
+    if (String(req.headers.expect).toLowerCase() !== '100-continue') return payload;
+    const limit = req.routeOptions.bodyLimit;
+    const refuse = (req.routeOptions.config as { refuseBeforeContinue?: boolean }).refuseBeforeContinue;
+    if (refuse && limit !== undefined && Number(req.headers['content-length']) > limit) {
+      throw new LiveError(
+        413,
+        'PAYLOAD_TOO_LARGE',
+        `request body is larger than the limit of ${limit} bytes`,
+      );
+    }
+    reply.raw.writeContinue();
+    return payload;
   });
   app.setNotFoundHandler((req, reply) => {
     reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${req.url}` } });

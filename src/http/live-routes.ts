@@ -4,29 +4,53 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { IceServer, Secret } from '../config/index.ts';
 import { LiveError } from '../live/errors.ts';
 import type { LiveStreams } from '../live/registry.ts';
-import { SDPFRAG_CONTENT_TYPE, SDPFRAG_LIMITS } from '../webrtc/index.ts';
+import { decodeSdp, SDP_LIMITS, SDPFRAG_CONTENT_TYPE, SDPFRAG_LIMITS } from '../webrtc/index.ts';
 
 export interface LiveRoutesOptions {
   streams: LiveStreams;
   iceServers: readonly IceServer[];
   whipAuthToken?: Secret;
   defaultModel: string;
+  /** Base of absolute URLs we hand out (https://gw.example.com); default: the request's scheme and Host. */
+  publicUrl?: string;
 }
 
-const BASE = '/live/video-to-video/:stream';
+const BASE_PATH = '/live/video-to-video';
+const BASE = `${BASE_PATH}/:stream`;
 const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 type StreamParams = { stream: string };
 type ResourceParams = { stream: string; id: string };
 
 export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opts) => {
-  app.addContentTypeParser('application/sdp', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  // Offers (POST .../whip, .../whep) are bounded like the SDP parser: a larger body gets a 413
+  // naming this limit (the route's limit is what fastify reports).
+  app.addHook('onRoute', (route) => {
+    if (route.method !== 'POST' || !/\/wh[ie]p$/.test(route.url)) return;
+    route.bodyLimit = SDP_LIMITS.maxBytes;
+    route.config = { ...route.config, refuseBeforeContinue: true };
+  });
+  // Offers are parsed as bytes so that non-UTF-8 gets a 400 naming the line, not U+FFFD.
+  app.addContentTypeParser(
+    'application/sdp',
+    { parseAs: 'buffer', bodyLimit: SDP_LIMITS.maxBytes },
+    (_req, body, done) => {
+      try {
+        done(null, decodeSdp(body as Buffer));
+      } catch (err) {
+        done(new LiveError(400, 'BAD_SDP', (err as Error).message), undefined);
+      }
+    },
+  );
 
   // Browsers publish from other origins (and our own pages): allow them, and expose WHIP's headers.
   app.addHook('onRequest', async (req, reply) => {
     if (!req.url.startsWith('/live/')) return;
     reply.header('Access-Control-Allow-Origin', '*');
-    reply.header('Access-Control-Expose-Headers', 'Location, Link, ETag, Accept-Patch');
+    reply.header(
+      'Access-Control-Expose-Headers',
+      'Location, Link, ETag, Accept-Patch, Livepeer-Playback-URL',
+    );
   });
   app.options(`${BASE}/*`, async (_req, reply) => {
     reply
@@ -54,6 +78,11 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
         params: {},
       });
       const location = `/live/video-to-video/${encodeURIComponent(stream)}/whip/${sessionId}`;
+      // go-livepeer's header (media/whip_server.go); Daydream's browser SDK plays this URL.
+      reply.header(
+        'Livepeer-Playback-URL',
+        `${publicBase(req, opts.publicUrl)}${BASE_PATH}/${encodeURIComponent(stream)}/whep`,
+      );
       return created(reply, location, etag, answerSdp, opts.iceServers).send(answerSdp);
     },
   );
@@ -127,6 +156,10 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
 
   app.get('/live/streams', async () => ({ streams: opts.streams.list() }));
 };
+
+function publicBase(req: FastifyRequest, publicUrl: string | undefined): string {
+  return (publicUrl ?? `${req.protocol}://${req.host}`).replace(/\/+$/, '');
+}
 
 function streamName(name: string): string {
   if (!STREAM_NAME.test(name)) {

@@ -28,6 +28,7 @@ export {
 export { NackGenerator, type NackGeneratorOptions, seqDistance } from './nack-generator.ts';
 export { LOOPBACK_NETWORK, type PeerNetworkOptions } from './network.ts';
 export {
+  AnswerFailedError,
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_GATHER_TIMEOUT_MS,
   DEFAULT_INACTIVITY_TIMEOUT_MS,
@@ -45,6 +46,8 @@ export {
   type OfferCheck,
   type OfferPurpose,
   OfferRejectedError,
+  SDP_LIMITS,
 } from './sdp.ts';
+export { decodeSdp, SdpParseError } from './sdp-parse.ts';
 export { SDPFRAG_CONTENT_TYPE, SDPFRAG_LIMITS } from './sdpfrag.ts';
 export { WeriftInternalsError } from './werift-ice.ts';

@@ -15,9 +15,9 @@ import {
 } from 'werift';
 import { sendCloseNotify } from './close-notify.ts';
 import { checkIfMatch, IcePatchError, type IcePatchResult, newIceEtag } from './ice-patch.ts';
-import type { IcePortsAttachment } from './ice-ports.ts';
+import { type IcePortsAttachment, IcePortsFullError } from './ice-ports.ts';
 import { type PeerNetworkOptions, usesStunServer, weriftNetworkConfig } from './network.ts';
-import { dropRejectedFromBundle, OfferRejectedError, type RewrittenOffer } from './sdp.ts';
+import { finishAnswer, OfferRejectedError, type RewrittenOffer } from './sdp.ts';
 import {
   type AnswerIceContext,
   answerIceContext,
@@ -50,6 +50,14 @@ export interface NegotiatedCodec {
 }
 
 export type StateListener = (state: PeerState) => void;
+
+/** Answering failed on our side (werift, sockets): a 500 for the client, the cause for the log. */
+export class AnswerFailedError extends Error {
+  override name = 'AnswerFailedError';
+  constructor(cause: unknown) {
+    super('could not answer the offer', { cause });
+  }
+}
 
 export interface PeerTimeoutOptions {
   /** Longest wait for ICE gathering before answering with the candidates found so far. Default 3000 ms. */
@@ -152,7 +160,16 @@ export class PeerSession {
     );
     const { pc } = session;
     try {
-      await pc.setRemoteDescription({ type: 'offer', sdp: withoutEndOfCandidates(params.offerSdp) });
+      // Offers that arrive together would otherwise be checked and handed to werift in one turn of
+      // the loop; a turn between the two lets media and timers through.
+      await new Promise((resolve) => setImmediate(resolve));
+      try {
+        await pc.setRemoteDescription({ type: 'offer', sdp: withoutEndOfCandidates(params.offerSdp) });
+      } catch (err) {
+        // sdp-parse.ts checked the offer first; if werift still refuses it, the offer is the cause.
+        opts.logger?.warn({ err }, 'webrtc: werift refused a checked offer');
+        throw new OfferRejectedError(400, 'the offer could not be applied');
+      }
       session.#prepareIce(opts);
       params.prepare(pc);
       await pc.setLocalDescription(await pc.createAnswer());
@@ -160,12 +177,16 @@ export class PeerSession {
       const local = pc.localDescription;
       if (!local) throw new Error('werift produced no local description');
       session.#watch();
-      const answerSdp = dropRejectedFromBundle(local.sdp);
+      const answerSdp = finishAnswer(local.sdp);
       session.#ice = answerIceContext(answerSdp);
       return { session, answerSdp };
     } catch (err) {
       await session.close();
-      throw err;
+      // Ours, with a status of their own: a bad offer (400/406) or the shared ports full (503).
+      if (err instanceof OfferRejectedError || err instanceof IcePortsFullError) throw err;
+      // werift's messages are not for clients: they get a generic 500, the log gets the cause.
+      opts.logger?.error({ err }, 'webrtc: could not answer an offer');
+      throw new AnswerFailedError(err);
     }
   }
 

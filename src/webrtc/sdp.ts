@@ -1,46 +1,32 @@
-// SDP checks for WHIP/WHEP offers, and the rewrite that makes werift answer only what we can handle.
+// Offer planning for WHIP/WHEP: which m-sections and codecs an answer uses, and the rewrite that
+// makes werift answer only what we can handle. Parsing and structural checks are in sdp-parse.ts.
 //
-// werift 0.24 negotiates codecs by mime type alone (fmtp is ignored) and echoes the offerer's
-// rtcp-fb lines, so without the rewrite an answer would accept H.264 packetization-mode=0 or
-// transport-cc feedback that werift does not really implement.
+// werift 0.24 negotiates codecs by mime type alone (fmtp is ignored), echoes the offerer's rtcp-fb
+// lines, and runs one ICE/DTLS transport for a BUNDLE group while applying every bundled section's
+// ICE parameters to it (the last one wins). So werift sees a rewritten offer: only the chosen
+// payload types and feedback, and the BUNDLE-tag section's ICE and DTLS parameters everywhere.
+import {
+  type MediaDirection,
+  type ParsedSdp,
+  parseSdp,
+  type SdpCodec,
+  type SdpMediaSection,
+  SdpParseError,
+  type SdpTransport,
+} from './sdp-parse.ts';
+
+export {
+  type MediaDirection,
+  type ParsedSdp,
+  parseSdp,
+  SDP_LIMITS,
+  type SdpCodec,
+  type SdpMediaSection,
+  SdpParseError,
+  type SdpTransport,
+} from './sdp-parse.ts';
 
 export type OfferPurpose = 'publish' | 'view';
-export type MediaDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
-
-export interface SdpCodec {
-  payloadType: number;
-  /** As written in a=rtpmap, e.g. `H264`, `opus`. */
-  name: string;
-  clockRate: number;
-  channels?: number;
-  /** a=fmtp parameters, keys lower-cased. */
-  fmtp: Record<string, string>;
-  fmtpLine?: string;
-  /** a=rtcp-fb values for this payload type (and `*`), e.g. `nack`, `nack pli`. */
-  rtcpFeedback: string[];
-}
-
-export interface SdpMediaSection {
-  /** Position among the m= lines (werift's mLineIndex). */
-  index: number;
-  kind: string;
-  port: number;
-  protocol: string;
-  formats: string[];
-  mid?: string;
-  direction: MediaDirection;
-  codecs: SdpCodec[];
-  hasIceCredentials: boolean;
-  hasFingerprint: boolean;
-  /** Lines after the m= line. */
-  lines: string[];
-}
-
-export interface ParsedSdp {
-  /** Lines before the first m= line. */
-  sessionLines: string[];
-  media: SdpMediaSection[];
-}
 
 export interface AcceptedMedia {
   /** The m-section that carries this kind. */
@@ -54,10 +40,6 @@ export interface AcceptedMedia {
 export type OfferCheck =
   | { ok: true; video?: AcceptedMedia; audio?: AcceptedMedia }
   | { ok: false; status: 400 | 406; reason: string };
-
-export class SdpParseError extends Error {
-  override name = 'SdpParseError';
-}
 
 /** Thrown by IngestPeer/EgressPeer.create for an offer that checkOffer refuses. */
 export class OfferRejectedError extends Error {
@@ -75,134 +57,9 @@ export const ACCEPTED_AUDIO_DESCRIPTION = 'opus/48000/2';
 
 /** Codecs that repair or wrap another codec; never the reason an offer is acceptable. */
 const REPAIR_CODECS = new Set(['rtx', 'red', 'ulpfec', 'flexfec-03', 'flexfec']);
-const DIRECTIONS = new Set<string>(['sendrecv', 'sendonly', 'recvonly', 'inactive']);
 
-export function parseSdp(sdp: string): ParsedSdp {
-  const lines = sdp.split(/\r?\n/).filter((line) => line.length > 0);
-  if (lines[0] !== 'v=0') throw new SdpParseError('SDP must start with "v=0"');
-  const sessionLines: string[] = [];
-  const media: SdpMediaSection[] = [];
-  let current: SdpMediaSection | undefined;
-  for (const line of lines) {
-    if (!/^[a-z]=/.test(line)) throw new SdpParseError(`malformed SDP line: ${truncate(line)}`);
-    if (line.startsWith('m=')) {
-      const m = /^m=(\S+) (\d+)(?:\/\d+)? (\S+)((?: \S+)*)$/.exec(line);
-      if (!m) throw new SdpParseError(`malformed m= line: ${truncate(line)}`);
-      current = {
-        index: media.length,
-        kind: m[1],
-        port: Number(m[2]),
-        protocol: m[3],
-        formats: m[4].trim().split(' ').filter(Boolean),
-        direction: 'sendrecv',
-        codecs: [],
-        hasIceCredentials: false,
-        hasFingerprint: false,
-        lines: [],
-      };
-      media.push(current);
-    } else if (current) {
-      current.lines.push(line);
-    } else {
-      sessionLines.push(line);
-    }
-  }
-  const sessionDirection = directionIn(sessionLines);
-  const sessionHasIce = hasIceCredentials(sessionLines);
-  const sessionHasFingerprint = sessionLines.some((l) => l.startsWith('a=fingerprint:'));
-  for (const section of media) {
-    section.direction = directionIn(section.lines) ?? sessionDirection ?? 'sendrecv';
-    section.mid = attributeValue(section.lines, 'mid');
-    section.hasIceCredentials = sessionHasIce || hasIceCredentials(section.lines);
-    section.hasFingerprint =
-      sessionHasFingerprint || section.lines.some((l) => l.startsWith('a=fingerprint:'));
-    section.codecs = parseCodecs(section);
-  }
-  return { sessionLines, media };
-}
-
-function parseCodecs(section: SdpMediaSection): SdpCodec[] {
-  if (section.kind !== 'audio' && section.kind !== 'video') return [];
-  const codecs: SdpCodec[] = [];
-  for (const format of section.formats) {
-    const payloadType = Number(format);
-    if (!Number.isInteger(payloadType)) continue;
-    const rtpmap = attributeValue(section.lines, `rtpmap:${format}`);
-    let name: string;
-    let clockRate: number;
-    let channels: number | undefined;
-    if (rtpmap) {
-      const m = /^([^/\s]+)\/(\d+)(?:\/(\d+))?/.exec(rtpmap);
-      if (!m) throw new SdpParseError(`malformed a=rtpmap for payload type ${format}`);
-      name = m[1];
-      clockRate = Number(m[2]);
-      channels = m[3] === undefined ? undefined : Number(m[3]);
-    } else {
-      // RFC 3551 static payload types may come without rtpmap; only the common ones matter here.
-      const known = STATIC_PAYLOAD_TYPES[payloadType];
-      if (!known) continue;
-      ({ name, clockRate } = known);
-    }
-    const fmtpLine = attributeValue(section.lines, `fmtp:${format}`);
-    const feedbackPrefixes = [`a=rtcp-fb:${format} `, 'a=rtcp-fb:* '];
-    const rtcpFeedback = section.lines
-      .filter((l) => feedbackPrefixes.some((p) => l.startsWith(p)))
-      .map((l) => l.slice(l.indexOf(' ') + 1).trim());
-    codecs.push({
-      payloadType,
-      name,
-      clockRate,
-      channels,
-      fmtp: parseFmtp(fmtpLine),
-      fmtpLine,
-      rtcpFeedback: [...new Set(rtcpFeedback)],
-    });
-  }
-  return codecs;
-}
-
-const STATIC_PAYLOAD_TYPES: Record<number, { name: string; clockRate: number }> = {
-  0: { name: 'PCMU', clockRate: 8000 },
-  8: { name: 'PCMA', clockRate: 8000 },
-  9: { name: 'G722', clockRate: 8000 },
-};
-
-function parseFmtp(line: string | undefined): Record<string, string> {
-  const params: Record<string, string> = {};
-  if (!line) return params;
-  for (const part of line.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq < 0) continue;
-    params[part.slice(0, eq).trim().toLowerCase()] = part.slice(eq + 1).trim();
-  }
-  return params;
-}
-
-function attributeValue(lines: string[], name: string): string | undefined {
-  const prefix = `a=${name}`;
-  for (const line of lines) {
-    if (line === prefix) return '';
-    if (line.startsWith(`${prefix}:`)) return line.slice(prefix.length + 1);
-    if (line.startsWith(`${prefix} `)) return line.slice(prefix.length + 1);
-  }
-  return undefined;
-}
-
-function directionIn(lines: string[]): MediaDirection | undefined {
-  for (const line of lines) {
-    const value = line.slice(2);
-    if (line.startsWith('a=') && DIRECTIONS.has(value)) return value as MediaDirection;
-  }
-  return undefined;
-}
-
-function hasIceCredentials(lines: string[]): boolean {
-  return lines.some((l) => l.startsWith('a=ice-ufrag:')) && lines.some((l) => l.startsWith('a=ice-pwd:'));
-}
-
-function truncate(text: string): string {
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-}
+/** Ingest keeps at most this many H.264 variants (Chrome offers ~8); werift matches them one by one. */
+const MAX_VIDEO_CODECS = 16;
 
 export function isAcceptableH264(codec: SdpCodec): boolean {
   return (
@@ -242,72 +99,117 @@ export interface OfferPlan {
   parsed: ParsedSdp;
   video: { section: SdpMediaSection; codecs: SdpCodec[] };
   audio?: { section: SdpMediaSection; codecs: SdpCodec[] };
+  /**
+   * With a=group:BUNDLE: the BUNDLE-tag section, the first mid of the group that the answer accepts.
+   * Its ICE and DTLS parameters (and only its candidates) apply to the whole bundle (RFC 8843 §7).
+   */
+  bundleTag?: SdpMediaSection;
 }
 
 type PlanResult = { ok: true; plan: OfferPlan } | { ok: false; status: 400 | 406; reason: string };
 
+const refuse = (status: 400 | 406, reason: string) => ({ ok: false as const, status, reason });
+
+/**
+ * Parses an offer (sdp-parse.ts: bounded, linear, every structural error a 400 naming the line) and
+ * picks what the answer uses: the first usable video section with H.264 packetization-mode=1 and
+ * the first usable audio section with Opus. With a BUNDLE group, sections outside it are declined.
+ */
 export function planOffer(sdp: string, purpose: OfferPurpose): PlanResult {
+  // LiveSession checks an offer (checkOffer) right before its peer plans it again: parse it once.
+  // Plans are never modified, so sharing the last one is safe.
+  if (lastPlan && lastPlan.sdp === sdp && lastPlan.purpose === purpose) return lastPlan.result;
+  const result = plan(sdp, purpose);
+  lastPlan = { sdp, purpose, result };
+  return result;
+}
+
+let lastPlan: { sdp: string; purpose: OfferPurpose; result: PlanResult } | undefined;
+
+function plan(sdp: string, purpose: OfferPurpose): PlanResult {
   let parsed: ParsedSdp;
   try {
     parsed = parseSdp(sdp);
   } catch (err) {
-    if (err instanceof SdpParseError) return { ok: false, status: 400, reason: err.message };
+    if (err instanceof SdpParseError) return refuse(400, err.message);
     throw err;
   }
-  if (parsed.media.length === 0) return { ok: false, status: 400, reason: 'SDP has no m= line' };
-  const active = parsed.media.filter((m) => m.port !== 0);
-  if (active.length === 0) return { ok: false, status: 400, reason: 'every m= line is rejected (port 0)' };
-  if (!active.every((m) => m.hasIceCredentials)) {
-    return { ok: false, status: 400, reason: 'SDP has no ICE credentials (a=ice-ufrag and a=ice-pwd)' };
+  if (parsed.media.length === 0) return refuse(400, 'SDP has no m= line');
+  const bundle = new Set(parsed.bundle);
+  const inBundle = (m: SdpMediaSection) => m.mid !== undefined && bundle.has(m.mid);
+  for (const m of parsed.media) {
+    if (m.kind !== 'audio' && m.kind !== 'video' && m.kind !== 'application') {
+      return refuse(400, `line ${m.line}: m=${m.kind} is not supported (audio, video, application)`);
+    }
   }
-  if (!active.every((m) => m.hasFingerprint)) {
-    return { ok: false, status: 400, reason: 'SDP has no DTLS fingerprint (a=fingerprint)' };
+  // A bundle-only section (RFC 8843 §6) has port 0 yet is in use.
+  const active = parsed.media.filter((m) => m.port !== 0 || (m.bundleOnly && inBundle(m)));
+  if (active.length === 0) return refuse(400, 'every m= line is rejected (port 0)');
+  // werift puts every section of a bundled offer on the one transport: one outside the group
+  // cannot have its own, so it is declined (RTP) or refused (a data channel we would answer).
+  const usableTransport = (m: SdpMediaSection) => parsed.bundle === undefined || inBundle(m);
+  const strayApplication = active.find((m) => m.kind === 'application' && !usableTransport(m));
+  if (strayApplication) {
+    return refuse(400, `line ${strayApplication.line}: m=application is outside the BUNDLE group`);
   }
   const usable: ReadonlySet<MediaDirection> =
     purpose === 'publish' ? new Set(['sendonly', 'sendrecv']) : new Set(['recvonly', 'sendrecv']);
   const verb = purpose === 'publish' ? 'send' : 'receive';
 
-  const videoSections = active.filter((m) => m.kind === 'video');
+  const videoSections = active.filter((m) => m.kind === 'video' && usableTransport(m));
   if (videoSections.length === 0) {
-    return {
-      ok: false,
-      status: 406,
-      reason: `no video m-section offered; accepted ${ACCEPTED_VIDEO_DESCRIPTION}`,
-    };
+    const stray = active.find((m) => m.kind === 'video');
+    if (stray) return refuse(400, `line ${stray.line}: the video m-section is outside the BUNDLE group`);
+    return refuse(406, `no video m-section offered; accepted ${ACCEPTED_VIDEO_DESCRIPTION}`);
   }
   const usableVideo = videoSections.filter((m) => usable.has(m.direction));
   if (usableVideo.length === 0) {
-    return {
-      ok: false,
-      status: 400,
-      reason: `video m-section is ${videoSections[0].direction}; a ${purpose} offer must be able to ${verb} video`,
-    };
+    return refuse(
+      400,
+      `video m-section is ${videoSections[0].direction}; a ${purpose} offer must be able to ${verb} video`,
+    );
   }
   let video: OfferPlan['video'] | undefined;
   for (const section of usableVideo) {
     const codecs = section.codecs.filter(isAcceptableH264);
     if (codecs.length > 0) {
-      video = { section, codecs };
+      video = { section, codecs: codecs.slice(0, MAX_VIDEO_CODECS) };
       break;
     }
   }
   if (!video) {
-    return {
-      ok: false,
-      status: 406,
-      reason: `no acceptable video codec: offered ${describeOffered(usableVideo)}; accepted ${ACCEPTED_VIDEO_DESCRIPTION}`,
-    };
+    return refuse(
+      406,
+      `no acceptable video codec: offered ${describeOffered(usableVideo)}; accepted ${ACCEPTED_VIDEO_DESCRIPTION}`,
+    );
   }
   let audio: OfferPlan['audio'];
   for (const section of active) {
-    if (section.kind !== 'audio' || !usable.has(section.direction)) continue;
+    if (section.kind !== 'audio' || !usable.has(section.direction) || !usableTransport(section)) continue;
     const codecs = section.codecs.filter(isAcceptableOpus);
     if (codecs.length > 0) {
       audio = { section, codecs };
       break;
     }
   }
-  return { ok: true, plan: { parsed, video, audio } };
+  const accepted = new Set<SdpMediaSection>([video.section]);
+  if (audio) accepted.add(audio.section);
+  for (const m of active) if (m.kind === 'application') accepted.add(m);
+
+  let bundleTag: SdpMediaSection | undefined;
+  if (parsed.bundle) {
+    const byMid = new Map(parsed.media.map((m) => [m.mid, m]));
+    bundleTag = parsed.bundle.map((mid) => byMid.get(mid)).find((m) => m && accepted.has(m));
+  }
+  // The sections whose transport parameters werift will use: the tag, or each accepted section.
+  for (const m of bundleTag ? [bundleTag] : accepted) {
+    const where = `the m= section on line ${m.line}${bundleTag ? ' (the BUNDLE tag)' : ''}`;
+    if (!m.hasIceCredentials) {
+      return refuse(400, `${where} has no ICE credentials (a=ice-ufrag and a=ice-pwd)`);
+    }
+    if (!m.hasFingerprint) return refuse(400, `${where} has no DTLS fingerprint (a=fingerprint)`);
+  }
+  return { ok: true, plan: { parsed, video, audio, bundleTag } };
 }
 
 /**
@@ -372,86 +274,156 @@ export interface RewrittenOffer {
   declinedMimeTypes: { mimeType: string; clockRate: number; channels?: number }[];
 }
 
+/** Session-level attributes werift may read and that need no rewriting; the rest is left out. */
+const SESSION_ATTRIBUTES = new Set(['ice-lite', 'ice-options', 'msid-semantic', 'extmap-allow-mixed']);
+/** Media-level attributes passed through for the sections an answer uses. */
+const KEPT_ATTRIBUTES = new Set(['msid', 'extmap', 'extmap-allow-mixed', 'rtcp-mux', 'rtcp-rsize']);
+const SCTP_ATTRIBUTES = new Set(['sctp-port', 'max-message-size', 'sctpmap']);
+
 /**
- * Keeps only the chosen payload types and feedback in the used sections; every other audio/video
- * section becomes `inactive` with a single codec, which werift answers with port 0 (rejected).
+ * Writes the offer werift sees, from the parsed offer only (no unchecked line reaches werift):
+ * - used sections keep only the chosen payload types (rtpmap, fmtp as offered, the allowed
+ *   rtcp-fb once each) and their media SSRC; rtx/FEC, their SSRCs, rid/simulcast go;
+ * - every other audio/video section becomes `inactive` with a single codec, which werift answers
+ *   with port 0 (rejected);
+ * - with BUNDLE, every section carries the BUNDLE-tag section's ICE and DTLS parameters and only
+ *   the tag's candidates (RFC 8843 §7), so werift's one transport gets one set of credentials.
  */
 export function rewriteOffer(plan: OfferPlan, spec: RewriteSpec): RewrittenOffer {
+  const { parsed, bundleTag } = plan;
   const declined: RewrittenOffer['declinedMimeTypes'] = [];
-  const out: string[] = [...plan.parsed.sessionLines];
-  for (const section of plan.parsed.media) {
-    let keep: { payloadTypes: number[]; rtcpFeedback: readonly string[] } | undefined;
+  const out: string[] = [];
+  for (const line of parsed.sessionLines) {
+    if (line.startsWith('a=')) {
+      const colon = line.indexOf(':');
+      if (SESSION_ATTRIBUTES.has(colon < 0 ? line.slice(2) : line.slice(2, colon))) out.push(line);
+    } else if ('vostc'.includes(line[0])) out.push(line);
+  }
+  if (parsed.bundle) out.push(`a=group:BUNDLE ${parsed.bundle.join(' ')}`);
+  for (const section of parsed.media) {
+    let keep: RewriteSpec['video'] | undefined;
     if (section === plan.video.section) keep = spec.video;
     else if (plan.audio && section === plan.audio.section) keep = spec.audio;
-    const isRtp = section.kind === 'audio' || section.kind === 'video';
-    if (!isRtp) {
-      out.push(mLine(section, section.formats), ...section.lines);
-      continue;
+    const transport = bundleTag && parsed.bundle ? bundleTag.ice : section.ice;
+    const candidates = !bundleTag || section === bundleTag;
+    const port = section.port === 0 && section.bundleOnly && keep ? 9 : section.port;
+    const head = (formats: readonly (string | number)[]) =>
+      `m=${section.kind} ${port} ${section.protocol} ${formats.join(' ')}`;
+    const connection = section.lines.find((l) => l.startsWith('c='));
+    const lines: string[] = [];
+    if (section.kind === 'application') {
+      lines.push(head(section.formats));
+      if (connection) lines.push(connection);
+      if (section.mid !== undefined) lines.push(`a=mid:${section.mid}`);
+      lines.push(...section.lines.filter((l) => SCTP_ATTRIBUTES.has(attributeName(l))));
+    } else if (keep) {
+      const codecs = byPayloadType(section.codecs);
+      lines.push(head(keep.payloadTypes));
+      if (connection) lines.push(connection);
+      if (section.mid !== undefined) lines.push(`a=mid:${section.mid}`);
+      lines.push(`a=${section.direction}`);
+      lines.push(...section.lines.filter((l) => KEPT_ATTRIBUTES.has(attributeName(l))));
+      lines.push(...mediaSsrcLines(section));
+      for (const pt of keep.payloadTypes) {
+        const codec = codecs.get(pt);
+        if (!codec) throw new Error(`payload type ${pt} is not offered in m-section ${section.index}`);
+        lines.push(rtpmapLine(codec));
+        if (codec.fmtpLine) lines.push(`a=fmtp:${pt} ${codec.fmtpLine}`);
+        for (const fb of codec.rtcpFeedback)
+          if (keep.rtcpFeedback.includes(fb)) lines.push(`a=rtcp-fb:${pt} ${fb}`);
+      }
+    } else {
+      // Every audio/video format has a codec (sdp-parse refuses one without a=rtpmap or static type).
+      const first = section.codecs[0];
+      declined.push({
+        mimeType: `${section.kind}/${first.name}`,
+        clockRate: first.clockRate,
+        channels: first.channels,
+      });
+      lines.push(head([first.payloadType]));
+      if (connection) lines.push(connection);
+      if (section.mid !== undefined) lines.push(`a=mid:${section.mid}`);
+      lines.push('a=inactive');
+      if (section.lines.includes('a=rtcp-mux')) lines.push('a=rtcp-mux');
+      lines.push(rtpmapLine(first));
     }
-    if (keep) {
-      out.push(...rewriteSection(section, keep.payloadTypes, keep.rtcpFeedback));
-      continue;
-    }
-    const first = section.codecs[0];
-    if (!first) {
-      // Nothing werift could match; a port-0 section is passed through as rejected.
-      out.push(mLine({ ...section, port: 0 }, section.formats), ...section.lines);
-      continue;
-    }
-    declined.push({
-      mimeType: `${section.kind}/${first.name}`,
-      clockRate: first.clockRate,
-      channels: first.channels,
-    });
-    const lines = rewriteSection(section, [first.payloadType], []);
-    out.push(...lines.map((l) => (l.startsWith('a=') && DIRECTIONS.has(l.slice(2)) ? 'a=inactive' : l)));
-    if (!directionIn(section.lines)) out.push('a=inactive');
+    lines.push(...transportLines(transport, candidates));
+    out.push(...lines);
   }
   return { sdp: `${out.join('\r\n')}\r\n`, declinedMimeTypes: declined };
 }
 
-function mLine(section: Pick<SdpMediaSection, 'kind' | 'port' | 'protocol'>, formats: string[]): string {
-  return `m=${section.kind} ${section.port} ${section.protocol} ${formats.join(' ')}`;
+function attributeName(line: string): string {
+  if (!line.startsWith('a=')) return '';
+  const colon = line.indexOf(':');
+  return colon < 0 ? line.slice(2) : line.slice(2, colon);
 }
 
-const PAYLOAD_ATTRIBUTE = /^a=(rtpmap|fmtp|rtcp-fb):(\d+|\*)[ ]?(.*)$/;
+function byPayloadType(codecs: SdpCodec[]): Map<number, SdpCodec> {
+  return new Map(codecs.map((c) => [c.payloadType, c]));
+}
 
-function rewriteSection(
-  section: SdpMediaSection,
-  payloadTypes: number[],
-  rtcpFeedback: readonly string[],
-): string[] {
-  const keep = new Set(payloadTypes.map(String));
-  // rtx/FEC are never kept, so neither are their SSRCs (the later members of an ssrc-group): werift
-  // takes the first a=ssrc of a section as the media SSRC.
-  const repairSsrcs = new Set(
-    section.lines.filter((l) => l.startsWith('a=ssrc-group:')).flatMap((l) => l.split(' ').slice(2)),
-  );
-  const out = [
-    mLine(
-      section,
-      section.formats.filter((f) => keep.has(f)),
-    ),
-  ];
+function rtpmapLine(codec: SdpCodec): string {
+  const channels = codec.channels === undefined ? '' : `/${codec.channels}`;
+  return `a=rtpmap:${codec.payloadType} ${codec.name}/${codec.clockRate}${channels}`;
+}
+
+/** The a=ssrc attributes werift reads (its SSRC_INFO_ATTRS); others it ignores. */
+const SSRC_ATTRIBUTES = new Set(['cname', 'msid', 'mslabel', 'label']);
+
+/**
+ * a=ssrc lines of the media SSRCs only, one per SSRC and attribute werift reads. rtx/FEC are never
+ * kept, so neither are their SSRCs (the later members of an ssrc-group): werift takes the first
+ * a=ssrc of a section as the media SSRC.
+ */
+function mediaSsrcLines(section: SdpMediaSection): string[] {
+  const repair = new Set<string>();
   for (const line of section.lines) {
-    const m = PAYLOAD_ATTRIBUTE.exec(line);
-    if (m) {
-      const [, attribute, payloadType, value] = m;
-      if (payloadType !== '*' && !keep.has(payloadType)) continue;
-      if (attribute === 'rtcp-fb' && !rtcpFeedback.includes(value.trim())) continue;
-    } else if (line.startsWith('a=ssrc-group:')) {
-      continue;
-    } else if (line.startsWith('a=ssrc:') && repairSsrcs.has(line.slice('a=ssrc:'.length).split(' ')[0])) {
-      continue;
-    }
-    out.push(line);
+    if (line.startsWith('a=ssrc-group:')) for (const ssrc of line.split(' ').slice(2)) repair.add(ssrc);
   }
-  return out;
+  const seen = new Set<string>();
+  return section.lines.filter((line) => {
+    if (!line.startsWith('a=ssrc:')) return false;
+    const space = line.indexOf(' ');
+    const ssrc = line.slice('a=ssrc:'.length, space);
+    const colon = line.indexOf(':', space);
+    const attribute = colon < 0 ? line.slice(space + 1) : line.slice(space + 1, colon);
+    const key = `${ssrc} ${attribute}`;
+    if (repair.has(ssrc) || !SSRC_ATTRIBUTES.has(attribute) || seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
-/** Removes rejected (port 0) m-sections from a=group:BUNDLE, as RFC 8843 requires of an answer. */
-export function dropRejectedFromBundle(answerSdp: string): string {
+function transportLines(t: SdpTransport, withCandidates: boolean): string[] {
+  const lines: string[] = [];
+  if (t.ufrag !== undefined) lines.push(`a=ice-ufrag:${t.ufrag}`);
+  if (t.pwd !== undefined) lines.push(`a=ice-pwd:${t.pwd}`);
+  for (const fingerprint of t.fingerprints) lines.push(`a=fingerprint:${fingerprint}`);
+  // RFC 4145 §4: no a=setup means active.
+  lines.push(`a=setup:${t.setup ?? 'active'}`);
+  if (withCandidates) {
+    for (const candidate of t.candidates) lines.push(`a=candidate:${candidate}`);
+    if (t.endOfCandidates) lines.push('a=end-of-candidates');
+  }
+  return lines;
+}
+
+/**
+ * Finishes werift's answer: drops rejected (port 0) m-sections from a=group:BUNDLE, as RFC 8843
+ * requires, and checks that the accepted bundled sections share one set of ICE and DTLS
+ * parameters (werift runs one transport for them). Throws on an answer that does not.
+ */
+export function finishAnswer(answerSdp: string): string {
   const parsed = parseSdp(answerSdp);
+  if (parsed.bundle) {
+    const bundled = new Set(parsed.bundle);
+    const used = parsed.media.filter((m) => m.port !== 0 && m.mid !== undefined && bundled.has(m.mid));
+    const key = (m: SdpMediaSection) => `${m.ice.ufrag} ${m.ice.pwd} ${m.ice.fingerprints.join(',')}`;
+    if (used.some((m) => key(m) !== key(used[0]))) {
+      throw new Error('werift answered a BUNDLE group with differing ICE/DTLS parameters');
+    }
+  }
   const rejected = new Set(parsed.media.filter((m) => m.port === 0 && m.mid !== undefined).map((m) => m.mid));
   if (rejected.size === 0) return answerSdp;
   const eol = answerSdp.includes('\r\n') ? '\r\n' : '\n';

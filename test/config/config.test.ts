@@ -377,6 +377,9 @@ describe('values', () => {
       'https://hook.example/orchs',
     );
     expect(fails(() => load(['-orchWebhookUrl', 'ftp://x'])).key).toBe('orchWebhookUrl');
+    expect(load([]).live.publicUrl).toBeUndefined();
+    expect(load(['-livePublicUrl', 'https://gw.example']).live.publicUrl).toBe('https://gw.example/');
+    expect(fails(() => load(['-livePublicUrl', 'gw.example'])).key).toBe('livePublicUrl');
     const addr = '0x1234567890abcdef1234567890ABCDEF12345678';
     expect(load(['-ethController', addr]).ethController).toBe(addr);
     expect(fails(() => load(['-ethController', '0x123'])).key).toBe('ethController');

@@ -36,6 +36,8 @@ export interface TestGatewayOptions {
   network?: PeerNetworkOptions;
   /** The gateway's event-loop delay as live streams see it (default: this process's). */
   loopDelay?: LiveStreamsOptions['loopDelay'];
+  /** Base of absolute URLs the live routes hand out (Livepeer-Playback-URL). */
+  publicUrl?: string;
 }
 
 export async function startTestGateway(opts: TestGatewayOptions) {
@@ -80,7 +82,7 @@ export async function startTestGateway(opts: TestGatewayOptions) {
   const app = await buildGatewayApp({
     pool,
     streams,
-    live: { iceServers: [], defaultModel: opts.defaultModel ?? 'invert' },
+    live: { iceServers: [], defaultModel: opts.defaultModel ?? 'invert', publicUrl: opts.publicUrl },
     bodyLimitBytes: 1024 * 1024,
     metrics: metrics.registry,
     batch: opts.batch?.(pool),

@@ -7,7 +7,7 @@ import {
   LOOPBACK_NETWORK,
   OfferRejectedError,
 } from '../../src/webrtc/index.ts';
-import { h264Profile, parseSdp, planOffer, rewriteOffer } from '../../src/webrtc/sdp.ts';
+import { finishAnswer, h264Profile, parseSdp, planOffer, rewriteOffer } from '../../src/webrtc/sdp.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
 
@@ -148,6 +148,15 @@ describe('checkOffer', () => {
   });
 });
 
+describe('planOffer', () => {
+  it('parses an offer once when it is checked and then planned (the last plan is remembered)', () => {
+    const first = planOffer(chromeWhip, 'publish');
+    expect(planOffer(chromeWhip, 'publish')).toBe(first);
+    expect(planOffer(chromeWhip, 'view')).not.toBe(first);
+    expect(planOffer(`${chromeWhip}`, 'publish')).toEqual(first);
+  });
+});
+
 describe('rewriteOffer', () => {
   it('keeps only the chosen payload types and feedback, and declines other sections', () => {
     const result = planOffer(pcmuAudio, 'publish');
@@ -276,5 +285,119 @@ describe('answers from realistic offers', () => {
     } finally {
       await peer.close();
     }
+  });
+});
+
+describe('BUNDLE (RFC 8843): the BUNDLE-tag section’s transport applies to the whole group', () => {
+  // aiortc gives each bundled m-section its own ICE credentials, port and candidates.
+  const aiortcWhip = fixture('aiortc-whip-offer.sdp');
+  const aiortcWhep = fixture('aiortc-whep-offer.sdp');
+  const values = (sdp: string, attribute: string) =>
+    parseSdp(sdp)
+      .media.filter((m) => m.port !== 0)
+      .map((m) => m.lines.filter((l) => l.startsWith(`a=${attribute}`)));
+
+  it('the fixture really has per-section credentials and candidates', () => {
+    const media = parseSdp(aiortcWhip).media;
+    expect(media.map((m) => m.ice.ufrag)).toEqual(['rWfE', 'gLWo']);
+    expect(media[0].ice.candidates[0]).not.toEqual(media[1].ice.candidates[0]);
+  });
+
+  it('rewrites every section to the tag’s ICE/DTLS parameters and keeps only the tag’s candidates', () => {
+    const result = planOffer(aiortcWhip, 'publish');
+    if (!result.ok) throw new Error(result.reason);
+    expect(result.plan.bundleTag?.mid).toBe('0');
+    const rewritten = rewriteOffer(result.plan, {
+      video: { payloadTypes: [99, 101], rtcpFeedback: ['nack', 'nack pli'] },
+      audio: { payloadTypes: [96], rtcpFeedback: [] },
+    });
+    expect(values(rewritten.sdp, 'ice-ufrag')).toEqual([['a=ice-ufrag:rWfE'], ['a=ice-ufrag:rWfE']]);
+    expect(values(rewritten.sdp, 'ice-pwd')).toEqual([
+      ['a=ice-pwd:JeS1ANKYkVt9xwalWlIOcl'],
+      ['a=ice-pwd:JeS1ANKYkVt9xwalWlIOcl'],
+    ]);
+    const [audioCandidates, videoCandidates] = values(rewritten.sdp, 'candidate');
+    expect(audioCandidates).toEqual([`a=candidate:${parseSdp(aiortcWhip).media[0].ice.candidates[0]}`]);
+    expect(videoCandidates).toEqual([]);
+    expect(rewritten.sdp).toMatch(/^a=group:BUNDLE 0 1\r$/m);
+  });
+
+  it('the tag is the first mid the answer accepts: a declined first section does not lend its transport', () => {
+    // Audio offered as PCMU only is declined, so video (mid 1) becomes the tag.
+    const pcmuFirst = aiortcWhip.replace(
+      'm=audio 60413 UDP/TLS/RTP/SAVPF 96 0 8',
+      'm=audio 60413 UDP/TLS/RTP/SAVPF 0 8',
+    );
+    const result = planOffer(pcmuFirst.replace('a=rtpmap:96 opus/48000/2\r\n', ''), 'publish');
+    if (!result.ok) throw new Error(result.reason);
+    expect(result.plan.audio).toBeUndefined();
+    expect(result.plan.bundleTag?.mid).toBe('1');
+    const rewritten = rewriteOffer(result.plan, {
+      video: { payloadTypes: [99], rtcpFeedback: [] },
+    });
+    const parsed = parseSdp(rewritten.sdp);
+    expect(parsed.media.map((m) => m.ice.ufrag)).toEqual(['gLWo', 'gLWo']);
+    expect(parsed.media.map((m) => m.ice.candidates.length)).toEqual([0, 1]);
+    expect(parsed.media[0].direction).toBe('inactive');
+  });
+
+  it('a section outside the BUNDLE group is declined and does not lend its transport either', () => {
+    const outside = aiortcWhip.replace('a=group:BUNDLE 0 1', 'a=group:BUNDLE 1');
+    const result = planOffer(outside, 'publish');
+    if (!result.ok) throw new Error(result.reason);
+    expect(result.plan.audio).toBeUndefined();
+    expect(result.plan.bundleTag?.mid).toBe('1');
+  });
+
+  it('a bundle-only section (port 0 in the group, Firefox max-bundle) is used, with the tag’s transport', async () => {
+    const bundleOnly = firefoxWhip
+      .replace('m=video 9 UDP/TLS/RTP/SAVPF', 'm=video 0 UDP/TLS/RTP/SAVPF')
+      .replace('a=mid:1\r\n', 'a=mid:1\r\na=bundle-only\r\n');
+    const result = planOffer(bundleOnly, 'publish');
+    if (!result.ok) throw new Error(result.reason);
+    expect(result.plan.video.section.mid).toBe('1');
+    const peer = await IngestPeer.create(bundleOnly, LOOPBACK_NETWORK);
+    try {
+      expect(answeredCodecs(peer.answerSdp, 'video')).toMatchObject({ direction: 'recvonly' });
+      expect(answeredCodecs(peer.answerSdp, 'video')?.port).not.toBe(0);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  it('without the tag’s credentials: 400 naming the line', () => {
+    const noCredentials = aiortcWhip.replace('a=ice-ufrag:rWfE\r\n', '');
+    expect(checkOffer(noCredentials, 'publish')).toEqual({
+      ok: false,
+      status: 400,
+      reason: 'the m= section on line 7 (the BUNDLE tag) has no ICE credentials (a=ice-ufrag and a=ice-pwd)',
+    });
+    // The same missing line in a non-tag section is of no consequence.
+    expect(checkOffer(aiortcWhip.replace('a=ice-ufrag:gLWo\r\n', ''), 'publish').ok).toBe(true);
+  });
+
+  it.each([
+    ['IngestPeer', aiortcWhip, (o: string) => IngestPeer.create(o, LOOPBACK_NETWORK)],
+    ['EgressPeer', aiortcWhep, (o: string) => EgressPeer.create(o, LOOPBACK_NETWORK)],
+  ])('%s answers an aiortc offer with one ICE/DTLS transport for the bundle', async (_, offer, create) => {
+    const peer = await create(offer);
+    try {
+      const media = parseSdp(peer.answerSdp).media;
+      expect(media.map((m) => m.port !== 0)).toEqual([true, true]);
+      expect(new Set(media.map((m) => m.ice.ufrag)).size).toBe(1);
+      expect(new Set(media.map((m) => m.ice.fingerprints.join())).size).toBe(1);
+      expect(peer.answerSdp).toMatch(/^a=group:BUNDLE 0 1\r$/m);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  it('finishAnswer refuses an answer whose bundled sections disagree on ICE credentials', () => {
+    const answer = aiortcWhip.replaceAll('a=sendonly', 'a=recvonly');
+    expect(() => finishAnswer(answer)).toThrow(/BUNDLE/);
+    const consistent = answer
+      .replace('a=ice-ufrag:gLWo', 'a=ice-ufrag:rWfE')
+      .replace('a=ice-pwd:Zwohbm0ABajYnuDNjbjSIO', 'a=ice-pwd:JeS1ANKYkVt9xwalWlIOcl');
+    expect(finishAnswer(consistent)).toBe(consistent);
   });
 });
