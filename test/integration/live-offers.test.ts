@@ -264,7 +264,8 @@ describe('request fuzzing (seeded, over HTTP)', () => {
       await remove(res, gw.base);
     }
     // Both outcomes must occur for this to mean anything.
-    expect(counts.whep.get(201) ?? 0).toBeGreaterThan(20);
+    // (Firefox ESR's offers have no H.264: mutations of them are 406, so the floor is low.)
+    expect(counts.whep.get(201) ?? 0).toBeGreaterThan(10);
     expect(counts.whep.get(400) ?? 0).toBeGreaterThan(50);
     expect(counts.whip.get(201) ?? 0).toBeGreaterThan(5);
     let invalidAccepted = 0;
