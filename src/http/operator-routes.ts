@@ -152,12 +152,17 @@ export const operatorRoutes: FastifyPluginAsync<OperatorRoutesOptions> = async (
 
   app.addHook('onRequest', async (req, reply) => {
     if (drain.draining && isNewWork(req.method, req.url)) {
-      reply.header('Retry-After', String(DRAIN_RETRY_AFTER_S)).header('Connection', 'close');
-      throw new LiveError(
-        503,
-        'SHUTTING_DOWN',
-        'the gateway is shutting down and takes no new streams or jobs',
-      );
+      // Answered here, not thrown: the batch and transcoding routes have error handlers of their own.
+      return reply
+        .code(503)
+        .header('Retry-After', String(DRAIN_RETRY_AFTER_S))
+        .header('Connection', 'close')
+        .send({
+          error: {
+            code: 'SHUTTING_DOWN',
+            message: 'the gateway is shutting down and takes no new streams or jobs',
+          },
+        });
     }
     if (req.url.split('?')[0] !== EVENTS_PATH) drain.track(req, reply);
   });
