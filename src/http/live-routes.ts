@@ -102,6 +102,9 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
         whepUrl,
         statusUrl: `${base.replace(/\/+$/, '')}${streamUrl}/status`,
         updateUrl: `${base.replace(/\/+$/, '')}${streamUrl}/update`,
+      }).catch((err: unknown) => {
+        if (err instanceof LiveError) req.log.info({ stream, status: err.status }, err.message);
+        throw err;
       });
       if (answer.pipeline) job.modelId = answer.pipeline;
       if (answer.params) job.params = answer.params;
