@@ -422,8 +422,10 @@ export class LiveSession {
         const noted = this.policy.lastFailure;
         const { state, commands } = step(this.policy, e, this.now());
         this.policy = state;
-        // Every failure the policy notes is an error event, once (go-livepeer's ai_stream_events error).
-        if (state.lastFailure && state.lastFailure !== noted) this.reportError(state.lastFailure);
+        // Every failure the policy notes is an error event, once (go-livepeer's ai_stream_events
+        // error), except an orchestrator's own error event: that one is forwarded as it came.
+        const failure = state.lastFailure;
+        if (failure && failure !== noted && failure.code !== 'reported-error') this.reportError(failure);
         for (const command of commands) this.run(command);
         if (this.policy.job && this.firstJob) {
           this.firstJob.resolve();

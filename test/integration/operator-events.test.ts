@@ -20,7 +20,7 @@ const cleanups: (() => Promise<unknown> | unknown)[] = [];
 let clip: Buffer;
 
 beforeAll(async () => {
-  clip = await makeH264Clip({ seconds: 12 });
+  clip = await makeH264Clip({ seconds: 20 });
 }, 60_000);
 
 afterAll(async () => {
