@@ -56,6 +56,8 @@ async function gateway(live: TestGatewayOptions['live']): Promise<Gateway> {
 }
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+/** ICE and DTLS on a loaded machine (the whole suite, other work) can take a while. */
+const CONNECT = { connectTimeoutMs: 15_000 };
 
 /** A WHIP POST of a real offer; the peer that made it is closed at once. */
 async function offer(url: string, headers: Record<string, string> = {}): Promise<Response> {
@@ -102,6 +104,7 @@ describe('live auth webhook', () => {
     }));
     const query = 'pipeline=invert&params=%7B%22effect%22%3A%22invert%22%7D&streamId=q1&zeta=a%20b*';
     const publisher = await WhipTestPublisher.connect(gw.url('cam-ok', `whip?${query}`), {
+      ...CONNECT,
       headers: bearer('pub-secret'),
     });
     try {
@@ -162,9 +165,14 @@ describe('live auth webhook', () => {
       expect(s.gateway_status.whep_url).toBe(`${gw.base}/live/video-to-video/cam-ok/whep`);
       const stats = s.gateway_status.ingest_metrics.stats;
       expect(stats.peer_conn_stats.BytesReceived).toBeGreaterThan(10_000);
-      expect(stats.conn_quality).toBe('good');
-      expect(stats.track_stats[0]).toMatchObject({ type: 'video', packets_lost: 0, packet_loss_pct: 0 });
-      expect(stats.track_stats[0].packets_received).toBeGreaterThan(50);
+      const video = stats.track_stats[0];
+      expect(video.type).toBe('video');
+      expect(video.packets_received).toBeGreaterThan(50);
+      // go-livepeer's rule: more than 2 % lost is a bad connection (loopback under load may lose some).
+      expect(video.packet_loss_pct).toBeCloseTo(
+        (100 * video.packets_lost) / (video.packets_lost + video.packets_received),
+      );
+      expect(stats.conn_quality).toBe(video.packet_loss_pct > 2 ? 'bad' : 'good');
       const inference = s.inference_status;
       for (const key of [
         'last_output_time',
@@ -266,7 +274,7 @@ describe('live auth webhook', () => {
 
   it('WHEP needs the viewer token: without, wrong, right', async () => {
     hook.answer(() => ({ status: 200, body: {} }));
-    const publisher = await WhipTestPublisher.connect(gw.url('cam-view', 'whip'));
+    const publisher = await WhipTestPublisher.connect(gw.url('cam-view', 'whip'), CONNECT);
     try {
       const peer = new WeriftPublisher();
       const sdp = await peer.createOffer();
@@ -296,6 +304,7 @@ describe('live auth webhook', () => {
   it("with the webhook, a stream's own routes need the Bearer token its publisher sent", async () => {
     hook.answer(() => ({ status: 200, body: { stream_id: 'str_cred' } }));
     const publisher = await WhipTestPublisher.connect(gw.url('cam-cred', 'whip'), {
+      ...CONNECT,
       headers: bearer('pub-secret'),
     });
     try {
@@ -358,7 +367,10 @@ describe('webhook that cannot answer', () => {
 describe('-liveWhipAuthToken guards the stream routes too', () => {
   it('/update, /status, WHIP PATCH and DELETE: without, wrong, right', async () => {
     const gw = await gateway({ whipAuthToken: new Secret('tok') });
-    const publisher = await WhipTestPublisher.connect(gw.url('cam-tok', 'whip'), { headers: bearer('tok') });
+    const publisher = await WhipTestPublisher.connect(gw.url('cam-tok', 'whip'), {
+      ...CONNECT,
+      headers: bearer('tok'),
+    });
     try {
       await checkStreamRoutes(gw, 'cam-tok', publisher, 'tok');
       await checkDelete(gw, 'cam-tok', publisher, 'tok');

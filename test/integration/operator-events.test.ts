@@ -151,9 +151,10 @@ describe('stream events, heartbeat and termination', () => {
 
     const publisher = await WhipTestPublisher.connect(
       gw.url('ev-cam', 'whip?model=passthrough&streamId=str_ev'),
+      { connectTimeoutMs: 15_000 },
     );
     cleanups.push(() => publisher.close());
-    const viewer = await WhepTestViewer.connect(gw.url('ev-cam', 'whep'));
+    const viewer = await WhepTestViewer.connect(gw.url('ev-cam', 'whep'), { connectTimeoutMs: 15_000 });
     cleanups.push(() => viewer.close());
     const abort = new AbortController();
     const sending = publisher.send({ video: h264Frames(clip, 30), signal: abort.signal });

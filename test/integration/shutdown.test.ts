@@ -144,9 +144,11 @@ describe('graceful shutdown', () => {
     ]);
     expect((await fetch(`${gw.base}/healthz`)).status).toBe(200);
     const url = (stream: string, what: string) => `${gw.base}/live/video-to-video/${stream}/${what}`;
-    const publisher = await WhipTestPublisher.connect(url('sd-cam', 'whip?model=passthrough'));
+    const publisher = await WhipTestPublisher.connect(url('sd-cam', 'whip?model=passthrough'), {
+      connectTimeoutMs: 15_000,
+    });
     cleanups.push(() => publisher.close());
-    const viewer = await WhepTestViewer.connect(url('sd-cam', 'whep'));
+    const viewer = await WhepTestViewer.connect(url('sd-cam', 'whep'), { connectTimeoutMs: 15_000 });
     cleanups.push(() => viewer.close());
     const abort = new AbortController();
     const sending = publisher.send({ video: h264Frames(clip, 30), signal: abort.signal });
