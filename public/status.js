@@ -28,12 +28,21 @@ function message(text) {
 
 async function load() {
   try {
-    const { streams } = await (await fetch('/live/streams')).json();
+    const { streams, hidden = 0 } = await (await fetch('/live/streams')).json();
+    // Streams published with a credential are listed to the operator only.
+    const protectedRow = hidden
+      ? [
+          message(
+            `${hidden} protected stream${hidden === 1 ? '' : 's'} not listed (they need the operator token).`,
+          ),
+        ]
+      : [];
     if (!streams.length) {
-      body.replaceChildren(message('No live stream.'));
+      body.replaceChildren(...(hidden ? protectedRow : [message('No live stream.')]));
       return;
     }
     body.replaceChildren(
+      ...protectedRow,
       ...streams.map((s) => {
         const watch = document.createElement('a');
         watch.href = `/watch.html?stream=${encodeURIComponent(s.stream)}`;

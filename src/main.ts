@@ -10,14 +10,20 @@ import { ResultStore } from './batch/ai-results.ts';
 import { type Config, ConfigError, loadConfig, usage } from './config/index.ts';
 import { buildGatewayApp } from './http/app.ts';
 import { createMetrics } from './http/metrics.ts';
+import { Drain, SseClients } from './http/operator-routes.ts';
+import { EventsWebhook } from './live/events-webhook.ts';
+import { Heartbeat } from './live/heartbeat.ts';
 import { LivePayments } from './live/live-payer.ts';
+import { parseHeaderMap } from './live/operator-http.ts';
 import { LiveStreams } from './live/registry.ts';
+import { StreamEvents } from './live/stream-events.ts';
 import { LocalOrchestrator, optionsFromConfig } from './local-orchestrator/server.ts';
 import { type DiscoverySource, StaticSource, WebhookSource } from './orchestrators/discovery.ts';
 import { OrchestratorPool } from './orchestrators/pool.ts';
 import { PriceCeiling } from './orchestrators/price.ts';
 import { offchainIdentity } from './payments/identity.ts';
 import { type ChainOverrides, type OnChainGateway, setupOnChain } from './payments/onchain-setup.ts';
+import { installShutdown } from './shutdown.ts';
 import { IcePorts } from './webrtc/index.ts';
 
 /** Runs the gateway with these arguments (after the program name); `src/cli.ts` calls it too. */
@@ -103,9 +109,25 @@ export async function main(
           throw new Error(`cannot open the WebRTC ports: ${err.message}`);
         })
       : undefined;
+  // Every stream's events, for the events webhook and /live/events.
+  const events = new StreamEvents({ gateway: config.gatewayHost ?? '' });
+  const eventsWebhook = config.liveAIEventsWebhookUrl
+    ? new EventsWebhook({
+        url: config.liveAIEventsWebhookUrl,
+        headers: parseHeaderMap(config.liveAIEventsWebhookHeaders?.reveal() ?? ''),
+        logger,
+      })
+    : undefined;
+  eventsWebhook?.attach(events);
+  const drain = new Drain();
+  const sse = new SseClients();
   // Created before the registry it reads, which reports into it.
   let streams: LiveStreams | undefined;
-  const metrics = createMetrics({ streams: () => streams as LiveStreams, pool });
+  const metrics = createMetrics({
+    streams: () => streams as LiveStreams,
+    pool,
+    operator: { events: eventsWebhook, sse, heartbeat: () => heartbeat, draining: () => drain.draining },
+  });
   streams = new LiveStreams({
     pool,
     identity,
@@ -124,8 +146,19 @@ export async function main(
     network: { hostAddresses: natIp ?? localHostAddresses(), ports: icePorts },
     payments: tickets,
     metrics: metrics.live,
+    events,
     logger,
   });
+  const heartbeat = config.liveAIHeartbeatURL
+    ? new Heartbeat({
+        url: config.liveAIHeartbeatURL,
+        headers: parseHeaderMap(config.liveAIHeartbeatHeaders?.reveal() ?? ''),
+        intervalMs: config.liveAIHeartbeatInterval,
+        ids: () => streams.liveIds(),
+        terminate: (ids, reason) => streams.terminate(ids, reason),
+        logger,
+      })
+    : undefined;
   const ai = config.ai;
   const results = new ResultStore({
     dir: ai.resultDir ?? join(tmpdir(), 'lp-gateway-results'),
@@ -162,9 +195,20 @@ export async function main(
     live: {
       iceServers: live.iceServers,
       whipAuthToken: live.whipAuthToken,
+      whepAuthToken: live.whepAuthToken,
+      operatorToken: live.operatorToken,
+      authWebhook: config.liveAIAuthWebhookUrl
+        ? {
+            url: config.liveAIAuthWebhookUrl,
+            apiKey: config.liveAIAuthApiKey,
+            timeoutMs: config.liveAIAuthWebhookTimeout,
+          }
+        : undefined,
+      gatewayHost: config.gatewayHost,
       defaultModel: live.defaultModel,
       publicUrl: live.publicUrl,
     },
+    operator: { drain, sse },
     bodyLimitBytes: config.http.bodyLimitBytes,
     metrics: metrics.registry,
     logger,
@@ -172,6 +216,7 @@ export async function main(
   await app.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   pool.start();
   await pool.refresh();
+  heartbeat?.start();
 
   const shown = config.httpAddr.host === '0.0.0.0' ? '127.0.0.1' : config.httpAddr.host;
   const base = `http://${shown.includes(':') ? `[${shown}]` : shown}:${config.httpAddr.port}`;
@@ -193,27 +238,48 @@ export async function main(
         ].join('; ')}`,
     ...(onchain?.bannerLines ?? []),
     ...webrtcBanner(icePorts, natIp),
+    ...operatorBanner(config, base),
     '',
   ];
   console.log(lines.join('\n'));
 
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    pool.stop();
-    await streams.closeAll();
-    await icePorts?.close();
-    await app.close();
-    results.stop();
-    await results.flush();
-    await local?.close();
-    await onchain?.close();
-    process.exit(0);
+  installShutdown({
+    drain,
+    streams,
+    sse,
+    heartbeat,
+    events: eventsWebhook,
+    close: [
+      () => pool.stop(),
+      () => icePorts?.close(),
+      () => app.close(),
+      async () => {
+        results.stop();
+        await results.flush();
+      },
+      () => local?.close(),
+      () => onchain?.close(),
+    ],
+    timeoutMs: config.shutdownTimeout,
+    logger,
+  });
+}
+
+/** The operator interfaces that are on (URLs without credentials or query). */
+function operatorBanner(config: Config, base: string): string[] {
+  const shown = (u: string) => {
+    const url = new URL(u);
+    return `${url.origin}${url.pathname}`;
   };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
+  return [
+    ...(config.liveAIAuthWebhookUrl ? [`  live auth webhook: ${shown(config.liveAIAuthWebhookUrl)}`] : []),
+    ...(config.liveAIHeartbeatURL
+      ? [`  heartbeat:        ${shown(config.liveAIHeartbeatURL)} every ${config.liveAIHeartbeatInterval} ms`]
+      : []),
+    ...(config.liveAIEventsWebhookUrl ? [`  events webhook:   ${shown(config.liveAIEventsWebhookUrl)}`] : []),
+    ...(config.live.operatorToken ? [`  stream events:    ${base}/live/events (SSE, operator token)`] : []),
+    `  health:           ${base}/healthz (alive), ${base}/readyz (takes streams)`,
+  ];
 }
 
 /** Where WebRTC listens, when the shared ports are on (the ports may have been picked: port 0). */

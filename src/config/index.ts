@@ -12,7 +12,8 @@
  * Key naming: top-level YAML keys are go-livepeer's flag names; a key in a YAML section has the
  * flag `<section><Leaf>`: `live.maxViewers` <-> `-liveMaxViewers` <-> `LP_LIVEMAXVIEWERS`.
  *
- * Secrets (ethPassword, orchSecret, localOrchestrator.secret, live.whipAuthToken, ICE
+ * Secrets (ethPassword, orchSecret, localOrchestrator.secret, live.whipAuthToken,
+ * live.whepAuthToken, live.operatorToken, liveAIAuthApiKey, the *Headers flags, ICE
  * credentials) are `Secret` instances: JSON.stringify / util.inspect / String() print
  * `<hidden>`; call `.reveal()` to use the value. Errors show them as `<hidden>`.
  */
@@ -83,6 +84,22 @@ export type Config = {
   readonly discoveryConcurrency: number;
   /** Milliseconds after which an orchestrator's cached GetOrchestrator answer is refreshed. */
   readonly orchInfoMaxAge: number;
+  /** go-livepeer's -gatewayHost (host or host:port). */
+  readonly gatewayHost: string | undefined;
+  /** go-livepeer's live auth webhook, asked before each WHIP stream (docs/operator-guide.md). */
+  readonly liveAIAuthWebhookUrl: string | undefined;
+  readonly liveAIAuthApiKey: Secret | undefined;
+  /** Milliseconds. */
+  readonly liveAIAuthWebhookTimeout: number;
+  readonly liveAIHeartbeatURL: string | undefined;
+  /** 'Name:value,...' as given (parse with parseHeaderMap). */
+  readonly liveAIHeartbeatHeaders: Secret | undefined;
+  /** Milliseconds. */
+  readonly liveAIHeartbeatInterval: number;
+  readonly liveAIEventsWebhookUrl: string | undefined;
+  readonly liveAIEventsWebhookHeaders: Secret | undefined;
+  /** Milliseconds: the whole graceful shutdown, at most. */
+  readonly shutdownTimeout: number;
 
   readonly localOrchestrator: {
     readonly serviceAddr: ListenAddr;
@@ -119,6 +136,9 @@ export type Config = {
     readonly swapWindowMs: number;
     readonly noOrchestratorGraceMs: number;
     readonly whipAuthToken: Secret | undefined;
+    readonly whepAuthToken: Secret | undefined;
+    /** /live/events, any stream's status, protected streams in /live/streams. */
+    readonly operatorToken: Secret | undefined;
     /** Empty by default: no public STUN server is contacted unless configured. */
     readonly iceServers: readonly IceServer[];
     /** One UDP socket for every peer's ICE; undefined: a socket per peer. */
@@ -334,6 +354,16 @@ function build(
     grpcTimeoutMs: value(K.grpcTimeoutMs),
     discoveryConcurrency: value(K.discoveryConcurrency),
     orchInfoMaxAge: value(K.orchInfoMaxAge),
+    gatewayHost: value(K.gatewayHost),
+    liveAIAuthWebhookUrl: value(K.liveAIAuthWebhookUrl),
+    liveAIAuthApiKey: value(K.liveAIAuthApiKey),
+    liveAIAuthWebhookTimeout: value(K.liveAIAuthWebhookTimeout),
+    liveAIHeartbeatURL: value(K.liveAIHeartbeatURL),
+    liveAIHeartbeatHeaders: value(K.liveAIHeartbeatHeaders),
+    liveAIHeartbeatInterval: value(K.liveAIHeartbeatInterval),
+    liveAIEventsWebhookUrl: value(K.liveAIEventsWebhookUrl),
+    liveAIEventsWebhookHeaders: value(K.liveAIEventsWebhookHeaders),
+    shutdownTimeout: value(K.shutdownTimeout),
     localOrchestrator: {
       serviceAddr,
       models,
@@ -370,6 +400,8 @@ function build(
       swapWindowMs: value(K.liveSwapWindowMs),
       noOrchestratorGraceMs: value(K.liveNoOrchestratorGraceMs),
       whipAuthToken: value(K.liveWhipAuthToken),
+      whepAuthToken: value(K.liveWhepAuthToken),
+      operatorToken: value(K.liveOperatorToken),
       iceServers: value(K.liveIceServers),
       webrtcUdpAddr: value(K.liveWebrtcUdpAddr),
       webrtcTcpAddr: value(K.liveWebrtcTcpAddr),

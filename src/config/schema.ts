@@ -183,6 +183,24 @@ const password: Parser<Secret> = (raw, ctx) => {
 
 const secret: Parser<Secret> = (raw) => new Secret(scalar(raw));
 
+/** go-livepeer's header flags: 'Name:value,Name2:value2' (kept secret: they often carry tokens). */
+const headerMap: Parser<Secret> = (raw) => {
+  const text = scalar(raw);
+  if (!text.split(',').some((item) => item.indexOf(':') > 0)) {
+    throw new Invalid("must be 'Name:value' pairs separated by commas");
+  }
+  return new Secret(text);
+};
+
+/** A host name or host:port, no scheme or path (go-livepeer builds https://{gatewayHost}/... from it). */
+const gatewayHostName: Parser<string> = (raw) => {
+  const s = scalar(raw).trim();
+  if (!/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(s)) {
+    throw new Invalid('must be a host name or host:port, without scheme or path');
+  }
+  return s;
+};
+
 /** A socket address to bind: an IP literal (no host name), `:port` for every IPv4 interface. */
 const ipListenAddr: Parser<ListenAddr> = (raw) => {
   const addr = listenAddrOrFreePort(raw);
@@ -320,6 +338,60 @@ export const K = {
   orchInfoMaxAge: req(['orchInfoMaxAge'], '60s', {
     type: 'duration',
     help: "Refresh an orchestrator's GetOrchestrator answer (models, price, latency) in the background once it is this old",
+    parse: ms,
+  }),
+
+  gatewayHost: opt(['gatewayHost'], {
+    type: 'host',
+    help: "This gateway's public host (go-livepeer's -gatewayHost): gateway_host and the URLs the auth webhook gets, and `gateway` in stream events",
+    parse: gatewayHostName,
+  }),
+  liveAIAuthWebhookUrl: opt(['liveAIAuthWebhookUrl'], {
+    type: 'url',
+    help: "go-livepeer's live AI auth webhook: POSTed before each WHIP stream starts; its answer allows it (pipeline, params, stream id, RTMP output) or refuses it (401/403 with its reason); unreachable or slow = refused (503)",
+    parse: url(['http', 'https']),
+  }),
+  liveAIAuthApiKey: opt(['liveAIAuthApiKey'], {
+    type: 'string',
+    help: 'Sent to liveAIAuthWebhookUrl in the x-api-key and Authorization headers (verbatim, as go-livepeer sends it)',
+    parse: secret,
+    secret: true,
+  }),
+  liveAIAuthWebhookTimeout: req(['liveAIAuthWebhookTimeout'], '5s', {
+    type: 'duration',
+    help: 'How long liveAIAuthWebhookUrl may take to answer before the stream is refused (503); go-livepeer waits forever',
+    parse: ms,
+  }),
+  liveAIHeartbeatURL: opt(['liveAIHeartbeatURL'], {
+    type: 'url',
+    help: 'go-livepeer\'s live AI heartbeat: every liveAIHeartbeatInterval the gateway POSTs {"ids": [live stream ids]} here and ends at once the streams the answer lists in "terminatedStreamIds"',
+    parse: url(['http', 'https']),
+  }),
+  liveAIHeartbeatHeaders: opt(['liveAIHeartbeatHeaders'], {
+    type: 'headers',
+    help: "Headers sent with each heartbeat, go-livepeer's format: 'Name:value,Name2:value2'",
+    parse: headerMap,
+    secret: true,
+  }),
+  liveAIHeartbeatInterval: req(['liveAIHeartbeatInterval'], '5s', {
+    type: 'duration',
+    help: 'How often the heartbeat is sent (the first one interval after start)',
+    parse: ms,
+  }),
+  liveAIEventsWebhookUrl: opt(['liveAIEventsWebhookUrl'], {
+    type: 'url',
+    help: "Where the stream events go (go-livepeer sends them to Kafka): POSTed as JSON arrays of go-livepeer's envelopes {id,type,timestamp,gateway,data}, batched, retried with backoff, from a bounded queue",
+    parse: url(['http', 'https']),
+  }),
+  liveAIEventsWebhookHeaders: opt(['liveAIEventsWebhookHeaders'], {
+    type: 'headers',
+    help: "Headers sent with each events POST: 'Name:value,Name2:value2'",
+    parse: headerMap,
+    secret: true,
+  }),
+  shutdownTimeout: req(['shutdownTimeout'], '30s', {
+    type: 'duration',
+    help: 'On SIGTERM/SIGINT: new streams and jobs get 503, requests under way may finish, live streams end, events are flushed; past this the process exits anyway (a second signal: at once)',
     parse: ms,
   }),
 
@@ -480,6 +552,18 @@ export const K = {
   liveWhipAuthToken: opt(['live', 'whipAuthToken'], {
     type: 'string',
     help: 'Bearer token WHIP publishers must send; empty = no authentication',
+    parse: secret,
+    secret: true,
+  }),
+  liveWhepAuthToken: opt(['live', 'whepAuthToken'], {
+    type: 'string',
+    help: 'Bearer token WHEP viewers must send (to start, PATCH and DELETE their sessions); empty = anyone may watch',
+    parse: secret,
+    secret: true,
+  }),
+  liveOperatorToken: opt(['live', 'operatorToken'], {
+    type: 'string',
+    help: "The operator's Bearer token: GET /live/events (stream events as SSE; off when empty), the status of any stream, and protected streams in /live/streams",
     parse: secret,
     secret: true,
   }),

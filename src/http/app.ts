@@ -10,6 +10,7 @@ import type { OrchestratorPool } from '../orchestrators/pool.ts';
 import { OfferRejectedError } from '../webrtc/index.ts';
 import { type BatchRoutesOptions, batchRoutes } from './batch-routes.ts';
 import { type LiveRoutesOptions, liveRoutes } from './live-routes.ts';
+import { Drain, type OperatorRoutesOptions, operatorRoutes, SseClients } from './operator-routes.ts';
 import { type TranscodeRoutesOptions, transcodeRoutes } from './transcode-routes.ts';
 
 const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url));
@@ -26,6 +27,8 @@ export interface GatewayAppOptions {
   batch?: BatchRoutesOptions;
   /** Segment transcoding: PUT/POST /live/{manifestId}/{seq}.ts and HLS under /stream/. */
   transcode?: Omit<TranscodeRoutesOptions, 'pool' | 'logger'>;
+  /** Draining for shutdown, /readyz and the /live/events stream (src/http/operator-routes.ts). */
+  operator?: Omit<OperatorRoutesOptions, 'streams' | 'pool' | 'operatorToken'>;
 }
 
 export async function buildGatewayApp(opts: GatewayAppOptions) {
@@ -79,6 +82,13 @@ export async function buildGatewayApp(opts: GatewayAppOptions) {
   });
   app.setNotFoundHandler((req, reply) => {
     reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${req.url}` } });
+  });
+  await app.register(operatorRoutes, {
+    drain: opts.operator?.drain ?? new Drain(),
+    sse: opts.operator?.sse ?? new SseClients(),
+    streams: opts.streams,
+    pool: opts.pool,
+    operatorToken: opts.live.operatorToken,
   });
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/' });
 

@@ -1,15 +1,27 @@
 // WHIP ingest, WHEP playback, param updates and status for live video-to-video, on
 // go-livepeer's paths (/live/video-to-video/{stream}/...) so existing clients work.
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { IceServer, Secret } from '../config/index.ts';
+import { type IceServer, Secret } from '../config/index.ts';
+import { type AuthWebhookOptions, askAuthWebhook, goQueryEncode } from '../live/auth-webhook.ts';
 import { LiveError } from '../live/errors.ts';
-import type { LiveStreams } from '../live/registry.ts';
+import { jsonDepth } from '../live/operator-http.ts';
+import type { LiveStreams, PublishOptions } from '../live/registry.ts';
 import { decodeSdp, SDP_LIMITS, SDPFRAG_CONTENT_TYPE, SDPFRAG_LIMITS } from '../webrtc/index.ts';
+import { bearerOf, carries, requireBearer } from './auth.ts';
 
 export interface LiveRoutesOptions {
   streams: LiveStreams;
   iceServers: readonly IceServer[];
+  /** The Bearer token every publisher must send; it then guards the stream's other routes too. */
   whipAuthToken?: Secret;
+  /** go-livepeer's live auth webhook, asked before each WHIP stream starts. */
+  authWebhook?: AuthWebhookOptions;
+  /** The Bearer token WHEP viewers must send (POST, PATCH and DELETE of their sessions). */
+  whepAuthToken?: Secret;
+  /** The operator's token: reads any stream's status and lists protected streams. */
+  operatorToken?: Secret;
+  /** go-livepeer's -gatewayHost: `gateway_host` for the auth webhook, and the host of the URLs it gets. */
+  gatewayHost?: string;
   defaultModel: string;
   /** Base of absolute URLs we hand out (https://gw.example.com); default: the request's scheme and Host. */
   publicUrl?: string;
@@ -18,6 +30,10 @@ export interface LiveRoutesOptions {
 const BASE_PATH = '/live/video-to-video';
 const BASE = `${BASE_PATH}/:stream`;
 const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$/;
+/** `params` in the query (go-livepeer's WHIP takes them there): nesting bound. */
+const MAX_QUERY_PARAMS_DEPTH = 32;
+const MAX_ID_LENGTH = 256;
 
 type StreamParams = { stream: string };
 type ResourceParams = { stream: string; id: string };
@@ -65,30 +81,76 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
     return reply.send();
   });
 
-  app.post<{ Params: StreamParams; Querystring: { model?: string }; Body: unknown }>(
-    `${BASE}/whip`,
-    async (req, reply) => {
-      requireBearer(req, opts.whipAuthToken);
-      const stream = streamName(req.params.stream);
-      const offer = sdpBody(req);
-      const modelId =
-        typeof req.query.model === 'string' && req.query.model ? req.query.model : opts.defaultModel;
-      const { sessionId, answerSdp, etag } = await opts.streams.publish(stream, offer, {
-        modelId,
-        params: {},
+  app.post<{ Params: StreamParams; Body: unknown }>(`${BASE}/whip`, async (req, reply) => {
+    const receivedAt = Date.now();
+    requireBearer(req, opts.whipAuthToken);
+    const stream = streamName(req.params.stream);
+    const offer = sdpBody(req);
+    const job = whipQuery(req, opts.defaultModel);
+    const streamUrl = `${BASE_PATH}/${encodeURIComponent(stream)}`;
+    const whepUrl = `${publicBase(req, opts.publicUrl)}${streamUrl}/whep`;
+    let credential = opts.whipAuthToken;
+    if (opts.authWebhook) {
+      opts.streams.checkRoom(stream);
+      // Asked before anything is created, so a refusal costs nothing.
+      const base = opts.publicUrl ?? (opts.gatewayHost ? `https://${opts.gatewayHost}` : publicBase(req));
+      const answer = await askAuthWebhook(opts.authWebhook, {
+        stream,
+        type: 'livepeer-whip',
+        queryParams: goQueryEncode(req.url.split('?')[1] ?? ''),
+        gatewayHost: opts.gatewayHost ?? req.host,
+        whepUrl,
+        statusUrl: `${base.replace(/\/+$/, '')}${streamUrl}/status`,
+        updateUrl: `${base.replace(/\/+$/, '')}${streamUrl}/update`,
+      }).catch((err: unknown) => {
+        if (err instanceof LiveError) req.log.info({ stream, status: err.status }, err.message);
+        throw err;
       });
-      const location = `/live/video-to-video/${encodeURIComponent(stream)}/whip/${sessionId}`;
-      // go-livepeer's header (media/whip_server.go); Daydream's browser SDK plays this URL.
-      reply.header(
-        'Livepeer-Playback-URL',
-        `${publicBase(req, opts.publicUrl)}${BASE_PATH}/${encodeURIComponent(stream)}/whep`,
-      );
-      return created(reply, location, etag, answerSdp, opts.iceServers).send(answerSdp);
-    },
-  );
+      if (answer.pipeline) job.modelId = answer.pipeline;
+      if (answer.params) job.params = answer.params;
+      if (answer.streamId) job.streamId = answer.streamId;
+      if (answer.pipelineId) job.pipelineId = answer.pipelineId;
+      if (answer.rtmpOutputUrl) job.rtmpOutputUrl = answer.rtmpOutputUrl;
+      // With the webhook, the stream's credential is the Bearer token its publisher sent.
+      const token = bearerOf(req);
+      credential ??= token === undefined ? undefined : new Secret(token);
+    }
+    const { sessionId, answerSdp, etag } = await opts.streams.publish(stream, offer, {
+      ...job,
+      credential,
+      whepUrl,
+      receivedAt,
+    });
+    const location = `${streamUrl}/whip/${sessionId}`;
+    // go-livepeer's header (media/whip_server.go); Daydream's browser SDK plays this URL.
+    reply.header('Livepeer-Playback-URL', whepUrl);
+    return created(reply, location, etag, answerSdp, opts.iceServers).send(answerSdp);
+  });
+
+  /**
+   * The stream's own routes (/update, /status, WHIP DELETE and PATCH) need what its publish
+   * needed: -liveWhipAuthToken, or with the auth webhook the Bearer token the publisher sent.
+   * The operator's token reads any status.
+   */
+  const requireStreamCredential = (
+    req: FastifyRequest,
+    key: string,
+    opts_: { status?: boolean } = {},
+  ): void => {
+    if (opts_.status && carries(req, opts.operatorToken)) return;
+    const needed = opts.whipAuthToken ?? opts.streams.credentialOf(key, { byId: opts_.status });
+    if (!needed || carries(req, needed)) return;
+    throw new LiveError(
+      401,
+      'UNAUTHORIZED',
+      bearerOf(req) === undefined
+        ? 'this stream needs the Bearer token it was published with'
+        : 'wrong Bearer token for this stream',
+    );
+  };
 
   app.delete<{ Params: ResourceParams }>(`${BASE}/whip/:id`, async (req, reply) => {
-    requireBearer(req, opts.whipAuthToken);
+    requireStreamCredential(req, req.params.stream);
     await opts.streams.unpublish(req.params.stream, req.params.id);
     return reply.code(200).send();
   });
@@ -104,7 +166,8 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
     );
     for (const kind of ['whip', 'whep'] as const) {
       patches.patch<{ Params: ResourceParams; Body: unknown }>(`${BASE}/${kind}/:id`, async (req, reply) => {
-        if (kind === 'whip') requireBearer(req, opts.whipAuthToken);
+        if (kind === 'whip') requireStreamCredential(req, req.params.stream);
+        else requireBearer(req, opts.whepAuthToken);
         const stream = streamName(req.params.stream);
         const type = contentType(req);
         if (type !== SDPFRAG_CONTENT_TYPE) {
@@ -129,6 +192,7 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
   });
 
   app.post<{ Params: StreamParams; Body: unknown }>(`${BASE}/whep`, async (req, reply) => {
+    requireBearer(req, opts.whepAuthToken);
     const stream = streamName(req.params.stream);
     const offer = sdpBody(req);
     const { viewerId, answerSdp, etag } = await opts.streams.view(stream, offer);
@@ -137,11 +201,13 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
   });
 
   app.delete<{ Params: ResourceParams }>(`${BASE}/whep/:id`, async (req, reply) => {
+    requireBearer(req, opts.whepAuthToken);
     await opts.streams.unview(req.params.stream, req.params.id);
     return reply.code(200).send();
   });
 
   app.post<{ Params: StreamParams; Body: unknown }>(`${BASE}/update`, async (req, reply) => {
+    requireStreamCredential(req, req.params.stream);
     if (!isJson(req))
       throw new LiveError(415, 'UNSUPPORTED_MEDIA_TYPE', 'update needs Content-Type: application/json');
     const params = req.body;
@@ -152,12 +218,71 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
     return reply.code(200).send({ ok: true });
   });
 
-  app.get<{ Params: StreamParams }>(`${BASE}/status`, async (req) => opts.streams.status(req.params.stream));
+  // By stream name, or by go-livepeer's stream id (the path its clients use).
+  app.get<{ Params: StreamParams }>(`${BASE}/status`, async (req) => {
+    requireStreamCredential(req, req.params.stream, { status: true });
+    return opts.streams.status(req.params.stream);
+  });
 
-  app.get('/live/streams', async () => ({ streams: opts.streams.list() }));
+  // Protected streams are listed to the operator only; the others see how many were left out.
+  app.get('/live/streams', async (req) => {
+    const all =
+      carries(req, opts.operatorToken) || (!!opts.whipAuthToken && carries(req, opts.whipAuthToken));
+    const streams = opts.streams.list({ open: !all });
+    return { streams, hidden: all ? 0 : opts.streams.liveCount - streams.length };
+  });
 };
 
-function publicBase(req: FastifyRequest, publicUrl: string | undefined): string {
+/** What the WHIP query asks for: ours (`model`) and go-livepeer's (`pipeline`, `params`, `streamId`, `rtmpOutput`). */
+function whipQuery(req: FastifyRequest, defaultModel: string): Omit<PublishOptions, 'credential'> {
+  const q = new URLSearchParams(req.url.split('?')[1] ?? '');
+  const model = q.get('model') || q.get('pipeline') || defaultModel;
+  if (!MODEL_ID.test(model)) {
+    throw new LiveError(400, 'BAD_MODEL', 'model must be 1-128 letters, digits, ".", "_", "/" or "-"');
+  }
+  const job: Omit<PublishOptions, 'credential'> = { modelId: model, params: {} };
+  const raw = q.get('params');
+  if (raw) {
+    let params: unknown;
+    try {
+      params = JSON.parse(raw);
+    } catch {
+      throw new LiveError(400, 'BAD_PARAMS', 'params must be a JSON object');
+    }
+    if (!params || typeof params !== 'object' || Array.isArray(params)) {
+      throw new LiveError(400, 'BAD_PARAMS', 'params must be a JSON object');
+    }
+    if (jsonDepth(params, MAX_QUERY_PARAMS_DEPTH) > MAX_QUERY_PARAMS_DEPTH) {
+      throw new LiveError(
+        400,
+        'BAD_PARAMS',
+        `params must not be nested deeper than ${MAX_QUERY_PARAMS_DEPTH}`,
+      );
+    }
+    job.params = params as Record<string, unknown>;
+  }
+  const streamId = q.get('streamId');
+  if (streamId) {
+    if (streamId.length > MAX_ID_LENGTH || /[^\x21-\x7e]/.test(streamId)) {
+      throw new LiveError(
+        400,
+        'BAD_STREAM_ID',
+        `streamId must be at most ${MAX_ID_LENGTH} printable characters`,
+      );
+    }
+    job.streamId = streamId;
+  }
+  const rtmp = q.get('rtmpOutput');
+  if (rtmp) {
+    if (rtmp.length > 2048 || !/^rtmps?:\/\/[^\s/]\S*$/i.test(rtmp)) {
+      throw new LiveError(400, 'BAD_RTMP_OUTPUT', 'rtmpOutput must be an rtmp:// or rtmps:// URL');
+    }
+    job.rtmpOutputUrl = rtmp;
+  }
+  return job;
+}
+
+function publicBase(req: FastifyRequest, publicUrl?: string): string {
   return (publicUrl ?? `${req.protocol}://${req.host}`).replace(/\/+$/, '');
 }
 
@@ -188,15 +313,6 @@ function sdpBody(req: FastifyRequest): string {
 
 function isJson(req: FastifyRequest): boolean {
   return (req.headers['content-type'] ?? '').toLowerCase().startsWith('application/json');
-}
-
-function requireBearer(req: FastifyRequest, token: Secret | undefined): void {
-  if (!token) return;
-  const header = req.headers.authorization ?? '';
-  const match = /^Bearer\s+(.+)$/i.exec(header);
-  if (!match || !token.equals(match[1].trim())) {
-    throw new LiveError(401, 'UNAUTHORIZED', 'missing or wrong Bearer token');
-  }
 }
 
 function created(

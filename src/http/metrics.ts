@@ -4,6 +4,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { DataPlaneTotals } from '../live/data-status.ts';
 import type { LiveMetricsHooks, LiveStreams } from '../live/registry.ts';
 import type { OrchestratorPool } from '../orchestrators/pool.ts';
+import { type OperatorMetricSources, operatorMetrics } from './operator-metrics.ts';
 
 export interface GatewayMetrics {
   registry: Registry;
@@ -13,8 +14,10 @@ export interface GatewayMetrics {
 export function createMetrics(sources: {
   streams: () => LiveStreams;
   pool: OrchestratorPool;
+  operator?: OperatorMetricSources;
 }): GatewayMetrics {
   const registry = new Registry();
+  if (sources.operator) operatorMetrics(registry, sources.operator);
   collectDefaultMetrics({ register: registry, prefix: 'livepeer_gateway_process_' });
   const attempts = new Counter({
     name: 'livepeer_ai_live_attempts',

@@ -14,6 +14,8 @@ import type { PolicyCommand, PolicyEvent } from './policy.ts';
 export interface JobStartOptions {
   modelId: string;
   stream: string;
+  /** go-livepeer's stream id (auth webhook or `streamId` query), sent with the job; default: the stream name. */
+  streamId?: string;
   sessionId: string;
   identity: GatewayIdentity;
   payments?: LivePayments;
@@ -36,6 +38,7 @@ export interface JobHandlers {
   onEvent: (event: OrchestratorEvent) => void;
   onFailure: (failure: Failure) => void;
   onPaymentFailure: (failure: Failure) => void;
+  onInputSegmentSent?: (seq: number) => void;
 }
 
 /**
@@ -86,6 +89,7 @@ export async function startJob(
       modelId,
       params,
       streamName: opts.stream,
+      streamId: opts.streamId,
       requestId: `${opts.stream}-${opts.sessionId.slice(0, 8)}-${jobId}`,
       logger: opts.logger,
       ...handlers,

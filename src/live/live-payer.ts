@@ -238,6 +238,8 @@ export class LivePayer {
   private info: OrchestratorInfo;
   private busy = false;
   private stopped = false;
+  /** The payment under way. */
+  private inflight?: Promise<void>;
   /** Half the time the start payment stands for. */
   private readonly maxUnpaidMs: number;
 
@@ -258,13 +260,22 @@ export class LivePayer {
     this.stopped = true;
   }
 
+  /** Resolves once the payment under way, if any, has finished (a stopped payer starts none). */
+  settled(): Promise<void> {
+    return this.inflight?.catch(() => {}) ?? Promise.resolve();
+  }
+
   /**
    * An input segment is on its way to the orchestrator: pay if an interval has passed. Returns
    * the payment under way, if one was started (it never rejects).
    */
   onInputSegment(): Promise<void> | undefined {
     if (this.busy || this.stopped || !this.clock.due()) return undefined;
-    return this.payDue();
+    const payment = this.payDue().finally(() => {
+      if (this.inflight === payment) this.inflight = undefined;
+    });
+    this.inflight = payment;
+    return payment;
   }
 
   private async payDue(): Promise<void> {

@@ -44,6 +44,10 @@ export interface OrchestratorSessionOptions {
   onFailure: (failure: Failure) => void;
   /** A live payment failed for good; the job may run on until its prepaid credit is spent. */
   onPaymentFailure?: (failure: Failure) => void;
+  /** An input segment reached the orchestrator whole (for the stream's trace events). */
+  onInputSegmentSent?: (seq: number) => void;
+  /** The stream id the job is started with (go-livepeer's `stream_id`); default: streamName. */
+  streamId?: string;
   /**
    * Prepay 60 s at the start (go-livepeer's initPixelsToPay). False for another job on an
    * orchestrator this stream already prepaid: only enough to carry it until payments flow.
@@ -121,7 +125,7 @@ export class OrchestratorSession {
       urls = await startLiveVideoToVideo(transcoder, {
         modelId: opts.modelId,
         params: opts.params,
-        streamId: opts.streamName,
+        streamId: opts.streamId || opts.streamName,
         requestId: opts.requestId,
         payment,
         // The job's capabilities, as go-livepeer's genSegCreds sends them: the orchestrator prices
@@ -175,6 +179,16 @@ export class OrchestratorSession {
     return this.opts.orchestrator.url;
   }
 
+  /** The orchestrator's on-chain address from its GetOrchestrator answer, if it sent one. */
+  get orchestratorAddress(): Uint8Array | undefined {
+    return this.opts.orchestrator.info.address;
+  }
+
+  /** Resolves once a live payment under way (if any) has finished: shutdown waits for it. */
+  paymentSettled(): Promise<void> {
+    return this.payer?.settled() ?? Promise.resolve();
+  }
+
   /**
    * A new input segment; the caller writes MPEG-TS into it as frames arrive. A failed segment
    * is reported through onError (the orchestrator is in trouble), not to the caller.
@@ -187,7 +201,11 @@ export class OrchestratorSession {
       write: (chunk) => writer.write(chunk),
       waitForDrain: () => writer.waitForDrain(),
       abort: () => writer.abort(),
-      end: () => writer.end().catch((err: Error) => this.fail(err, 'input', `input segment ${writer.seq}`)),
+      end: () =>
+        writer.end().then(
+          () => this.opts.onInputSegmentSent?.(writer.seq),
+          (err: Error) => this.fail(err, 'input', `input segment ${writer.seq}`),
+        ),
     };
   }
 

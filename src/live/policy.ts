@@ -88,8 +88,11 @@ export type PolicyCommand =
   /** Tell the pool: selection avoids this orchestrator for a while (every stream). */
   | { type: 'suspend'; url: string; failure: Failure }
   | { type: 'setState'; state: StreamState; reason: string | null }
-  /** A job was replaced (or lost): for logs and metrics. `to` is null until a new one starts. */
-  | { type: 'swap'; record: SwapRecord }
+  /**
+   * A job was replaced (or lost): for logs, metrics and events. `to` is null until a new one
+   * starts; `update` marks the same record again once it has (not a new swap).
+   */
+  | { type: 'swap'; record: SwapRecord; update?: true }
   | { type: 'endStream'; reason: string; failure?: Failure };
 
 export interface SwapRecord {
@@ -502,7 +505,7 @@ function onJobStarted(d: PolicyState, jobId: number, url: string, now: number, o
     if (open && open.to === null) {
       open.to = url;
       open.tookMs = now - open.at;
-      out.push({ type: 'swap', record: { ...open } });
+      out.push({ type: 'swap', record: { ...open }, update: true });
     }
   }
   d.job = { id: jobId, url, startedAt: now, suspended: false };

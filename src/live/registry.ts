@@ -2,6 +2,7 @@
 // unknown streams into clear errors.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { Secret } from '../config/index.ts';
 import { liveKind } from '../orchestrators/capabilities.ts';
 import type { OrchestratorPool } from '../orchestrators/pool.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
@@ -12,6 +13,7 @@ import { LivePayments, type LivePaymentsOptions } from './live-payer.ts';
 import { LoopDelayMonitor, type LoopDelaySource } from './loop-delay.ts';
 import { POLICY_DEFAULTS } from './policy.ts';
 import { LiveSession, type LiveSessionLimits, type LiveStatus, type SwapRecord } from './session.ts';
+import { StreamEvents, StreamTracer } from './stream-events.ts';
 
 /** Failover limits when not configured: the policy's defaults (docs/live-liveness.md). */
 const { ingestTimeoutMs: _, ...FAILOVER_DEFAULTS } = POLICY_DEFAULTS;
@@ -33,6 +35,43 @@ export interface LiveStreamsOptions {
   payments?: LivePaymentsOptions | LivePayments;
   /** The gateway's event-loop delay; default: a monitor of this process's loop. */
   loopDelay?: LoopDelaySource;
+  /** Where every stream's events go (the events webhook and /live/events subscribe); default: a new emitter. */
+  events?: StreamEvents;
+}
+
+/** What a publish carries besides the offer (the auth webhook's answer, the query, the credential). */
+export interface PublishOptions {
+  modelId: string;
+  params: Record<string, unknown>;
+  /** go-livepeer's stream id (the webhook's `stream_id`, else the `streamId` query parameter). */
+  streamId?: string;
+  pipelineId?: string;
+  /** Where the output is to be pushed (the webhook's `rtmp_output_url`); kept, not pushed yet. */
+  rtmpOutputUrl?: string;
+  /** What later requests on this stream (/update, /status, WHIP DELETE and PATCH) must present. */
+  credential?: Secret;
+  /** The viewers' URL, for go-livepeer's status `gateway_status.whep_url`. */
+  whepUrl?: string;
+  /** When the request arrived (ms), for the trace's first event; default: now. */
+  receivedAt?: number;
+}
+
+/** A live stream and what the registry keeps beside it. */
+interface Entry {
+  session: LiveSession;
+  /** go-livepeer's stream id, else the stream name: what the heartbeat and events call it. */
+  id: string;
+  credential?: Secret;
+  rtmpOutputUrl?: string;
+}
+
+/** A stream that ended recently. */
+interface Ended {
+  status: LiveStatus;
+  at: number;
+  id: string;
+  reason: string;
+  credential?: Secret;
 }
 
 /** What the registry reports for Prometheus (src/http/metrics.ts). */
@@ -47,8 +86,10 @@ const ENDED_KEPT = 64;
 const ENDED_KEPT_MS = 10 * 60_000;
 
 export class LiveStreams {
-  private readonly sessions = new Map<string, LiveSession>();
-  private readonly ended = new Map<string, { status: LiveStatus; at: number }>();
+  private readonly sessions = new Map<string, Entry>();
+  private readonly ended = new Map<string, Ended>();
+  /** Every stream's events, for the operator's sinks (events webhook, /live/events). */
+  readonly events: StreamEvents;
   /** Data-plane counters of every stream that ended, so totals never go down. */
   private readonly endedTotals = emptyTotals();
   private readonly payments?: LivePayments;
@@ -57,6 +98,7 @@ export class LiveStreams {
 
   constructor(private readonly opts: LiveStreamsOptions) {
     this.loopDelay = opts.loopDelay ?? new LoopDelayMonitor();
+    this.events = opts.events ?? new StreamEvents();
     if (opts.payments) {
       this.payments = opts.payments instanceof LivePayments ? opts.payments : new LivePayments(opts.payments);
     }
@@ -65,22 +107,23 @@ export class LiveStreams {
   async publish(
     stream: string,
     offerSdp: string,
-    job: { modelId: string; params: Record<string, unknown> },
+    job: PublishOptions,
   ): Promise<{ sessionId: string; answerSdp: string; etag: string }> {
-    if (this.sessions.has(stream)) {
-      throw new LiveError(409, 'STREAM_LIVE', `stream "${stream}" already has a publisher`);
-    }
-    if (this.sessions.size >= this.opts.limits.maxStreams) {
-      throw new LiveError(
-        503,
-        'TOO_MANY_STREAMS',
-        `this gateway runs at most ${this.opts.limits.maxStreams} streams`,
-      );
-    }
+    this.checkRoom(stream);
     const sessionId = randomBytes(12).toString('hex');
+    const tracer = new StreamTracer(this.events, {
+      stream,
+      streamId: job.streamId ?? '',
+      pipelineId: job.pipelineId ?? '',
+      requestId: sessionId.slice(0, 8),
+      pipeline: job.modelId,
+    });
     const session = new LiveSession({
       stream,
+      streamId: job.streamId,
       sessionId,
+      tracer,
+      whepUrl: job.whepUrl,
       modelId: job.modelId,
       params: job.params,
       selectOrchestrator: (modelId, exclude, opts) =>
@@ -97,15 +140,32 @@ export class LiveStreams {
       onFirstOutput: (ms) => this.opts.metrics?.firstOutput(ms),
       onSwap: (record) => this.opts.metrics?.swap(record),
       onEnd: () => {
-        if (this.sessions.get(stream) !== session) return;
+        if (this.sessions.get(stream)?.session !== session) return;
         this.sessions.delete(stream);
         const final = session.status();
         addTotals(this.endedTotals, final);
-        this.remember(stream, final);
+        this.remember(stream, {
+          status: final,
+          at: Date.now(),
+          id: entry.id,
+          reason: final.endReason ?? 'ended',
+          credential: entry.credential,
+        });
       },
     });
+    const entry: Entry = {
+      session,
+      id: job.streamId || stream,
+      credential: job.credential,
+      rtmpOutputUrl: job.rtmpOutputUrl,
+    };
     // Claim the name before any await so a second publisher gets 409.
-    this.sessions.set(stream, session);
+    this.sessions.set(stream, entry);
+    // After auth, before selection (go-livepeer's gateway_receive_stream_request).
+    tracer.trace('gateway_receive_stream_request', undefined, {
+      timestamp: job.receivedAt ?? Date.now(),
+      pipeline: job.modelId,
+    });
     try {
       const answerSdp = await session.start(offerSdp);
       this.opts.metrics?.attempt('started');
@@ -114,6 +174,20 @@ export class LiveStreams {
       this.opts.metrics?.attempt(err instanceof LiveError && err.status < 500 ? 'refused' : 'failed');
       await session.stop(`start failed: ${(err as Error).message}`);
       throw err;
+    }
+  }
+
+  /** Throws the 409 or 503 a publish of `stream` would get now (before asking anyone else). */
+  checkRoom(stream: string): void {
+    if (this.sessions.has(stream)) {
+      throw new LiveError(409, 'STREAM_LIVE', `stream "${stream}" already has a publisher`);
+    }
+    if (this.sessions.size >= this.opts.limits.maxStreams) {
+      throw new LiveError(
+        503,
+        'TOO_MANY_STREAMS',
+        `this gateway runs at most ${this.opts.limits.maxStreams} streams`,
+      );
     }
   }
 
@@ -146,17 +220,53 @@ export class LiveStreams {
     return this.get(stream).update(params);
   }
 
-  /** A live stream's status, or the last status of one that ended recently. */
-  status(stream: string): LiveStatus {
-    const live = this.sessions.get(stream);
-    if (live) return live.status();
-    const ended = this.ended.get(stream);
-    if (ended && Date.now() - ended.at < ENDED_KEPT_MS) return ended.status;
-    throw new LiveError(404, 'NO_SUCH_STREAM', `no live stream "${stream}"`);
+  /**
+   * A live stream's status, or the last status of one that ended recently; by stream name, or by
+   * go-livepeer's stream id (its clients ask /live/video-to-video/{streamId}/status).
+   */
+  status(key: string): LiveStatus {
+    const live = this.lookup(key);
+    if (live) return live.session.status();
+    const ended = this.endedLookup(key);
+    if (ended) return ended.status;
+    throw new LiveError(404, 'NO_SUCH_STREAM', `no live stream "${key}"`);
   }
 
-  list(): LiveStatus[] {
-    return [...this.sessions.values()].map((s) => s.status());
+  /**
+   * What requests on this stream must present (the publish credential); undefined when the
+   * stream is open, or unknown (the request then gets its 404 from the registry).
+   */
+  credentialOf(key: string, opts: { byId?: boolean } = {}): Secret | undefined {
+    if (!opts.byId) return (this.sessions.get(key) ?? this.endedLookup(key, false))?.credential;
+    return (this.lookup(key) ?? this.endedLookup(key))?.credential;
+  }
+
+  /** The output URL the auth webhook gave this stream (rtmp_output_url), if any. */
+  rtmpOutputOf(stream: string): string | undefined {
+    return this.sessions.get(stream)?.rtmpOutputUrl;
+  }
+
+  /** Statuses of the live streams; `open` only: those without a credential. */
+  list(opts: { open?: boolean } = {}): LiveStatus[] {
+    return [...this.sessions.values()]
+      .filter((e) => !opts.open || !e.credential)
+      .map((e) => e.session.status());
+  }
+
+  /** Each live stream's id as the heartbeat posts it: go-livepeer's stream id, else its name. */
+  liveIds(): string[] {
+    return [...this.sessions.values()].map((e) => e.id);
+  }
+
+  /**
+   * Ends at once the live streams with these ids (the heartbeat's terminatedStreamIds). Later
+   * requests on them get 404 "stream ended: <reason>". Resolves with the names ended.
+   */
+  async terminate(ids: Iterable<string>, reason: string): Promise<string[]> {
+    const wanted = new Set(ids);
+    const targets = [...this.sessions].filter(([, e]) => wanted.has(e.id));
+    await Promise.all(targets.map(([, e]) => e.session.terminate(reason)));
+    return targets.map(([name]) => name);
   }
 
   /** Drops, losses, NACKs and keyframe requests over every stream this gateway ran (for /metrics). */
@@ -166,21 +276,49 @@ export class LiveStreams {
     return totals;
   }
 
-  /** Ends every stream: the gateway is shutting down. */
-  async closeAll(): Promise<void> {
-    await Promise.all([...this.sessions.values()].map((s) => s.stop('gateway shutting down')));
+  /**
+   * Ends every stream (the gateway is shutting down): orchestrator jobs closed, peers closed
+   * (DTLS close_notify), then the payments still under way are waited for.
+   */
+  async closeAll(reason = 'gateway shutting down'): Promise<void> {
+    const sessions = [...this.sessions.values()].map((e) => e.session);
+    await Promise.all(sessions.map((s) => s.stop(reason)));
+    await Promise.all(sessions.map((s) => s.paymentsSettled()));
     if (!this.opts.loopDelay) this.loopDelay.close?.();
   }
 
-  private remember(stream: string, status: LiveStatus): void {
+  get liveCount(): number {
+    return this.sessions.size;
+  }
+
+  private remember(stream: string, ended: Ended): void {
     this.ended.delete(stream);
-    this.ended.set(stream, { status, at: Date.now() });
+    this.ended.set(stream, ended);
     if (this.ended.size > ENDED_KEPT) this.ended.delete(this.ended.keys().next().value as string);
   }
 
+  private lookup(key: string): Entry | undefined {
+    const byName = this.sessions.get(key);
+    if (byName) return byName;
+    for (const e of this.sessions.values()) if (e.id === key) return e;
+    return undefined;
+  }
+
+  private endedLookup(key: string, byId = true): Ended | undefined {
+    const now = Date.now();
+    const byName = this.ended.get(key);
+    if (byName && now - byName.at < ENDED_KEPT_MS) return byName;
+    if (!byId) return undefined;
+    for (const e of this.ended.values()) if (e.id === key && now - e.at < ENDED_KEPT_MS) return e;
+    return undefined;
+  }
+
   private get(stream: string): LiveSession {
-    const session = this.sessions.get(stream);
-    if (!session) throw new LiveError(404, 'NO_SUCH_STREAM', `no live stream "${stream}"`);
-    return session;
+    const entry = this.sessions.get(stream);
+    if (entry) return entry.session;
+    // A stream that ended says so, and why (the operator's termination, say).
+    const ended = this.endedLookup(stream, false);
+    if (ended) throw new LiveError(404, 'NO_SUCH_STREAM', `stream ended: ${ended.reason}`);
+    throw new LiveError(404, 'NO_SUCH_STREAM', `no live stream "${stream}"`);
   }
 }

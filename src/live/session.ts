@@ -36,6 +36,14 @@ import {
 } from './policy.ts';
 import { RateMeter } from './rate-meter.ts';
 import { type LiveStatus, type SwapRecord, statusRecord } from './status.ts';
+import { goLivepeerStatus } from './status-compat.ts';
+import {
+  NO_ORCHESTRATOR,
+  type OrchestratorInfoField,
+  orchestratorInfo,
+  StreamEvents,
+  StreamTracer,
+} from './stream-events.ts';
 
 /** The session's one timer: the policy's tick, the periodic keyframe request and the loop-delay sample. */
 const TICK_MS = 100;
@@ -64,6 +72,10 @@ export interface LiveSessionOptions extends Omit<JobStartOptions, 'tally'> {
   /** For metrics: the first processed frame went out (ms since the WHIP offer), and each swap. */
   onFirstOutput?: (delayMs: number) => void;
   onSwap?: (record: SwapRecord) => void;
+  /** The stream's ids and where its events go (the registry's emitter); default: nowhere. */
+  tracer?: StreamTracer;
+  /** The viewers' URL, for go-livepeer's `gateway_status.whep_url`. */
+  whepUrl?: string;
   /** Wall clock, ms; default Date.now (tests drive it). */
   now?: () => number;
 }
@@ -75,6 +87,9 @@ interface Job {
   session: OrchestratorSession;
   status: Record<string, unknown> | null;
   errors: { at: string; message: string }[];
+  /** For the stream trace: an input segment reached it whole; output segments it sent. */
+  inputSent: boolean;
+  outputSegments: number;
 }
 
 export class LiveSession {
@@ -109,11 +124,31 @@ export class LiveSession {
   /** start() waits for the first job, or the end. */
   private firstJob?: { resolve: () => void; reject: (err: Error) => void };
   private ending?: Promise<void>;
+  readonly tracer: StreamTracer;
+  /** orchestrator_info by orchestrator URL, for events about jobs that are gone. */
+  private readonly orchestratorInfos = new Map<string, OrchestratorInfoField>();
+  /** When the params last changed (the start counts); whether /update changed them. */
+  private paramsAt: number;
+  private paramsUpdated = false;
+  /** The stream's first failure (go-livepeer's gateway_status.error). */
+  private firstError?: { message: string; at: number };
+  /** Payments still under way on jobs that were closed (shutdown waits for them). */
+  private readonly paymentsUnderWay = new Set<Promise<void>>();
 
   constructor(private readonly opts: LiveSessionOptions) {
     this.sessionId = opts.sessionId;
     this.now = opts.now ?? Date.now;
     this.startedAt = this.now();
+    this.paramsAt = this.startedAt;
+    this.tracer =
+      opts.tracer ??
+      new StreamTracer(new StreamEvents(), {
+        stream: opts.stream,
+        streamId: opts.streamId ?? '',
+        pipelineId: '',
+        requestId: opts.sessionId.slice(0, 8),
+        pipeline: opts.modelId,
+      });
     this.lastTickAt = this.startedAt;
     this.policy = initialState(opts.limits, this.startedAt);
     this.params = { ...opts.params };
@@ -262,12 +297,18 @@ export class LiveSession {
 
   async update(params: Record<string, unknown>): Promise<void> {
     this.params = { ...params };
+    this.paramsAt = this.now();
+    this.paramsUpdated = true;
     this.dispatch({ type: 'paramsUpdated' });
     // Without an orchestrator right now, the params go to the next one when it starts.
     const current = this.current;
-    if (!current) return;
+    if (!current) {
+      this.tracer.streamEvent('params_update', { params });
+      return;
+    }
     try {
       await current.session.sendControl(params);
+      this.tracer.streamEvent('params_update', { params }, this.infoOf(current.session.orchestratorUrl));
     } catch (err) {
       throw new LiveError(
         502,
@@ -315,7 +356,30 @@ export class LiveSession {
       },
       payments: [...this.payments].map(([url, t]) => paymentStatus(url, t)),
       endReason: p.endReason,
+      ...goLivepeerStatus({
+        ids: this.tracer.ids,
+        sessionId: this.sessionId,
+        whepUrl: this.opts.whepUrl ?? '',
+        startedAt: this.startedAt,
+        orchestrator: p.job ? this.infoOf(p.job.url) : null,
+        runner: current?.status ?? null,
+        params: this.params,
+        paramsAt: this.paramsAt,
+        inputFps: this.inputRate.read().fps,
+        outputFps: this.outputRate.read().fps,
+        lastInputAt: this.lastInputSeen || null,
+        lastOutputAt: this.lastOutputSeen || null,
+        lastRunnerError: lastError(current?.errors),
+        ingest: this.ingestPeer?.stats(),
+        latencyMs: this.latency.read()?.p50 ?? null,
+        firstError: this.firstError ?? null,
+      }),
     };
+  }
+
+  /** Payments still under way on this stream's jobs (it has ended: nothing new starts). */
+  async paymentsSettled(): Promise<void> {
+    await Promise.allSettled([...this.paymentsUnderWay]);
   }
 
   /** A getter, so checks after an await are not narrowed away by the compiler. */
@@ -334,6 +398,19 @@ export class LiveSession {
     await this.ending;
   }
 
+  /**
+   * Ends the stream on the operator's word (the heartbeat's terminatedStreamIds): an error event
+   * first, as go-livepeer sends one ("stream terminated: ..."), then the normal end.
+   */
+  async terminate(reason: string): Promise<void> {
+    if (!this.ended) {
+      const message = `stream terminated: ${reason}`;
+      this.firstError ??= { message, at: this.now() };
+      this.tracer.streamEvent('error', { capability: '', message, blame: 'operator', code: 'terminated' });
+    }
+    await this.stop(reason);
+  }
+
   // ---- the policy's executor
 
   private dispatch(event: PolicyEvent): void {
@@ -342,8 +419,13 @@ export class LiveSession {
     this.dispatching = true;
     try {
       for (let e = this.queue.shift(); e; e = this.queue.shift()) {
+        const noted = this.policy.lastFailure;
         const { state, commands } = step(this.policy, e, this.now());
         this.policy = state;
+        // Every failure the policy notes is an error event, once (go-livepeer's ai_stream_events
+        // error), except an orchestrator's own error event: that one is forwarded as it came.
+        const failure = state.lastFailure;
+        if (failure && failure !== noted && failure.code !== 'reported-error') this.reportError(failure);
         for (const command of commands) this.run(command);
         if (this.policy.job && this.firstJob) {
           this.firstJob.resolve();
@@ -372,6 +454,7 @@ export class LiveSession {
         if (job) {
           log.info({ orchestrator: job.session.orchestratorUrl, reason: c.reason }, 'closing live job');
           void job.session.close();
+          this.keepPayment(job.session);
         }
         return;
       }
@@ -397,7 +480,19 @@ export class LiveSession {
           { from: record.from, to: record.to, blame: record.blame, reason: record.reason },
           'orchestrator swap',
         );
+        // The record again once its new job runs: the same swap, not another one.
+        if (c.update) return;
         this.opts.onSwap?.(record);
+        // go-livepeer's orchestrator_swap: the failed orchestrator's info and the cause; `to`,
+        // `blame`, `code` and `took_ms` are ours.
+        this.tracer.trace('orchestrator_swap', this.infoOf(record.from), {
+          pipeline: this.opts.modelId,
+          message: record.reason,
+          to: record.to,
+          blame: record.blame,
+          code: record.code,
+          took_ms: record.tookMs,
+        });
         return;
       }
       case 'endStream':
@@ -442,22 +537,82 @@ export class LiveSession {
           }
           this.segmentsOut++;
           this.outputJobId = jobId;
+          const job = this.jobs.get(jobId);
+          if (job) {
+            job.outputSegments++;
+            // go-livepeer: the first output segment, and the third ("playback can start").
+            const trace =
+              job.outputSegments === 1
+                ? 'gateway_receive_first_processed_segment'
+                : job.outputSegments === 3
+                  ? 'gateway_receive_few_processed_segments'
+                  : undefined;
+            if (trace) this.traceJob(trace, job);
+          }
           await this.output.pushSegment(segment.body, String(jobId));
         },
         onEvent: (event) => this.onOrchestratorEvent(jobId, event),
         onFailure: (failure) => this.dispatch({ type: 'jobFailed', jobId, failure }),
         onPaymentFailure: (failure) => this.dispatch({ type: 'paymentFailed', jobId, failure }),
+        onInputSegmentSent: () => {
+          const job = this.jobs.get(jobId);
+          if (!job || job.inputSent) return;
+          job.inputSent = true;
+          this.traceJob('gateway_send_first_ingest_segment', job);
+        },
       },
       () => !this.ended,
     );
     if (!outcome) return;
-    if (outcome.session) this.jobs.set(jobId, { session: outcome.session, status: null, errors: [] });
+    const session = outcome.session;
+    if (session) {
+      this.orchestratorInfos.set(
+        session.orchestratorUrl,
+        orchestratorInfo(session.orchestratorUrl, session.orchestratorAddress),
+      );
+      this.jobs.set(jobId, { session, status: null, errors: [], inputSent: false, outputSegments: 0 });
+    }
+    if (outcome.event.type === 'noOrchestrator') this.tracer.trace('gateway_no_orchestrators_available');
     this.dispatch(outcome.event);
+    // go-livepeer replays the params a client sent to each new orchestrator, and says so.
+    if (session && this.paramsUpdated && this.policy.job?.id === jobId) {
+      this.tracer.streamEvent('params_update', { params: this.params }, this.infoOf(session.orchestratorUrl));
+    }
+  }
+
+  private traceJob(type: string, job: Job): void {
+    this.tracer.trace(type, this.infoOf(job.session.orchestratorUrl), {
+      since_start_ms: this.now() - this.startedAt,
+    });
+  }
+
+  private infoOf(url: string): OrchestratorInfoField {
+    return this.orchestratorInfos.get(url) ?? orchestratorInfo(url);
+  }
+
+  private reportError(failure: Failure): void {
+    const at = this.now();
+    const message = failure.orchestrator ? `${failure.orchestrator}: ${failure.message}` : failure.message;
+    this.firstError ??= { message, at };
+    this.tracer.streamEvent('error', {
+      capability: '',
+      message,
+      blame: failure.blame,
+      code: failure.code,
+      ...(failure.orchestrator ? { orchestrator_info: this.infoOf(failure.orchestrator) } : {}),
+    });
+  }
+
+  private keepPayment(session: OrchestratorSession): void {
+    const settled = session.paymentSettled();
+    this.paymentsUnderWay.add(settled);
+    void settled.finally(() => this.paymentsUnderWay.delete(settled));
   }
 
   private onOrchestratorEvent(jobId: number, event: OrchestratorEvent): void {
     const job = this.jobs.get(jobId);
     if (!job || this.policy.job?.id !== jobId) return;
+    this.tracer.forward(event.event, this.infoOf(job.session.orchestratorUrl));
     switch (event.type) {
       case 'status':
         job.status = coalesceStatus(job.status, event.event);
@@ -507,6 +662,14 @@ export class LiveSession {
     if (this.ending) return;
     if (this.timer) clearInterval(this.timer);
     this.opts.logger.info({ reason, blame: failure?.blame }, 'live stream ended');
+    // A failure that ends the stream without the policy noting it first (the publisher gone).
+    if (
+      failure &&
+      failure !== this.policy.lastFailure &&
+      failure.message !== this.policy.lastFailure?.message
+    )
+      this.reportError(failure);
+    this.tracer.trace('gateway_ingest_stream_closed', NO_ORCHESTRATOR, { message: reason });
     this.firstJob?.reject(
       failure?.code === 'no-orchestrator'
         ? new LiveError(503, 'NO_ORCHESTRATOR', failure.message)
@@ -520,12 +683,18 @@ export class LiveSession {
     this.ingest.close();
     const jobs = [...this.jobs.values()];
     this.jobs.clear();
+    for (const job of jobs) this.keepPayment(job.session);
     await Promise.allSettled([
       this.ingestPeer?.close(),
       ...jobs.map((j) => j.session.close()),
       this.output.close(),
     ]);
   }
+}
+
+function lastError(errors: Job['errors'] | undefined): { at: number; message: string } | null {
+  const last = errors?.at(-1);
+  return last ? { at: Date.parse(last.at), message: last.message } : null;
 }
 
 /** Peer creation failures a client should see as such, not as a 500. */

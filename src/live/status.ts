@@ -3,6 +3,7 @@ import type { Blame, Failure } from './cause.ts';
 import type { InputDataStatus, OutputDataStatus } from './data-status.ts';
 import type { PaymentStatus } from './live-payer.ts';
 import type { SwapRecord as PolicySwapRecord, StreamState } from './policy.ts';
+import type { GoLivepeerStatus } from './status-compat.ts';
 
 /**
  * `starting`: the publisher is not connected yet. `loading`: a job runs but no output yet
@@ -22,7 +23,8 @@ export interface SwapRecord {
   tookMs: number | null;
 }
 
-export interface LiveStatus {
+/** Our keys, and beside them go-livepeer's (status-compat.ts) for clients written for its gateway. */
+export interface LiveStatus extends GoLivepeerStatus {
   stream: string;
   state: LiveState;
   /** Why the stream is in its state (degraded, loading, ended); null when live. */

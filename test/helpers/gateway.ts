@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { buildGatewayApp, type GatewayAppOptions } from '../../src/http/app.ts';
 import type { BatchRoutesOptions } from '../../src/http/batch-routes.ts';
+import type { LiveRoutesOptions } from '../../src/http/live-routes.ts';
 import { createMetrics } from '../../src/http/metrics.ts';
 import { LivePayments, type LivePaymentsOptions } from '../../src/live/live-payer.ts';
 import { LiveStreams, type LiveStreamsOptions } from '../../src/live/registry.ts';
@@ -38,6 +39,12 @@ export interface TestGatewayOptions {
   loopDelay?: LiveStreamsOptions['loopDelay'];
   /** Base of absolute URLs the live routes hand out (Livepeer-Playback-URL). */
   publicUrl?: string;
+  /** Operator options of the live routes: tokens, the auth webhook, gatewayHost. */
+  live?: Partial<Omit<LiveRoutesOptions, 'streams' | 'iceServers'>>;
+  /** Where the stream events go (default: a new emitter of the registry's). */
+  events?: LiveStreamsOptions['events'];
+  /** Drain state and SSE clients (src/http/operator-routes.ts). */
+  operator?: GatewayAppOptions['operator'];
 }
 
 export async function startTestGateway(opts: TestGatewayOptions) {
@@ -77,12 +84,19 @@ export async function startTestGateway(opts: TestGatewayOptions) {
     network: opts.network ?? LOOPBACK_NETWORK,
     metrics: metrics.live,
     loopDelay: opts.loopDelay,
+    events: opts.events,
     logger,
   });
   const app = await buildGatewayApp({
     pool,
     streams,
-    live: { iceServers: [], defaultModel: opts.defaultModel ?? 'invert', publicUrl: opts.publicUrl },
+    live: {
+      iceServers: [],
+      defaultModel: opts.defaultModel ?? 'invert',
+      publicUrl: opts.publicUrl,
+      ...opts.live,
+    },
+    operator: opts.operator,
     bodyLimitBytes: 1024 * 1024,
     metrics: metrics.registry,
     batch: opts.batch?.(pool),

@@ -125,16 +125,18 @@ describe('WHIP/WHEP routes: bad requests', () => {
     });
     expect(whep.statusCode).toBe(404);
     expect(whep.json().error.message).toContain('nope');
+    // The stream's own routes need the publish credential (here -liveWhipAuthToken) first.
     const update = await app.inject({
       method: 'POST',
       url: '/live/video-to-video/nope/update',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...auth, 'content-type': 'application/json' },
       payload: '{"effect":"edges"}',
     });
     expect(update.statusCode).toBe(404);
-    expect((await app.inject({ method: 'GET', url: '/live/video-to-video/nope/status' })).statusCode).toBe(
-      404,
-    );
+    expect(
+      (await app.inject({ method: 'GET', url: '/live/video-to-video/nope/status', headers: auth }))
+        .statusCode,
+    ).toBe(404);
     const del = await app.inject({
       method: 'DELETE',
       url: '/live/video-to-video/nope/whip/abc',
@@ -147,14 +149,14 @@ describe('WHIP/WHEP routes: bad requests', () => {
     const text = await app.inject({
       method: 'POST',
       url: '/live/video-to-video/nope/update',
-      headers: { 'content-type': 'text/plain' },
+      headers: { ...auth, 'content-type': 'text/plain' },
       payload: 'effect=edges',
     });
     expect(text.statusCode).toBe(415);
     const bad = await app.inject({
       method: 'POST',
       url: '/live/video-to-video/nope/update',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...auth, 'content-type': 'application/json' },
       payload: '{oops',
     });
     expect(bad.statusCode).toBe(400);

@@ -1,0 +1,101 @@
+// Small pieces shared by the gateway's calls to its operator's services (auth webhook,
+// heartbeat, events webhook): bounded answers, go-livepeer's header-map flag, one-line reasons.
+
+/** An answer body read up to `max` bytes; `undefined` once it is longer (the rest is not read). */
+export async function readCapped(res: Response, max: number): Promise<Buffer | undefined> {
+  const body = res.body;
+  if (!body) return Buffer.alloc(0);
+  const declared = Number(res.headers.get('content-length'));
+  if (Number.isFinite(declared) && declared > max) {
+    await body.cancel().catch(() => {});
+    return undefined;
+  }
+  const reader = body.getReader();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * go-livepeer's header flags (`-liveAIHeartbeatHeaders`): `Name:value,Name2:value2`, split on ","
+ * then on the first ":", trimmed; items without ":" or with an empty name are dropped; a repeated
+ * name keeps the last value (cmd/livepeer/starter/starter.go parseHeaders).
+ */
+export function parseHeaderMap(text: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const item of text.split(',')) {
+    const colon = item.indexOf(':');
+    if (colon < 0) continue;
+    const name = item.slice(0, colon).trim();
+    if (!name) continue;
+    headers[name] = item.slice(colon + 1).trim();
+  }
+  return headers;
+}
+
+/**
+ * Text from an outside service made fit for a client or a log line: control and non-ASCII
+ * characters become spaces, whitespace runs one space, at most `max` characters.
+ */
+export function sanitizeReason(text: string, max = 200): string {
+  const clean = text
+    .replace(/[^\x20-\x7e]+/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
+  return clean.length > max ? `${clean.slice(0, max - 1)}…` : clean;
+}
+
+/** The reason a refusal's body gives: a JSON `error`/`message`/`reason` (or `error.message`), else its text. */
+export function reasonOf(body: Buffer): string {
+  const text = body.toString('utf8');
+  try {
+    const json: unknown = JSON.parse(text);
+    if (json && typeof json === 'object' && !Array.isArray(json)) {
+      const o = json as Record<string, unknown>;
+      const error = o.error;
+      for (const v of [
+        error && typeof error === 'object' ? (error as Record<string, unknown>).message : error,
+        o.message,
+        o.reason,
+      ]) {
+        if (typeof v === 'string' && v.trim()) return sanitizeReason(v);
+      }
+    }
+  } catch {
+    // not JSON: the text itself
+  }
+  return sanitizeReason(text);
+}
+
+/** Why a fetch failed, in a few words (timeouts named as such); no library text beyond its code. */
+export function fetchFailure(err: unknown, timeoutMs: number): string {
+  const e = err as { name?: string; cause?: { code?: string } };
+  if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `no answer within ${timeoutMs} ms`;
+  const code = e?.cause?.code;
+  return code ? `unreachable (${code})` : 'unreachable';
+}
+
+/** Nesting depth of a JSON value (1 for a scalar), stopping once past `limit`. */
+export function jsonDepth(value: unknown, limit: number): number {
+  let max = 0;
+  const stack: { v: unknown; d: number }[] = [{ v: value, d: 1 }];
+  while (stack.length) {
+    const { v, d } = stack.pop() as { v: unknown; d: number };
+    if (d > max) max = d;
+    if (max > limit) return max;
+    if (v && typeof v === 'object') {
+      for (const child of Object.values(v as object)) stack.push({ v: child, d: d + 1 });
+    }
+  }
+  return max;
+}
