@@ -13,7 +13,6 @@
 import { formatEther, parseEther } from 'viem';
 import { type Config, loadConfig } from './config/index.ts';
 import { splitArgs } from './config/split-args.ts';
-import { exitOnError, main } from './main.ts';
 import { type AccountBalance, balance, fundDepositAndReserve } from './payments/funding.ts';
 import {
   CHAIN_OVERRIDE_FLAGS,
@@ -141,6 +140,8 @@ async function run(argv: readonly string[]): Promise<void> {
       console.error(`lp-gateway: ${oneLineMessage(err)}`);
       process.exit(2);
     }
+    // Loaded here only: the whole gateway is a lot to compile for `balance` or `deposit`.
+    const { exitOnError, main } = await import('./main.ts');
     await main(split.config, split.overrides).catch(exitOnError);
     return;
   }
