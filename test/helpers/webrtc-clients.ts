@@ -458,7 +458,8 @@ export class WeriftPublisher {
     return gatheredOffer(this.pc);
   }
 
-  async applyAnswer(answerSdp: string, timeoutMs = 5000): Promise<void> {
+  // As long as the gateway's own connect timeout: on a loaded 2-core machine ICE + DTLS can take seconds.
+  async applyAnswer(answerSdp: string, timeoutMs = 15_000): Promise<void> {
     await this.pc.setRemoteDescription({ type: 'answer', sdp: answerSdp });
     await waitConnected(this.pc, timeoutMs);
   }
@@ -622,7 +623,8 @@ export class WeriftViewer {
     return gatheredOffer(this.pc);
   }
 
-  async applyAnswer(answerSdp: string, timeoutMs = 5000): Promise<void> {
+  // As long as the gateway's own connect timeout: on a loaded 2-core machine ICE + DTLS can take seconds.
+  async applyAnswer(answerSdp: string, timeoutMs = 15_000): Promise<void> {
     await this.pc.setRemoteDescription({ type: 'answer', sdp: answerSdp });
     await waitConnected(this.pc, timeoutMs);
   }
