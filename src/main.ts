@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { AiJobRunner } from './batch/ai-client.ts';
 import { ResultStore } from './batch/ai-results.ts';
+import { parseHeaderList } from './config/header-list.ts';
 import { type Config, ConfigError, loadConfig, usage } from './config/index.ts';
 import { buildGatewayApp } from './http/app.ts';
 import { createMetrics } from './http/metrics.ts';
@@ -14,8 +15,8 @@ import { Drain, SseClients } from './http/operator-routes.ts';
 import { EventsWebhook } from './live/events-webhook.ts';
 import { Heartbeat } from './live/heartbeat.ts';
 import { LivePayments } from './live/live-payer.ts';
-import { parseHeaderMap } from './live/operator-http.ts';
 import { LiveStreams } from './live/registry.ts';
+import { RemoteSignerPayments } from './live/remote-payments.ts';
 import { StreamEvents } from './live/stream-events.ts';
 import { LocalOrchestrator, optionsFromConfig } from './local-orchestrator/server.ts';
 import { type DiscoverySource, StaticSource, WebhookSource } from './orchestrators/discovery.ts';
@@ -24,6 +25,8 @@ import { PriceCeiling } from './orchestrators/price.ts';
 import { offchainIdentity } from './payments/identity.ts';
 import { type ChainOverrides, type OnChainGateway, setupOnChain } from './payments/onchain-setup.ts';
 import { installShutdown } from './shutdown.ts';
+import { RemoteSignerClient } from './signer/client.ts';
+import { runSigner } from './signer/run.ts';
 import { IcePorts } from './webrtc/index.ts';
 
 /** Runs the gateway with these arguments (after the program name); `src/cli.ts` calls it too. */
@@ -47,6 +50,51 @@ export async function main(
   }
   const logger = pino({ level: config.logLevel });
 
+  // -remoteSigner: this process is a signer for keyless gateways, not a gateway.
+  if (config.remoteSigner) {
+    let signer: Awaited<ReturnType<typeof runSigner>>;
+    try {
+      signer = await runSigner(config, chainOverrides, logger);
+    } catch (err) {
+      console.error(`lp-gateway: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`);
+      process.exit(2);
+    }
+    let stopping = false;
+    const stopSigner = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'shutting down');
+      await signer.close();
+      process.exit(0);
+    };
+    process.on('SIGINT', () => void stopSigner('SIGINT'));
+    process.on('SIGTERM', () => void stopSigner('SIGTERM'));
+    return;
+  }
+
+  // -remoteSignerUrl: the signer holds the key and signs every payment; this gateway holds none.
+  let remote: RemoteSignerPayments | undefined;
+  let signerClient: RemoteSignerClient | undefined;
+  const signerHeaders = parseHeaderList(config.remoteSignerHeaders?.reveal() ?? '');
+  if (config.remoteSignerUrl !== undefined) {
+    signerClient = new RemoteSignerClient({ url: config.remoteSignerUrl, headers: signerHeaders });
+    try {
+      remote = await RemoteSignerPayments.connect({
+        client: signerClient,
+        intervalMs: config.livePaymentInterval,
+        logger,
+      });
+    } catch (err) {
+      // As go-livepeer's gateway: a signer that cannot be asked at start is fatal.
+      console.error(`lp-gateway: cannot use the remote signer: ${(err as Error).message.split('\n')[0]}`);
+      process.exit(2);
+    }
+    logger.info(
+      { signer: signerClient.url, address: remote.identity.address },
+      'live payments go through the remote signer; batch AI and transcoding are refused (503)',
+    );
+  }
+
   // On chain: the keystore account pays and signs, and the transcoder pool is a source.
   let onchain: OnChainGateway | undefined;
   if (config.network !== 'offchain') {
@@ -57,11 +105,11 @@ export async function main(
       process.exit(2);
     }
   }
-  const identity = onchain?.identity ?? offchainIdentity;
+  const identity = onchain?.identity ?? remote?.identity ?? offchainIdentity;
 
   let local: LocalOrchestrator | undefined;
   let orchestrators = [...config.orchAddr];
-  if (!onchain && orchestrators.length === 0 && config.orchWebhookUrl === undefined) {
+  if (!onchain && !remote && orchestrators.length === 0 && config.orchWebhookUrl === undefined) {
     const lo = config.localOrchestrator;
     local = await LocalOrchestrator.start(optionsFromConfig(lo, logger));
     orchestrators = [local.url];
@@ -69,6 +117,22 @@ export async function main(
 
   const sources: DiscoverySource[] = onchain ? [onchain.source] : [];
   if (orchestrators.length > 0) sources.push(new StaticSource(orchestrators, local ? 'local' : 'orchAddr'));
+  // As go-livepeer: with neither -orchAddr nor -orchWebhookUrl, the signer's discovery (its headers too).
+  const signerDiscovery =
+    signerClient && orchestrators.length === 0 && config.orchWebhookUrl === undefined
+      ? signerClient.discoveryUrl
+      : undefined;
+  if (signerDiscovery) {
+    sources.push(
+      new WebhookSource({
+        url: signerDiscovery,
+        headers: signerHeaders,
+        refreshIntervalMs: config.orchWebhookRefreshInterval,
+        timeoutMs: config.grpcTimeoutMs,
+        logger,
+      }),
+    );
+  }
   if (config.orchWebhookUrl !== undefined) {
     sources.push(
       new WebhookSource({
@@ -114,7 +178,7 @@ export async function main(
   const eventsWebhook = config.liveAIEventsWebhookUrl
     ? new EventsWebhook({
         url: config.liveAIEventsWebhookUrl,
-        headers: parseHeaderMap(config.liveAIEventsWebhookHeaders?.reveal() ?? ''),
+        headers: parseHeaderList(config.liveAIEventsWebhookHeaders?.reveal() ?? ''),
         logger,
       })
     : undefined;
@@ -144,7 +208,7 @@ export async function main(
       noOrchestratorGraceMs: live.noOrchestratorGraceMs,
     },
     network: { hostAddresses: natIp ?? localHostAddresses(), ports: icePorts },
-    payments: tickets,
+    payments: tickets ?? remote,
     metrics: metrics.live,
     events,
     logger,
@@ -152,7 +216,7 @@ export async function main(
   const heartbeat = config.liveAIHeartbeatURL
     ? new Heartbeat({
         url: config.liveAIHeartbeatURL,
-        headers: parseHeaderMap(config.liveAIHeartbeatHeaders?.reveal() ?? ''),
+        headers: parseHeaderList(config.liveAIHeartbeatHeaders?.reveal() ?? ''),
         intervalMs: config.liveAIHeartbeatInterval,
         ids: () => streams.liveIds(),
         terminate: (ids, reason) => streams.terminate(ids, reason),
@@ -210,6 +274,8 @@ export async function main(
     },
     operator: { drain, sse },
     bodyLimitBytes: config.http.bodyLimitBytes,
+    // go-livepeer pays only live video through a signer (docs/remote-signer.md §6).
+    refused: remote ? { reason: REMOTE_SIGNER_REFUSAL } : undefined,
     metrics: metrics.registry,
     logger,
   });
@@ -235,8 +301,15 @@ export async function main(
           ...(onchain ? ['on-chain transcoder pool'] : []),
           ...(orchestrators.length ? [orchestrators.join(', ')] : []),
           ...(config.orchWebhookUrl ? [`from webhook ${config.orchWebhookUrl}`] : []),
+          ...(signerDiscovery ? [`the remote signer's discovery ${signerDiscovery}`] : []),
         ].join('; ')}`,
     ...(onchain?.bannerLines ?? []),
+    ...(remote && signerClient
+      ? [
+          `  payments:         through the remote signer ${signerClient.url} (account ${remote.identity.address}); no key here`,
+          `  not available:    batch AI and transcoding (503): ${REMOTE_SIGNER_REFUSAL}`,
+        ]
+      : []),
     ...webrtcBanner(icePorts, natIp),
     ...operatorBanner(config, base),
     '',
@@ -281,6 +354,9 @@ function operatorBanner(config: Config, base: string): string[] {
     `  health:           ${base}/healthz (alive), ${base}/readyz (takes streams)`,
   ];
 }
+
+const REMOTE_SIGNER_REFUSAL =
+  'this gateway pays through a remote signer, which pays live video only (as go-livepeer): batch AI and segment transcoding need a gateway with its own key';
 
 /** Where WebRTC listens, when the shared ports are on (the ports may have been picked: port 0). */
 function webrtcBanner(ports: IcePorts | undefined, natIp: string[] | undefined): string[] {

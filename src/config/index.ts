@@ -60,6 +60,20 @@ export type Config = {
   /** The password itself (read from the file when -ethPassword named a file). */
   readonly ethPassword: Secret | undefined;
   readonly ethController: `0x${string}` | undefined;
+  /** Run as a remote signer rather than a gateway. */
+  readonly remoteSigner: boolean;
+  /** Gateway: the remote signer's origin (`https://host:port`); set = this gateway holds no key. */
+  readonly remoteSignerUrl: string | undefined;
+  /** Gateway: `Name:value,...` for every signer call (parse with config/header-list.ts). */
+  readonly remoteSignerHeaders: Secret | undefined;
+  /** Signer: the bearer token callers must send. */
+  readonly remoteSignerAuthToken: Secret | undefined;
+  readonly remoteSignerWebhookUrl: string | undefined;
+  readonly remoteSignerWebhookHeaders: Secret | undefined;
+  readonly remoteSignerAllowNoAuth: boolean;
+  /** Milliseconds. */
+  readonly remoteSignerStateTtl: number;
+  readonly remoteDiscovery: boolean;
   /** Wei per `pixelsPerUnit` pixels; 0n = no limit. */
   readonly maxPricePerUnit: bigint;
   /** >= 1n. */
@@ -92,7 +106,7 @@ export type Config = {
   /** Milliseconds. */
   readonly liveAIAuthWebhookTimeout: number;
   readonly liveAIHeartbeatURL: string | undefined;
-  /** 'Name:value,...' as given (parse with parseHeaderMap). */
+  /** 'Name:value,...' as given (parse with config/header-list.ts). */
   readonly liveAIHeartbeatHeaders: Secret | undefined;
   /** Milliseconds. */
   readonly liveAIHeartbeatInterval: number;
@@ -198,7 +212,11 @@ const META_FLAGS = ['config', 'help', 'h'] as const;
 
 const lookup: FlagLookup = {
   kind: (name) =>
-    name === 'help' || name === 'h' ? 'bool' : name === 'config' || BY_FLAG.has(name) ? 'value' : undefined,
+    name === 'help' || name === 'h' || BY_FLAG.get(name)?.type === 'bool'
+      ? 'bool'
+      : name === 'config' || BY_FLAG.has(name)
+        ? 'value'
+        : undefined,
   suggest: (name) => closest(name, [...BY_FLAG.keys(), ...META_FLAGS]),
   secret: (name) => BY_FLAG.get(name)?.secret ?? false,
 };
@@ -294,13 +312,53 @@ function build(
     );
   }
 
+  const remoteSigner = value(K.remoteSigner);
+  const remoteSignerUrl = value(K.remoteSignerUrl);
+  if (remoteSigner && network === 'offchain') {
+    fail(
+      K.remoteSigner,
+      'needs an on-chain network: -network arbitrum-one-mainnet -ethUrl URL -ethKeystorePath FILE -ethPassword PASSWORD',
+      'true',
+      sourceOf(K.remoteSigner),
+    );
+  }
+  if (remoteSignerUrl !== undefined) {
+    if (remoteSigner) {
+      fail(K.remoteSignerUrl, 'is for gateways; a -remoteSigner is the signer itself', remoteSignerUrl);
+    }
+    // A gateway that pays through a signer holds no key and reads no chain: refuse a half setup.
+    if (network !== 'offchain') {
+      fail(
+        K.network,
+        'must be offchain with -remoteSignerUrl: the remote signer holds the key and reads the chain, this gateway neither',
+        network,
+        sourceOf(K.network),
+      );
+    }
+    for (const k of [K.ethKeystorePath, K.ethPassword]) {
+      if (settings.get(k.flag)?.raw) {
+        fail(
+          k,
+          'must not be set with -remoteSignerUrl: the key stays on the remote signer',
+          settings.get(k.flag)?.raw,
+          sourceOf(k),
+        );
+      }
+    }
+  }
+
   const httpAddr = value(K.httpAddr);
   const orchAddr = value(K.orchAddr);
   const orchWebhookUrl = value(K.orchWebhookUrl);
   const serviceAddr = value(K.localOrchestratorServiceAddr);
   const models = value(K.localOrchestratorModels);
   const defaultModel = value(K.liveDefaultModel);
-  if (orchAddr.length === 0 && orchWebhookUrl === undefined) {
+  if (
+    orchAddr.length === 0 &&
+    orchWebhookUrl === undefined &&
+    !remoteSigner &&
+    remoteSignerUrl === undefined
+  ) {
     // The embedded local orchestrator will run: check it can serve the default model.
     if (models.length === 0) {
       fail(
@@ -339,6 +397,15 @@ function build(
     ethKeystorePath: value(K.ethKeystorePath),
     ethPassword: value(K.ethPassword),
     ethController: value(K.ethController),
+    remoteSigner,
+    remoteSignerUrl,
+    remoteSignerHeaders: value(K.remoteSignerHeaders),
+    remoteSignerAuthToken: value(K.remoteSignerAuthToken),
+    remoteSignerWebhookUrl: value(K.remoteSignerWebhookUrl),
+    remoteSignerWebhookHeaders: value(K.remoteSignerWebhookHeaders),
+    remoteSignerAllowNoAuth: value(K.remoteSignerAllowNoAuth),
+    remoteSignerStateTtl: value(K.remoteSignerStateTtl),
+    remoteDiscovery: value(K.remoteDiscovery),
     maxPricePerUnit: value(K.maxPricePerUnit),
     pixelsPerUnit: value(K.pixelsPerUnit),
     maxPricePerCapability: value(K.maxPricePerCapability),

@@ -11,6 +11,7 @@ import { type CapabilityPrices, parseCapabilityPrices } from './capability-price
 import { frameSize, orchestratorFault, pipelineRestarts } from './fault.ts';
 import {
   bigint,
+  bool,
   duration,
   ethAddress,
   Invalid,
@@ -215,6 +216,43 @@ const ipAddress = (s: string): string => {
   return ip;
 };
 
+/**
+ * go-livepeer's `'Name:value,Name2:value2'` header flags, kept secret (they carry tokens): every
+ * comma-separated item must be `Name:value`.
+ */
+const headerList: Parser<Secret> = (raw) => {
+  const s = scalar(raw);
+  for (const item of s.split(',')) {
+    const colon = item.indexOf(':');
+    if (
+      colon <= 0 ||
+      item.slice(0, colon).trim() === '' ||
+      !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(item.slice(0, colon).trim())
+    ) {
+      throw new Invalid(
+        "must be 'Name:value' pairs separated by commas (Authorization:Bearer TOKEN,X-Tenant:acme)",
+      );
+    }
+  }
+  return new Secret(s);
+};
+
+/** A remote signer's base URL; https:// is assumed without a scheme, as go-livepeer does. */
+const signerUrl: Parser<string> = (raw) => {
+  const s = scalar(raw);
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(s) ? s : `https://${s}`;
+  let u: URL;
+  try {
+    u = new URL(withScheme);
+  } catch {
+    throw new Invalid('must be a URL (http://host:port or https://host:port)');
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new Invalid('must be an http:// or https:// URL');
+  // Every route is an absolute path on the signer (go-livepeer resolves them that way).
+  return u.origin;
+};
+
 const wei = bigint({ min: 0n });
 const positiveBig = bigint({ min: 1n });
 const ms = duration({ min: 1 });
@@ -268,6 +306,54 @@ export const K = {
     type: 'address',
     help: "Livepeer Controller contract address; default: the network's",
     parse: ethAddress,
+  }),
+  remoteSigner: req(['remoteSigner'], 'false', {
+    type: 'bool',
+    help: "Run as a remote signer instead of a gateway: hold the keystore account and sign tickets for keyless gateways (-remoteSignerUrl); needs -network, -ethUrl, -ethKeystorePath and -ethPassword; serves go-livepeer's signer routes on -httpAddr",
+    parse: bool,
+  }),
+  remoteSignerUrl: opt(['remoteSignerUrl'], {
+    type: 'url',
+    help: "Gateway: pay live streams through this remote signer (lp-gateway's or go-livepeer's -remoteSigner) and hold no key; https:// when no scheme is given. Batch AI and transcoding are refused (503): go-livepeer pays only live video through a signer",
+    parse: signerUrl,
+  }),
+  remoteSignerHeaders: opt(['remoteSignerHeaders'], {
+    type: 'headers',
+    help: "Gateway: headers on every call to -remoteSignerUrl, 'Name:value,Name2:value2' (e.g. Authorization:Bearer TOKEN)",
+    parse: headerList,
+    secret: true,
+  }),
+  remoteSignerAuthToken: opt(['remoteSignerAuthToken'], {
+    type: 'string',
+    help: 'Remote signer: the bearer token every call must carry (Authorization: Bearer TOKEN; gateways set it with -remoteSignerHeaders); empty: none',
+    parse: secret,
+    secret: true,
+  }),
+  remoteSignerWebhookUrl: opt(['remoteSignerWebhookUrl'], {
+    type: 'url',
+    help: "Remote signer: a webhook asked to authorise each payment (go-livepeer's format: POST {headers, state}, answer {status, reason, expiry, auth_id, maxPrice})",
+    parse: url(['http', 'https']),
+  }),
+  remoteSignerWebhookHeaders: opt(['remoteSignerWebhookHeaders'], {
+    type: 'headers',
+    help: "Remote signer: headers on every webhook call, 'Name:value,Name2:value2'",
+    parse: headerList,
+    secret: true,
+  }),
+  remoteSignerAllowNoAuth: req(['remoteSignerAllowNoAuth'], 'false', {
+    type: 'bool',
+    help: 'Remote signer: listen on a non-loopback -httpAddr with neither -remoteSignerAuthToken nor -remoteSignerWebhookUrl (anyone who reaches it can spend the deposit)',
+    parse: bool,
+  }),
+  remoteSignerStateTtl: req(['remoteSignerStateTtl'], '1h', {
+    type: 'duration',
+    help: 'Remote signer: a payment session unused for this long is forgotten, and a payment state it does not know is refused once billed longer ago than this (replay protection)',
+    parse: ms,
+  }),
+  remoteDiscovery: req(['remoteDiscovery'], 'false', {
+    type: 'bool',
+    help: 'Remote signer: also serve GET /discover-orchestrators (orchestrators from -orchWebhookUrl, else -orchAddr, else the chain, priced within the ceilings)',
+    parse: bool,
   }),
   maxPricePerUnit: req(['maxPricePerUnit'], '0', {
     type: 'wei',

@@ -29,6 +29,11 @@ export interface GatewayAppOptions {
   transcode?: Omit<TranscodeRoutesOptions, 'pool' | 'logger'>;
   /** Draining for shutdown, /readyz and the /live/events stream (src/http/operator-routes.ts). */
   operator?: Omit<OperatorRoutesOptions, 'streams' | 'pool' | 'operatorToken'>;
+  /**
+   * Batch AI and transcoding jobs are not taken (a gateway paying through a remote signer): their
+   * POST and PUT requests get 503 REMOTE_SIGNER with this reason.
+   */
+  refused?: { reason: string };
 }
 
 export async function buildGatewayApp(opts: GatewayAppOptions) {
@@ -93,10 +98,20 @@ export async function buildGatewayApp(opts: GatewayAppOptions) {
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/' });
 
   await app.register(liveRoutes, { ...opts.live, streams: opts.streams });
-  if (opts.batch) await app.register(batchRoutes, opts.batch);
-  if (opts.transcode) {
-    await app.register(transcodeRoutes, { ...opts.transcode, pool: opts.pool, logger: opts.logger });
-  }
+  const refused = opts.refused;
+  await app.register(async (jobs) => {
+    if (refused) {
+      // Answered here: the batch and transcode routes' own error handlers know nothing of it.
+      jobs.addHook('onRequest', async (req, reply) => {
+        if (req.method !== 'POST' && req.method !== 'PUT') return;
+        return reply.code(503).send({ error: { code: 'REMOTE_SIGNER', message: refused.reason } });
+      });
+    }
+    if (opts.batch) await jobs.register(batchRoutes, opts.batch);
+    if (opts.transcode) {
+      await jobs.register(transcodeRoutes, { ...opts.transcode, pool: opts.pool, logger: opts.logger });
+    }
+  });
 
   app.get('/healthz', async () => ({ ok: true }));
 

@@ -3,6 +3,7 @@
 import { type Blame, OrchestratorError } from '../orchestrators/errors.ts';
 import { ChainError } from '../payments/chain.ts';
 import { TicketParamsError } from '../payments/sender.ts';
+import { RemoteSignerError } from '../signer/client.ts';
 import { TrickleError } from '../trickle/index.ts';
 
 export type { Blame };
@@ -86,6 +87,8 @@ export function blameOf(err: unknown, fallback: Blame): Blame {
   if (err instanceof OrchestratorError) return err.blame;
   if (err instanceof TrickleError) return err.kind === 'network' ? 'network' : 'orchestrator';
   if (err instanceof ChainError) return 'gateway';
+  // Our own signer's trouble, but for a price it refuses (the orchestrator's).
+  if (err instanceof RemoteSignerError) return err.blame;
   if (err instanceof TicketParamsError)
     return GATEWAY_TICKET_CODES.has(err.code) ? 'gateway' : 'orchestrator';
   return fallback;
@@ -108,6 +111,9 @@ export function failureOf(
     if (err.status !== undefined) details.status = err.status;
   } else if (err instanceof TicketParamsError || err instanceof ChainError) {
     details.code = err.code;
+  } else if (err instanceof RemoteSignerError) {
+    details.kind = err.kind;
+    if (err.status !== undefined) details.status = err.status;
   }
   return {
     blame: blameOf(err, opts.fallback),

@@ -6,9 +6,10 @@ import type { GatewayIdentity } from '../payments/identity.ts';
 import type { TrickleSegment } from '../trickle/index.ts';
 import type { OrchestratorInfo } from '../wire/lp-rpc.ts';
 import { type Failure, failureOf, LiveFailure } from './cause.ts';
-import type { LivePayments, PaymentTally } from './live-payer.ts';
+import type { PaymentTally } from './live-payer.ts';
 import type { OrchestratorEvent } from './orchestrator-events.ts';
 import { OrchestratorSession } from './orchestrator-session.ts';
+import type { LivePaymentBackend } from './payment-backend.ts';
 import type { PolicyCommand, PolicyEvent } from './policy.ts';
 
 export interface JobStartOptions {
@@ -18,7 +19,7 @@ export interface JobStartOptions {
   streamId?: string;
   sessionId: string;
   identity: GatewayIdentity;
-  payments?: LivePayments;
+  payments?: LivePaymentBackend;
   logger: Logger;
   /** Picks an orchestrator that can run the model, skipping `exclude`; rejects with the reasons when none can. */
   selectOrchestrator: (

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { LocalAccount } from 'viem';
 import { OrchestratorError } from '../orchestrators/errors.ts';
 import { sendLivePayment } from '../orchestrators/live-payment.ts';
-import { segmentCredentials } from '../payments/credentials.ts';
+import { segmentCredentials, senderOnlyPayment } from '../payments/credentials.ts';
 import { accountIdentity, type GatewayIdentity } from '../payments/identity.ts';
 import { LIVE_UNITS_PER_SECOND, LiveBillingClock } from '../payments/live-clock.ts';
 import { add, floatString, mul, type Rational, rat, ZERO } from '../payments/rational.ts';
@@ -23,13 +23,19 @@ import {
   type ValidateOptions,
 } from '../payments/sender.ts';
 import type { TicketSigner } from '../payments/signing-pool.ts';
+import { RemoteSignerError } from '../signer/client.ts';
 import type { Capabilities, OrchestratorInfo } from '../wire/lp-rpc.ts';
 import { type Failure, failureOf, LiveFailure } from './cause.ts';
+import {
+  authTokenExpiring,
+  type JobPayments,
+  type LivePaymentBackend,
+  type MadePayment,
+  mergeInfo,
+} from './payment-backend.ts';
 
 /** go-livepeer's initPixelsToPay: 60 s of 1280×720×30, prepaid by the start request. */
 export const LIVE_START_PIXELS = 1_658_880_000n;
-/** go-livepeer's authTokenValidPeriod; a token is refreshed in its last tenth. */
-const AUTH_TOKEN_VALID_S = 30 * 60;
 /** go-livepeer's priceIncreaseThreshold: refuse to pay once the price more than doubles. */
 const PRICE_INCREASE_THRESHOLD = 2n;
 /** One /payment (go-livepeer allows a minute; the unpaid limit bounds the wait anyway). */
@@ -92,8 +98,11 @@ export const paymentStatus = (orchestrator: string, t: PaymentTally): PaymentSta
   lastError: t.lastError,
 });
 
-/** Gateway-wide payment state: the account, and one TicketSender per orchestrator (nonces never reused). */
-export class LivePayments {
+/**
+ * Gateway-wide payment state when the gateway holds the key: the account, and one TicketSender
+ * per orchestrator (nonces never reused).
+ */
+export class LivePayments implements LivePaymentBackend {
   readonly identity: GatewayIdentity;
   private readonly senders = new Map<string, TicketSender>();
   /** GetOrchestrator refreshes under way, by orchestrator (payFresh). */
@@ -101,6 +110,23 @@ export class LivePayments {
 
   constructor(readonly opts: LivePaymentsOptions) {
     this.identity = accountIdentity(opts.account, opts.signer);
+  }
+
+  get intervalMs(): number {
+    return this.opts.intervalMs;
+  }
+
+  /** On chain, a free orchestrator still learns who signs the segment credentials (no tickets). */
+  freePayment(info: OrchestratorInfo): string {
+    return senderOnlyPayment(this.identity.address, info.priceInfo);
+  }
+
+  openJob(
+    url: string,
+    info: OrchestratorInfo,
+    opts: { capabilities: Capabilities; refresh?: () => Promise<OrchestratorInfo> },
+  ): JobPayments {
+    return new LocalJobPayments(this, url, info, opts.capabilities);
   }
 
   /** Whether a job on this orchestrator is paid: ticket params and a price above zero. */
@@ -192,19 +218,93 @@ export class LivePayments {
   }
 }
 
+/** One job paid with the gateway's own account: its share of the orchestrator's TicketSender. */
+class LocalJobPayments implements JobPayments {
+  private readonly sender: TicketSender;
+  /** The job's local credit (tickets above the fee), as go-livepeer's Balance. */
+  private readonly balance = new Balances().for('job', 'job');
+  readonly price: Rational;
+  info: OrchestratorInfo;
+
+  constructor(
+    private readonly payments: LivePayments,
+    url: string,
+    info: OrchestratorInfo,
+    private readonly capabilities: Capabilities,
+  ) {
+    this.sender = payments.senderFor(url, info);
+    // The orchestrator bills the job at the start payment's expected price for its whole life;
+    // the shared sender's price may move with other streams' replies later.
+    this.price = this.sender.price;
+    this.info = info;
+  }
+
+  async start(opts: { pixels: bigint; manifestId: string }): Promise<MadePayment> {
+    // Prepaid (at least one ticket), signed by the paying account; the credit counts as spent.
+    const validate = await this.payments.validateOptions();
+    const p = await this.sender.createPayment(mul(rat(opts.pixels), this.price), { validate });
+    return { ...p, ...(await this.credentials(p, opts.manifestId)), settle: () => {} };
+  }
+
+  async refreshReason(force: boolean, nowMs: number): Promise<string> {
+    if (force) return 'the orchestrator refused the ticket params';
+    if (authTokenExpiring(this.info, nowMs)) return 'auth token about to expire';
+    try {
+      this.sender.validate(await this.payments.validateOptions());
+    } catch (err) {
+      // Other validation errors fail the payment in createPayment, as go-livepeer's do.
+      if (err instanceof TicketParamsError && err.code === 'expired') return 'ticket params expired';
+    }
+    return '';
+  }
+
+  async pay(fee: Rational, manifestId: string): Promise<MadePayment> {
+    const validate = await this.payments.validateOptions();
+    const p = await this.sender.createPayment(fee, { balance: this.balance, validate });
+    const update = p.update;
+    let creds: { payment: string; segment: string; tickets: number; ev: Rational };
+    try {
+      creds = await this.credentials(p, manifestId);
+    } catch (err) {
+      if (update) this.balance.complete(update);
+      throw err;
+    }
+    return {
+      ...creds,
+      settle: (outcome) => {
+        if (!update) return;
+        // Not credited: the local credit goes back as it was (new tickets are signed next time).
+        this.balance.complete(
+          outcome === 'delivered' ? { ...update, debit: fee, status: 'received-change' } : update,
+        );
+      },
+    };
+  }
+
+  take(fresh: OrchestratorInfo): void {
+    if (fresh.ticketParams && fresh.priceInfo) this.sender.update(fresh.ticketParams, fresh.priceInfo);
+    this.info = mergeInfo(this.info, fresh);
+  }
+
+  /** The job's capabilities go into every payment's segment credentials, as go-livepeer sends them. */
+  private async credentials(p: PaymentResult, manifestId: string) {
+    const segment = await segmentCredentials(this.info, this.payments.identity, {
+      manifestId,
+      capabilities: this.capabilities,
+    });
+    return { payment: p.header, segment, tickets: p.numTickets, ev: p.ev };
+  }
+}
+
 export interface LivePayerOptions {
-  payments: LivePayments;
-  sender: TicketSender;
+  /** The job's payments (the local sender, or the remote signer). */
+  job: JobPayments;
+  /** How often the job is paid. */
+  intervalMs: number;
   /** Where to POST /payment. */
   transcoder: string;
-  /** The orchestrator's info: its auth token goes into the segment credentials. */
-  info: OrchestratorInfo;
   /** The job's manifest id, from the start reply. */
   manifestId: string;
-  /** Price per pixel the job was started at (its start payment's expected price). */
-  price: Rational;
-  /** The job's capabilities, sent in every payment's segment credentials as go-livepeer does. */
-  capabilities?: Capabilities;
   tally: PaymentTally;
   /**
    * Pixels the start payment paid ahead (default LIVE_START_PIXELS): payments may fail for half
@@ -229,13 +329,11 @@ export interface LivePayerOptions {
 
 /** Pays one running job as its input segments flow, until stop(). */
 export class LivePayer {
-  private readonly balance: Balance;
   private readonly clock: LiveBillingClock;
   private readonly now: () => number;
   private readonly monotonic: () => number;
   /** Monotonic ms of the last payment the orchestrator took (the start prepays). */
   private paidAt: number;
-  private info: OrchestratorInfo;
   private busy = false;
   private stopped = false;
   /** The payment under way. */
@@ -247,13 +345,10 @@ export class LivePayer {
     this.now = opts.now ?? Date.now;
     // A wall clock that steps (NTP) would stop payments or send one huge bill.
     this.monotonic = opts.monotonic ?? (() => performance.now());
-    this.clock = new LiveBillingClock(opts.payments.opts.intervalMs, undefined, this.monotonic);
+    this.clock = new LiveBillingClock(opts.intervalMs, undefined, this.monotonic);
     this.paidAt = this.monotonic();
     const prepaidMs = Number(((opts.prepaidPixels ?? LIVE_START_PIXELS) * 1000n) / LIVE_UNITS_PER_SECOND);
     this.maxUnpaidMs = prepaidMs / 2;
-    this.info = opts.info;
-    // The start payment's credit counts as spent: the 60 s buffer lives on the orchestrator.
-    this.balance = new Balances().for(opts.transcoder, opts.manifestId);
   }
 
   stop(): void {
@@ -283,13 +378,13 @@ export class LivePayer {
     try {
       const due = this.clock.due();
       if (!due) return;
-      const fee = mul(rat(due.units), this.opts.price);
+      const fee = mul(rat(due.units), this.opts.job.price);
       let reason = '';
       let last: unknown;
       // A refused payment is tried once more at once (with fresh params when the orchestrator
       // said they were stale); a second refusal ends this orchestrator. A payment that did not
-      // get through (timeout, connection) stays due and is tried again with a later segment,
-      // until nothing has been paid for half the 60 s the start prepaid.
+      // get through (timeout, connection; the remote signer unreachable) stays due and is tried
+      // again with a later segment, until nothing has been paid for half the 60 s the start prepaid.
       for (let attempt = 0; attempt < 2; attempt++) {
         try {
           await this.pay(fee, attempt > 0 && STALE_PARAMS.test(reason));
@@ -306,7 +401,10 @@ export class LivePayer {
             'live payment failed',
           );
           if (err instanceof PriceRefused) break;
-          if (err instanceof OrchestratorError && err.kind !== 'refused') {
+          const transient =
+            (err instanceof OrchestratorError && err.kind !== 'refused') ||
+            (err instanceof RemoteSignerError && err.transient);
+          if (transient) {
             const unpaidMs = this.monotonic() - this.paidAt;
             if (unpaidMs < this.maxUnpaidMs) {
               this.opts.tally.lastError = reason;
@@ -315,6 +413,8 @@ export class LivePayer {
             reason = `${reason} (nothing paid for ${Math.round(unpaidMs / 1000)} s)`;
             break;
           }
+          // The signer's refusal is not a stale-params problem a second try would fix.
+          if (err instanceof RemoteSignerError) break;
         }
       }
       this.opts.tally.lastError = reason;
@@ -323,7 +423,10 @@ export class LivePayer {
       // The message may carry the unpaid time, which the error itself does not.
       this.opts.onError({
         ...failure,
-        code: last instanceof PriceRefused ? 'price' : 'payment',
+        code:
+          last instanceof PriceRefused || (last instanceof RemoteSignerError && last.blame === 'orchestrator')
+            ? 'price'
+            : 'payment',
         message: `payment failed: ${reason}`,
       });
     } finally {
@@ -332,34 +435,34 @@ export class LivePayer {
   }
 
   private async pay(fee: Rational, forceRefresh: boolean): Promise<void> {
-    const { sender, payments } = this.opts;
-    const validate = await payments.validateOptions();
-    await this.refreshIfNeeded(validate, forceRefresh);
+    const { job } = this.opts;
+    // go-livepeer's refreshSessionIfNeeded: auth token near its end, or params expired.
+    const why = this.opts.refresh ? await job.refreshReason(forceRefresh, this.now()) : '';
+    if (why && this.opts.refresh) {
+      this.opts.logger.info({ orchestrator: this.opts.transcoder, why }, 'refreshing orchestrator info');
+      job.take(await this.opts.refresh());
+    }
     this.checkPrice();
-    const payment = await sender.createPayment(fee, { balance: this.balance, validate });
-    const update = payment.update;
+    const made = await job.pay(fee, this.opts.manifestId);
+    // The remote signer's credit still covers this interval: nothing to send.
+    if (!made) return;
     let fresh: OrchestratorInfo | undefined;
     try {
-      const segment = await segmentCredentials(this.info, payments.identity, {
-        manifestId: this.opts.manifestId,
-        capabilities: this.opts.capabilities,
-      });
       fresh = await sendLivePayment(this.opts.transcoder, {
-        payment: payment.header,
-        segment,
+        payment: made.payment,
+        segment: made.segment,
         timeoutMs: PAYMENT_TIMEOUT_MS,
       });
     } catch (err) {
-      // Not credited: the local credit goes back as it was.
-      if (update) this.balance.complete(update);
+      made.settle(err instanceof OrchestratorError && err.kind !== 'refused' ? 'lost' : 'refused');
       throw err;
     }
-    if (update) this.balance.complete({ ...update, debit: fee, status: 'received-change' });
-    this.opts.tally.tickets += payment.numTickets;
-    this.opts.tally.paid = add(this.opts.tally.paid, payment.ev);
+    made.settle('delivered');
+    this.opts.tally.tickets += made.tickets;
+    this.opts.tally.paid = add(this.opts.tally.paid, made.ev);
     if (!fresh) return;
     try {
-      this.take(fresh);
+      job.take(fresh);
     } catch (err) {
       // The payment was taken; unusable new params are the next payment's problem (refresh).
       this.opts.logger.warn(
@@ -369,54 +472,18 @@ export class LivePayer {
     }
   }
 
-  /** go-livepeer's shouldRefreshSession: auth token in its last tenth, or params expired. */
-  private async refreshIfNeeded(
-    validate: Omit<ValidateOptions, 'numTickets'>,
-    force: boolean,
-  ): Promise<void> {
-    const refresh = this.opts.refresh;
-    if (!refresh) return;
-    let why = force ? 'the orchestrator refused the ticket params' : '';
-    const expiration = this.info.authToken?.expiration;
-    if (!why && expiration !== undefined) {
-      const refreshAt = Number(expiration) - AUTH_TOKEN_VALID_S / 10;
-      if (this.now() / 1000 > refreshAt) why = 'auth token about to expire';
-    }
-    if (!why) {
-      try {
-        this.opts.sender.validate(validate);
-      } catch (err) {
-        // Other validation errors fail the payment in createPayment, as go-livepeer's do.
-        if (!(err instanceof TicketParamsError && err.code === 'expired')) return;
-        why = 'ticket params expired';
-      }
-    }
-    if (!why) return;
-    this.opts.logger.info({ orchestrator: this.opts.transcoder, why }, 'refreshing orchestrator info');
-    this.take(await refresh());
-  }
-
-  /** New OrchestratorInfo (a /payment reply or a refresh): params, price and auth token. */
-  private take(fresh: OrchestratorInfo): void {
-    if (fresh.ticketParams && fresh.priceInfo) this.opts.sender.update(fresh.ticketParams, fresh.priceInfo);
-    this.info = {
-      ...this.info,
-      ...(fresh.authToken ? { authToken: fresh.authToken } : {}),
-      ...(fresh.priceInfo ? { priceInfo: fresh.priceInfo } : {}),
-    };
-  }
-
   /** validatePrice and the ceiling, on the orchestrator's current price. */
   private checkPrice(): void {
-    const current = priceOf(this.info.priceInfo);
-    const initial = this.opts.price;
+    const info = this.opts.job.info;
+    const current = priceOf(info.priceInfo);
+    const initial = this.opts.job.price;
     // current > 2 × initial, in exact integers.
     if (current.num * initial.den > PRICE_INCREASE_THRESHOLD * initial.num * current.den) {
       throw new PriceRefused(
         `orchestrator price has more than doubled: ${floatString(current, 3)} wei/pixel now, ${floatString(initial, 3)} at the start`,
       );
     }
-    const refused = this.opts.refusePrice?.(this.info);
+    const refused = this.opts.refusePrice?.(info);
     if (refused) throw new PriceRefused(refused);
   }
 }

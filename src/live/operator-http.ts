@@ -27,23 +27,6 @@ export async function readCapped(res: Response, max: number): Promise<Buffer | u
 }
 
 /**
- * go-livepeer's header flags (`-liveAIHeartbeatHeaders`): `Name:value,Name2:value2`, split on ","
- * then on the first ":", trimmed; items without ":" or with an empty name are dropped; a repeated
- * name keeps the last value (cmd/livepeer/starter/starter.go parseHeaders).
- */
-export function parseHeaderMap(text: string): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const item of text.split(',')) {
-    const colon = item.indexOf(':');
-    if (colon < 0) continue;
-    const name = item.slice(0, colon).trim();
-    if (!name) continue;
-    headers[name] = item.slice(colon + 1).trim();
-  }
-  return headers;
-}
-
-/**
  * Text from an outside service made fit for a client or a log line: control and non-ASCII
  * characters become spaces, whitespace runs one space, at most `max` characters.
  */

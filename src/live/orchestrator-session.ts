@@ -4,10 +4,9 @@ import type { Logger } from 'pino';
 import { liveJobCapabilities } from '../orchestrators/capabilities.ts';
 import { type LiveJobUrls, startLiveVideoToVideo } from '../orchestrators/live-video.ts';
 import type { SelectedOrchestrator } from '../orchestrators/select.ts';
-import { OFFCHAIN_PAYMENT, segmentCredentials, senderOnlyPayment } from '../payments/credentials.ts';
+import { OFFCHAIN_PAYMENT, segmentCredentials } from '../payments/credentials.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
-import { add, mul, type Rational, rat } from '../payments/rational.ts';
-import type { TicketSender } from '../payments/sender.ts';
+import { add } from '../payments/rational.ts';
 import {
   type SegmentWriter,
   TricklePublisher,
@@ -25,6 +24,7 @@ import {
   retryStartPixels,
 } from './live-payer.ts';
 import { MAX_EVENT_BYTES, type OrchestratorEvent, readEvents } from './orchestrator-events.ts';
+import type { JobPayments, LivePaymentBackend, MadePayment } from './payment-backend.ts';
 
 /** go-livepeer's gateway keeps the control channel alive this often. */
 const CONTROL_KEEPALIVE_MS = 10_000;
@@ -53,8 +53,8 @@ export interface OrchestratorSessionOptions {
    * orchestrator this stream already prepaid: only enough to carry it until payments flow.
    */
   prepay?: boolean;
-  /** The gateway's payment account; absent: off-chain. */
-  payments?: LivePayments;
+  /** How jobs are paid (the gateway's account, or a remote signer); absent: off-chain. */
+  payments?: LivePaymentBackend;
   /** What this stream paid the orchestrator (created on first use). */
   tally?: (orchestrator: string) => PaymentTally;
   /** A fresh GetOrchestrator for this job from `url`, for payments (expired params, auth token). */
@@ -99,26 +99,24 @@ export class OrchestratorSession {
   static async start(opts: OrchestratorSessionOptions): Promise<OrchestratorSession> {
     const { info, url } = opts.orchestrator;
     const transcoder = info.transcoder ?? url;
-    const payments = opts.payments && LivePayments.pays(info) ? opts.payments : undefined;
-    const identity = opts.payments?.identity ?? opts.identity;
-    // On chain a free orchestrator still learns who signed the segment credentials.
-    let payment = opts.payments
-      ? senderOnlyPayment(opts.payments.identity.address, info.priceInfo)
-      : OFFCHAIN_PAYMENT;
-    let paid:
-      | { sender: TicketSender; tickets: number; ev: Rational; price: Rational; pixels: bigint }
-      | undefined;
-    if (payments) {
-      // Prepay 60 s (at least one ticket), signed by the paying account.
-      const validate = await payments.validateOptions();
-      const sender = payments.senderFor(url, info);
-      // The orchestrator bills the job at this payment's expected price for its whole life; the
-      // shared sender's price may move with other streams' replies later.
-      const price = sender.price;
-      const pixels = opts.prepay === false ? retryStartPixels(payments.opts.intervalMs) : LIVE_START_PIXELS;
-      const p = await sender.createPayment(mul(rat(pixels), price), { validate });
-      payment = p.header;
-      paid = { sender, tickets: p.numTickets, ev: p.ev, price, pixels };
+    const backend = opts.payments;
+    const identity = backend?.identity ?? opts.identity;
+    const capabilities = liveJobCapabilities(opts.modelId);
+    let payment = backend ? backend.freePayment(info) : OFFCHAIN_PAYMENT;
+    let segment: string | undefined;
+    let paid: { job: JobPayments; made: MadePayment; pixels: bigint } | undefined;
+    if (backend && LivePayments.pays(info)) {
+      const refresh =
+        opts.refreshInfo && (() => (opts.refreshInfo as (u: string) => Promise<OrchestratorInfo>)(url));
+      const job = backend.openJob(url, info, { capabilities, refresh });
+      // 60 s; another job on an orchestrator this stream already prepaid gets only enough to run
+      // until payments flow.
+      const full = opts.prepay !== false;
+      const pixels = full ? LIVE_START_PIXELS : retryStartPixels(backend.intervalMs);
+      const made = await job.start({ pixels, full, manifestId: opts.requestId });
+      payment = made.payment;
+      segment = made.segment;
+      paid = { job, made, pixels };
     }
     let urls: LiveJobUrls;
     try {
@@ -130,37 +128,34 @@ export class OrchestratorSession {
         payment,
         // The job's capabilities, as go-livepeer's genSegCreds sends them: the orchestrator prices
         // its replies for them (the model's price, not the transcoding one).
-        segment: await segmentCredentials(info, identity, {
-          manifestId: opts.requestId,
-          capabilities: liveJobCapabilities(opts.modelId),
-        }),
+        segment:
+          segment ?? (await segmentCredentials(info, identity, { manifestId: opts.requestId, capabilities })),
       });
     } catch (err) {
+      paid?.made.settle('refused');
       if (paid && opts.tally) opts.tally(url).lastError = (err as Error).message;
       throw err;
     }
+    paid?.made.settle('delivered');
     opts.logger.info(
       {
         orchestrator: url,
         manifestId: urls.manifestId,
-        paid: paid?.tickets ?? 0,
+        paid: paid?.made.tickets ?? 0,
         prepay: opts.prepay !== false,
       },
       'live job started',
     );
     const session = new OrchestratorSession(urls, opts);
-    if (payments && paid) {
+    if (backend && paid) {
       const tally = opts.tally?.(url) ?? newTally();
-      tally.tickets += paid.tickets;
-      tally.paid = add(tally.paid, paid.ev);
+      tally.tickets += paid.made.tickets;
+      tally.paid = add(tally.paid, paid.made.ev);
       session.payer = new LivePayer({
-        payments,
-        sender: paid.sender,
+        job: paid.job,
+        intervalMs: backend.intervalMs,
         transcoder,
-        info,
         manifestId: urls.manifestId,
-        price: paid.price,
-        capabilities: liveJobCapabilities(opts.modelId),
         tally,
         prepaidPixels: paid.pixels,
         logger: opts.logger,

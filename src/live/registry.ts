@@ -11,6 +11,7 @@ import { addTotals, type DataPlaneTotals, emptyTotals } from './data-status.ts';
 import { LiveError } from './errors.ts';
 import { LivePayments, type LivePaymentsOptions } from './live-payer.ts';
 import { LoopDelayMonitor, type LoopDelaySource } from './loop-delay.ts';
+import type { LivePaymentBackend } from './payment-backend.ts';
 import { POLICY_DEFAULTS } from './policy.ts';
 import { LiveSession, type LiveSessionLimits, type LiveStatus, type SwapRecord } from './session.ts';
 import { StreamEvents, StreamTracer } from './stream-events.ts';
@@ -32,7 +33,7 @@ export interface LiveStreamsOptions {
    * (start prepayment, then every intervalMs). Absent: everything stays off-chain.
    */
   /** The gateway's payment account (or its ticket senders, shared with the REST paths). */
-  payments?: LivePaymentsOptions | LivePayments;
+  payments?: LivePaymentsOptions | LivePaymentBackend;
   /** The gateway's event-loop delay; default: a monitor of this process's loop. */
   loopDelay?: LoopDelaySource;
   /** Where every stream's events go (the events webhook and /live/events subscribe); default: a new emitter. */
@@ -92,7 +93,7 @@ export class LiveStreams {
   readonly events: StreamEvents;
   /** Data-plane counters of every stream that ended, so totals never go down. */
   private readonly endedTotals = emptyTotals();
-  private readonly payments?: LivePayments;
+  private readonly payments?: LivePaymentBackend;
   /** One measure of the event loop for every stream (stopped by closeAll). */
   private readonly loopDelay: LoopDelaySource & { close?: () => void };
 
@@ -100,7 +101,7 @@ export class LiveStreams {
     this.loopDelay = opts.loopDelay ?? new LoopDelayMonitor();
     this.events = opts.events ?? new StreamEvents();
     if (opts.payments) {
-      this.payments = opts.payments instanceof LivePayments ? opts.payments : new LivePayments(opts.payments);
+      this.payments = 'openJob' in opts.payments ? opts.payments : new LivePayments(opts.payments);
     }
   }
 

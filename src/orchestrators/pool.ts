@@ -333,6 +333,19 @@ export class OrchestratorPool {
     });
   }
 
+  /**
+   * Orchestrators whose last GetOrchestrator answered and that are not suspended, with that
+   * answer (every model and its price): what a remote signer's discovery lists.
+   */
+  answered(): { url: string; info: OrchestratorInfo }[] {
+    const out: { url: string; info: OrchestratorInfo }[] = [];
+    for (const e of this.entries.values()) {
+      if (!e.info || e.error || this.suspensions.state(e.url).until !== undefined) continue;
+      out.push({ url: e.url, info: e.info });
+    }
+    return out;
+  }
+
   // --- discovery ---
 
   private discover(s: SourceState): Promise<void> {

@@ -145,6 +145,17 @@ export class PriceCeiling {
     return new PriceCeiling({ maxPricePerUnit: 0n, pixelsPerUnit: 1n });
   }
 
+  /** The -maxPricePerUnit ceiling alone; undefined = no limit. */
+  get globalCeiling(): Ceiling | undefined {
+    return this.global;
+  }
+
+  /** The -maxPricePerCapability entry for `modelId` (or the capability's `default`), without the global fallback. */
+  capabilityCeiling(modelId: string, capability: number): Ceiling | undefined {
+    const models = this.perCapability.get(capability);
+    return models?.get(modelId) ?? models?.get('default');
+  }
+
   /** The most to pay for `modelId` of `capability`; undefined = no limit. */
   forModel(modelId: string, capability: number = Capability.LiveVideoToVideo): Ceiling | undefined {
     const models = this.perCapability.get(capability);

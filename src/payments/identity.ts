@@ -25,6 +25,20 @@ export const offchainIdentity: GatewayIdentity = {
   signHashOf: async () => new Uint8Array(0),
 };
 
+/**
+ * A gateway that pays through a remote signer: the signer's address and its OrchestratorRequest
+ * signature; it signs nothing itself, so segment credentials it makes carry no signature (as
+ * go-livepeer's keyless gateway's: only an off-chain orchestrator takes them).
+ */
+export function remoteIdentity(address: Hex, orchestratorRequestSig: Uint8Array): GatewayIdentity {
+  const sig = Uint8Array.from(orchestratorRequestSig);
+  return {
+    address: getAddress(address),
+    signOrchestratorRequest: async () => sig,
+    signHashOf: async () => new Uint8Array(0),
+  };
+}
+
 /** Signs with `signer` when given (the gateway's signing pool), else with the account on this thread. */
 export function accountIdentity(account: LocalAccount, signer?: TicketSigner): GatewayIdentity {
   const address = getAddress(account.address);

@@ -302,6 +302,11 @@ export interface TicketSenderOptions {
    * round and its block hash, as go-livepeer's sender does for backwards compatibility.
    */
   fallbackExpiration?: { creationRound: bigint; creationRoundBlockHash: Hex };
+  /**
+   * The last nonce already used with these params (go-livepeer's StartSessionWithNonce): a remote
+   * signer resumes the session its payment state names. Default 0: the first ticket is nonce 1.
+   */
+  startNonce?: number;
 }
 
 /** Sessions of earlier params kept so that a re-sent recipientRandHash never reuses a nonce. */
@@ -332,6 +337,11 @@ export class TicketSender {
     this.senderBytes = hexToBytes(opts.account.address);
     this.fallbackExpiration = opts.fallbackExpiration;
     this.update(opts.ticketParams, opts.priceInfo, opts.fallbackExpiration);
+    if (opts.startNonce !== undefined) {
+      if (!Number.isInteger(opts.startNonce) || opts.startNonce < 0)
+        throw new RangeError('startNonce: bad nonce');
+      this.sessions.set(this.parsed.recipientRandHash, opts.startNonce);
+    }
   }
 
   /** New OrchestratorInfo (GetOrchestrator or a PaymentResult): new params restart nonces at 1. */

@@ -23,7 +23,6 @@ import { getOrchestrator } from '../../src/orchestrators/grpc-client.ts';
 import { ChainError } from '../../src/payments/chain.ts';
 import { LiveBillingClock } from '../../src/payments/live-clock.ts';
 import { cachedSenderState } from '../../src/payments/onchain-setup.ts';
-import { rat } from '../../src/payments/rational.ts';
 import {
   Capability,
   decodeMessage,
@@ -95,13 +94,10 @@ async function harness(opts: { transcoder?: string; prepaidPixels?: bigint } = {
   let mono = 0;
   let wall = Date.now();
   const payer = new LivePayer({
-    payments,
-    sender: payments.senderFor(orch.url, info),
+    job: payments.openJob(orch.url, info, { capabilities }),
+    intervalMs: payments.intervalMs,
     transcoder: opts.transcoder ?? orch.url,
-    info,
     manifestId: `payer-test-${++mids}`,
-    price: rat(1n),
-    capabilities,
     tally,
     logger: payerLogger,
     prepaidPixels: opts.prepaidPixels,

@@ -3,9 +3,10 @@
 import { execFileSync } from 'node:child_process';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parseHeaderList } from '../../src/config/header-list.ts';
 import { goQueryEncode, parseAnswer } from '../../src/live/auth-webhook.ts';
 import { Heartbeat } from '../../src/live/heartbeat.ts';
-import { parseHeaderMap, sanitizeReason } from '../../src/live/operator-http.ts';
+import { sanitizeReason } from '../../src/live/operator-http.ts';
 import { paramsHash, pythonJson } from '../../src/live/status-compat.ts';
 import { type HookServer, startHookServer } from '../helpers/hook-server.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -75,11 +76,11 @@ describe('heartbeat', () => {
 
 describe("go-livepeer's header flag", () => {
   it('splits on commas and the first colon, trims, drops items without a name, keeps the last of a repeat', () => {
-    expect(parseHeaderMap('Authorization:Bearer abc, X-A : 1:2 ,junk,:v,X-A:3')).toEqual({
+    expect(parseHeaderList('Authorization:Bearer abc, X-A : 1:2 ,junk,:v,X-A:3')).toEqual({
       Authorization: 'Bearer abc',
       'X-A': '3',
     });
-    expect(parseHeaderMap('')).toEqual({});
+    expect(parseHeaderList('')).toEqual({});
   });
 });
 
