@@ -1,30 +1,6 @@
 // Small pieces shared by the gateway's calls to its operator's services (auth webhook,
-// heartbeat, events webhook): bounded answers, go-livepeer's header-map flag, one-line reasons.
-
-/** An answer body read up to `max` bytes; `undefined` once it is longer (the rest is not read). */
-export async function readCapped(res: Response, max: number): Promise<Buffer | undefined> {
-  const body = res.body;
-  if (!body) return Buffer.alloc(0);
-  const declared = Number(res.headers.get('content-length'));
-  if (Number.isFinite(declared) && declared > max) {
-    await body.cancel().catch(() => {});
-    return undefined;
-  }
-  const reader = body.getReader();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel().catch(() => {});
-      return undefined;
-    }
-    chunks.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
-  }
-  return Buffer.concat(chunks);
-}
+// heartbeat, events webhook): bounded answers, one-line reasons.
+export { readCapped } from '../http/capped-body.ts';
 
 /**
  * Text from an outside service made fit for a client or a log line: control and non-ASCII

@@ -1,8 +1,10 @@
 // Where the pool learns which orchestrators exist. A source only says which URLs (and, when it
 // knows, their stake); the pool asks each orchestrator what it offers. An on-chain source (the
 // bonded orchestrators and their stake from the BondingManager) fits the same interface.
+
 import type { Logger } from 'pino';
 import { Invalid, orchUrl } from '../config/parse.ts';
+import { readCapped } from '../http/capped-body.ts';
 
 export interface DiscoveredOrchestrator {
   /** Normalised `https://host:port`. */
@@ -80,7 +82,9 @@ export class WebhookSource implements DiscoverySource {
           : (e.cause?.code ?? e.cause?.message ?? e.message);
       throw new Error(`webhook request failed: ${reason}`);
     }
-    const body = await readCapped(res, MAX_WEBHOOK_BYTES);
+    const bytes = await readCapped(res, MAX_WEBHOOK_BYTES);
+    if (!bytes) throw new Error(`webhook answer is larger than ${MAX_WEBHOOK_BYTES} bytes`);
+    const body = bytes.toString('utf8');
     if (res.status < 200 || res.status >= 300) {
       throw new Error(`webhook answered HTTP ${res.status}${body ? `: ${oneLine(body, 120)}` : ''}`);
     }
@@ -88,21 +92,6 @@ export class WebhookSource implements DiscoverySource {
     for (const s of skipped) this.opts.logger.warn({ webhook: this.opts.url }, `orchestrator webhook: ${s}`);
     return orchestrators;
   }
-}
-
-async function readCapped(res: Response, max: number): Promise<string> {
-  if (!res.body) return '';
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    size += chunk.length;
-    if (size > max) {
-      await res.body.cancel().catch(() => {});
-      throw new Error(`webhook answer is larger than ${max} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /**

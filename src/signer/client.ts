@@ -1,6 +1,8 @@
 // A gateway's side of the remote signer (go-livepeer's GetOrchInfoSig and remotePaymentSender,
 // server/remote_signer.go and server/live_payment.go): it works with go-livepeer's signer and ours.
+
 import { getAddress, type Hex, hexToBytes } from 'viem';
+import { readCapped } from '../http/capped-body.ts';
 import type { Blame } from '../orchestrators/errors.ts';
 import { GoJsonError, parseGoJson } from './go-json.ts';
 import {
@@ -137,7 +139,9 @@ export class RemoteSignerClient {
     }
     let data: Uint8Array;
     try {
-      data = await readCapped(res);
+      const body = await readCapped(res, MAX_REPLY_BYTES);
+      if (!body) throw new Error(`answer larger than ${MAX_REPLY_BYTES} bytes`);
+      data = body;
     } catch (err) {
       throw new RemoteSignerError(
         'invalid-reply',
@@ -179,19 +183,4 @@ function hexField(v: unknown, what: string, size: number): Uint8Array {
     throw new GoJsonError(`${what} must be ${size} bytes of hex`);
   }
   return hexToBytes(`0x${hex}`);
-}
-
-async function readCapped(res: Response): Promise<Uint8Array> {
-  if (!res.body) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    size += chunk.length;
-    if (size > MAX_REPLY_BYTES) {
-      await res.body.cancel().catch(() => {});
-      throw new Error(`answer larger than ${MAX_REPLY_BYTES} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
 }

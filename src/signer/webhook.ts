@@ -2,6 +2,7 @@
 // POST {"headers": <the payment call's headers>, "state": <the new state>} and read
 // {"status", "reason", "expiry", "auth_id", "maxPrice"}. Only an HTTP 200 with a positive
 // `status` is an answer; anything else is the webhook's failure, which the signer turns into 500.
+import { readCapped } from '../http/capped-body.ts';
 import {
   asInteger,
   asNumberText,
@@ -88,7 +89,8 @@ export async function askWebhook(
     const why = e.name === 'TimeoutError' ? 'no answer in time' : (e.cause?.code ?? e.message);
     throw new WebhookError(`the payment webhook could not be reached: ${why}`);
   }
-  const body = await readCapped(res);
+  const body = await readCapped(res, MAX_ANSWER_BYTES);
+  if (!body) throw new WebhookError(`the payment webhook's answer is larger than ${MAX_ANSWER_BYTES} bytes`);
   if (res.status !== 200) throw new WebhookError(`the payment webhook answered HTTP ${res.status}`);
   let status: bigint;
   let o: ReturnType<typeof asObject>;
@@ -136,19 +138,4 @@ export async function askWebhook(
     throw new WebhookError(`the payment webhook's answer is not usable: ${(err as Error).message}`);
   }
   return { allowed: true, expiry, authId, maxPrice };
-}
-
-async function readCapped(res: Response): Promise<Uint8Array> {
-  if (!res.body) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    size += chunk.length;
-    if (size > MAX_ANSWER_BYTES) {
-      await res.body.cancel().catch(() => {});
-      throw new WebhookError(`the payment webhook's answer is larger than ${MAX_ANSWER_BYTES} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
 }
