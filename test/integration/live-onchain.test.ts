@@ -8,73 +8,38 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { type Hex, parseEther } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
-import { type ChainClock, chainClock, onChainPayments } from '../../src/local-orchestrator/onchain.ts';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
-import { LivepeerChain } from '../../src/payments/chain.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { encryptKeystore } from '../../src/payments/keystore.ts';
 import { type OnChainGateway, setupOnChain } from '../../src/payments/onchain-setup.ts';
-import { auxData } from '../../src/payments/ticket.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
-import { type LocalChain, startLocalChain, TEST_SENDER_KEY } from '../helpers/local-chain.ts';
+import { type LocalChain, TEST_SENDER_KEY } from '../helpers/local-chain.ts';
 import { makeH264Clip } from '../helpers/media.ts';
+import {
+  EV,
+  FACE_VALUE,
+  L1_BLOCK,
+  type OnChainWorld,
+  redeemOnChain,
+  startOnChainWorld,
+} from '../helpers/onchain-world.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { h264Frames, WhepTestViewer, WhipTestPublisher } from '../helpers/webrtc-clients.ts';
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 const PASSWORD = 'on-chain test';
-// 1 wei per pixel; one ticket (EV) pays one second of 720p30; face value 2 × EV: half the tickets win.
-const EV = 27_648_000n;
-const FACE_VALUE = EV * 2n;
-const ROUND = 10n;
-const ROUND_HASH: Hex = '0x41b1a0649752af1b28b3dc29a1556eee781e4a4c3a1f7f53f90fa834de098c4d';
-const L1_BLOCK = 5000n;
 
+let world: OnChainWorld;
 let lc: LocalChain;
-let orchChain: LivepeerChain;
-let clock: ChainClock;
 let orch: LocalOrchestrator;
 let onchain: OnChainGateway;
 let gw: Awaited<ReturnType<typeof startTestGateway>>;
 const cleanups: (() => Promise<unknown>)[] = [];
 
 beforeAll(async () => {
-  lc = await startLocalChain();
-  const [sender, orchAccount] = [lc.accounts[0]!, lc.accounts[1]!];
-  await lc.send(sender, 'RoundsManager', 'setRounds', [ROUND, ROUND]);
-  await lc.send(sender, 'RoundsManager', 'setBlockHashForRound', [ROUND, ROUND_HASH]);
-  await lc.send(sender, 'RoundsManager', 'setBlockNum', [L1_BLOCK]);
-  await lc.send(sender, 'TicketBroker', 'setCurrentRound', [ROUND]);
-  const deposit = parseEther('1');
-  const reserve = parseEther('1');
-  await lc.send(sender, 'TicketBroker', 'fundDepositAndReserve', [deposit, reserve], deposit + reserve);
-
-  // The orchestrator: tickets against the chain's clock, registered on chain with its URL.
-  orchChain = await LivepeerChain.connect({
-    ethUrl: lc.url,
-    controller: lc.controller,
-    expectedChainId: lc.chainId,
-    aiServiceRegistry: lc.addresses.ServiceRegistry,
-  });
-  clock = await chainClock(orchChain, 300, logger);
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough'],
-    pricePerUnit: 1n,
-    pixelsPerUnit: 1n,
-    capacity: 2,
-    logger,
-    payments: onChainPayments(clock, {
-      recipient: orchAccount.address,
-      ticketEV: EV,
-      faceValue: FACE_VALUE,
-      accountingIntervalMs: 1000,
-    }),
-  });
-  await lc.send(sender, 'BondingManager', 'setTranscoder', [orchAccount.address, 1000n, true]);
-  await lc.send(orchAccount, 'ServiceRegistry', 'setServiceURI', [orch.url]);
+  world = await startOnChainWorld(logger);
+  ({ lc, orch } = world);
 
   // The gateway, set up from flags as `lp-gateway start -network arbitrum-one-mainnet` is.
   const dir = mkdtempSync(join(tmpdir(), 'lp-live-onchain-'));
@@ -105,16 +70,13 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
   await gw?.close();
-  await orch?.close();
-  clock?.stop();
   await onchain?.close();
-  await orchChain?.close();
-  await lc?.close();
+  await world?.close();
 });
 
 describe('a live stream paid on chain', () => {
   it('is paid with tickets from start to end, survives expired params, and its winning tickets redeem on chain', async () => {
-    const [sender, orchAccount] = [lc.accounts[0]!, lc.accounts[1]!];
+    const sender = lc.accounts[0]!;
     expect(onchain.identity.address.toLowerCase()).toBe(sender.address.toLowerCase());
     // Long enough for every payment below on a loaded machine: payments need input segments.
     const clip = await makeH264Clip({ seconds: 30 });
@@ -150,26 +112,13 @@ describe('a live stream paid on chain', () => {
 
     const won = orch.recipient!.winningTickets.filter((w) => w.manifestId === mid);
     expect(won.length).toBeGreaterThan(5);
-    const depositOf = async () => (await orchChain.senderInfo(sender.address)).deposit;
-    orchChain.invalidateSenderInfo();
+    const depositOf = async () => (await world.orchChain.senderInfo(sender.address)).deposit;
+    world.orchChain.invalidateSenderInfo();
     const depositBefore = await depositOf();
-    const redeem = (w: (typeof won)[number]) =>
-      lc.send(orchAccount, 'TicketBroker', 'redeemWinningTicket', [
-        {
-          recipient: w.ticket.recipient,
-          sender: w.ticket.sender,
-          faceValue: w.ticket.faceValue,
-          winProb: w.ticket.winProb,
-          senderNonce: BigInt(w.ticket.senderNonce),
-          recipientRandHash: w.ticket.recipientRandHash,
-          auxData: auxData(w.ticket.creationRound, w.ticket.creationRoundBlockHash),
-        },
-        w.sig,
-        w.recipientRand,
-      ]);
+    const redeem = (w: (typeof won)[number]) => redeemOnChain(world, w);
     const some = won.slice(0, 5);
     for (const w of some) await redeem(w);
-    orchChain.invalidateSenderInfo();
+    world.orchChain.invalidateSenderInfo();
     expect(await depositOf()).toBe(depositBefore - FACE_VALUE * BigInt(some.length));
     // The contract refuses the same ticket twice.
     await expect(redeem(some[0]!)).rejects.toThrow(/ticket is used/);

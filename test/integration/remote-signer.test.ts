@@ -9,32 +9,22 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { getAddress, type Hex, parseEther } from 'viem';
+import { getAddress } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ChainClock, chainClock, onChainPayments } from '../../src/local-orchestrator/onchain.ts';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
-import { LivepeerChain } from '../../src/payments/chain.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { encryptKeystore } from '../../src/payments/keystore.ts';
-import { auxData } from '../../src/payments/ticket.ts';
-import { type LocalChain, startLocalChain, TEST_SENDER_KEY } from '../helpers/local-chain.ts';
+import { type LocalChain, TEST_SENDER_KEY } from '../helpers/local-chain.ts';
 import { freePort, type LpProcess, spawnLp, untilReady } from '../helpers/lp-process.ts';
 import { makeH264Clip } from '../helpers/media.ts';
+import { FACE_VALUE, type OnChainWorld, redeemOnChain, startOnChainWorld } from '../helpers/onchain-world.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { h264Frames, WhepTestViewer, WhipTestPublisher } from '../helpers/webrtc-clients.ts';
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 const PASSWORD = 'remote signer test password';
 const TOKEN = 'gateway-token-5f2a9c';
-// 1 wei per pixel; one ticket (EV) pays one second of 720p30; face value 2 × EV: half the tickets win.
-const EV = 27_648_000n;
-const FACE_VALUE = EV * 2n;
-const ROUND = 10n;
-const ROUND_HASH: Hex = '0x41b1a0649752af1b28b3dc29a1556eee781e4a4c3a1f7f53f90fa834de098c4d';
-const L1_BLOCK = 5000n;
-
+let world: OnChainWorld;
 let lc: LocalChain;
-let orchChain: LivepeerChain;
-let clock: ChainClock;
 let orch: LocalOrchestrator;
 let hook: Server;
 let chainFlags: string[];
@@ -48,38 +38,8 @@ let hookAnswer: unknown = { status: 200 };
 const cleanups: (() => Promise<unknown>)[] = [];
 
 beforeAll(async () => {
-  lc = await startLocalChain();
-  const [sender, orchAccount] = [lc.accounts[0]!, lc.accounts[1]!];
-  await lc.send(sender, 'RoundsManager', 'setRounds', [ROUND, ROUND]);
-  await lc.send(sender, 'RoundsManager', 'setBlockHashForRound', [ROUND, ROUND_HASH]);
-  await lc.send(sender, 'RoundsManager', 'setBlockNum', [L1_BLOCK]);
-  await lc.send(sender, 'TicketBroker', 'setCurrentRound', [ROUND]);
-  const deposit = parseEther('1');
-  await lc.send(sender, 'TicketBroker', 'fundDepositAndReserve', [deposit, deposit], deposit * 2n);
-
-  orchChain = await LivepeerChain.connect({
-    ethUrl: lc.url,
-    controller: lc.controller,
-    expectedChainId: lc.chainId,
-    aiServiceRegistry: lc.addresses.ServiceRegistry,
-  });
-  clock = await chainClock(orchChain, 300, logger);
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough'],
-    pricePerUnit: 1n,
-    pixelsPerUnit: 1n,
-    capacity: 2,
-    logger,
-    payments: onChainPayments(clock, {
-      recipient: orchAccount.address,
-      ticketEV: EV,
-      faceValue: FACE_VALUE,
-      accountingIntervalMs: 1000,
-    }),
-  });
-  await lc.send(sender, 'BondingManager', 'setTranscoder', [orchAccount.address, 1000n, true]);
-  await lc.send(orchAccount, 'ServiceRegistry', 'setServiceURI', [orch.url]);
+  world = await startOnChainWorld(logger);
+  ({ lc, orch } = world);
 
   hook = createServer((req, res) => {
     let data = '';
@@ -138,11 +98,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-  await orch?.close();
-  clock?.stop();
-  await orchChain?.close();
   await new Promise((r) => hook?.close(r));
-  await lc?.close();
+  await world?.close();
 });
 
 const status = async (stream: string) =>
@@ -198,26 +155,11 @@ describe('a keyless gateway paying through a remote signer', () => {
     const won = orch.recipient!.winningTickets.filter((w) => w.manifestId === mid);
     expect(won.length).toBeGreaterThan(5);
     for (const w of won) expect(getAddress(w.ticket.sender)).toBe(signerAddress);
-    orchChain.invalidateSenderInfo();
-    const depositBefore = (await orchChain.senderInfo(signerAddress)).deposit;
-    const orchAccount = lc.accounts[1]!;
-    for (const w of won.slice(0, 4)) {
-      await lc.send(orchAccount, 'TicketBroker', 'redeemWinningTicket', [
-        {
-          recipient: w.ticket.recipient,
-          sender: w.ticket.sender,
-          faceValue: w.ticket.faceValue,
-          winProb: w.ticket.winProb,
-          senderNonce: BigInt(w.ticket.senderNonce),
-          recipientRandHash: w.ticket.recipientRandHash,
-          auxData: auxData(w.ticket.creationRound, w.ticket.creationRoundBlockHash),
-        },
-        w.sig,
-        w.recipientRand,
-      ]);
-    }
-    orchChain.invalidateSenderInfo();
-    expect((await orchChain.senderInfo(signerAddress)).deposit).toBe(depositBefore - FACE_VALUE * 4n);
+    world.orchChain.invalidateSenderInfo();
+    const depositBefore = (await world.orchChain.senderInfo(signerAddress)).deposit;
+    for (const w of won.slice(0, 4)) await redeemOnChain(world, w);
+    world.orchChain.invalidateSenderInfo();
+    expect((await world.orchChain.senderInfo(signerAddress)).deposit).toBe(depositBefore - FACE_VALUE * 4n);
 
     // Batch AI and transcoding are refused clearly: go-livepeer pays only live video this way.
     const batch = await fetch(`${gatewayBase}/text-to-image`, {
