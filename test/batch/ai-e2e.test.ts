@@ -14,6 +14,7 @@ import { accountIdentity } from '../../src/payments/identity.ts';
 import { add, mul, type Rational, rat, sub, ZERO } from '../../src/payments/rational.ts';
 import { Capability } from '../../src/wire/lp-rpc.ts';
 import { startAiGateway } from '../helpers/ai-orchestrator.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 import { makeWorkdir, type Workdir } from '../media/ffmpeg.ts';
 
 const run = promisify(execFile);
@@ -77,14 +78,7 @@ describe('batch AI through the gateway to the local orchestrator (off-chain)', (
   let gw: Awaited<ReturnType<typeof startAiGateway>>;
 
   beforeAll(async () => {
-    orch = await LocalOrchestrator.start({
-      serviceAddr: '127.0.0.1:0',
-      models: ['passthrough'],
-      pricePerUnit: 0n,
-      pixelsPerUnit: 1n,
-      capacity: 2,
-      logger,
-    });
+    orch = await startFreeOrchestrator(logger, ['passthrough'], { capacity: 2 });
     gw = await startAiGateway({ orchestrators: [orch.url], logger });
   });
   afterAll(async () => {
@@ -188,14 +182,7 @@ describe('batch AI retried across local orchestrators', () => {
       logger,
       fault: 'fail-start',
     });
-    const working = await LocalOrchestrator.start({
-      serviceAddr: '127.0.0.1:0',
-      models: ['passthrough'],
-      pricePerUnit: 0n,
-      pixelsPerUnit: 1n,
-      capacity: 2,
-      logger,
-    });
+    const working = await startFreeOrchestrator(logger, ['passthrough'], { capacity: 2 });
     const gw = await startAiGateway({ orchestrators: [failing.url, working.url], logger, random: () => 0 });
     try {
       const res = await fetch(`${gw.base}/upscale`, {

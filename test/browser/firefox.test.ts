@@ -7,7 +7,7 @@ import pino from 'pino';
 import type { Browser, Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RTCRtpCodecParameters, RTCPeerConnection as WeriftPeer } from 'werift';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
 import { weriftNetworkConfig } from '../../src/webrtc/network.ts';
 import {
@@ -19,6 +19,7 @@ import {
 } from '../helpers/browser-pages.ts';
 import { launchFirefox } from '../helpers/firefox.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 let orch: LocalOrchestrator;
@@ -26,14 +27,7 @@ let gw: Awaited<ReturnType<typeof startTestGateway>>;
 let firefox: Browser;
 
 beforeAll(async () => {
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough'],
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 4,
-    logger,
-  });
+  orch = await startFreeOrchestrator(logger, ['passthrough']);
   gw = await startTestGateway({
     orchestrators: [orch.url],
     logger,

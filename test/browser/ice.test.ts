@@ -4,11 +4,13 @@
 // the 200 fragment) while a viewer keeps receiving frames. libwebrtc checks USERNAME and
 // MESSAGE-INTEGRITY strictly, which werift clients do not.
 import pino from 'pino';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { IcePorts, LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
+import { launchChromium } from '../helpers/browser-pages.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { WhepTestViewer } from '../helpers/webrtc-clients.ts';
 
@@ -19,14 +21,7 @@ let gw: Awaited<ReturnType<typeof startTestGateway>>;
 let browser: Browser;
 
 beforeAll(async () => {
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough'],
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 4,
-    logger,
-  });
+  orch = await startFreeOrchestrator(logger, ['passthrough']);
   ports = await IcePorts.open({ udp: { host: '127.0.0.1', port: 0 }, tcp: { host: '127.0.0.1', port: 0 } });
   gw = await startTestGateway({
     orchestrators: [orch.url],
@@ -35,19 +30,7 @@ beforeAll(async () => {
     limits: { ingestTimeoutMs: 10_000 },
     defaultModel: 'passthrough',
   });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream',
-      '--allow-loopback-in-peer-connection',
-      '--disable-features=WebRtcHideLocalIpsWithMdns',
-    ],
-  });
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {

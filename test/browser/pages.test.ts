@@ -3,7 +3,7 @@
 import pino from 'pino';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import {
   instrumentMedia,
   launchChromium,
@@ -13,6 +13,7 @@ import {
   until,
 } from '../helpers/browser-pages.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 const MODELS = ['passthrough', 'invert', 'edges', 'grayscale'];
@@ -24,14 +25,7 @@ const unpublished: string[] = [];
 const unviewed: string[] = [];
 
 beforeAll(async () => {
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: MODELS,
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 4,
-    logger,
-  });
+  orch = await startFreeOrchestrator(logger, MODELS);
   gw = await startTestGateway({
     orchestrators: [orch.url],
     logger,

@@ -3,9 +3,10 @@
 import pino from 'pino';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { launchChromium } from '../helpers/browser-pages.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 let orch: LocalOrchestrator;
@@ -14,14 +15,7 @@ let browser: Browser;
 let base: string;
 
 beforeAll(async () => {
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough', 'invert', 'edges', 'grayscale'],
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 4,
-    logger,
-  });
+  orch = await startFreeOrchestrator(logger, ['passthrough', 'invert', 'edges', 'grayscale']);
   gw = await startTestGateway({ orchestrators: [orch.url], logger, limits: { ingestTimeoutMs: 10_000 } });
   base = gw.base;
   // A running gateway has asked its orchestrators by the time a person opens a page.

@@ -4,7 +4,7 @@
 // the shared ports. Then every refusal a PATCH can get.
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { IcePorts, LOOPBACK_NETWORK, type PeerNetworkOptions } from '../../src/webrtc/index.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import {
@@ -16,6 +16,7 @@ import {
   sdpFragment,
   withoutCandidates,
 } from '../helpers/ice-clients.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 import { waitFor } from '../helpers/wait.ts';
 import {
   h264Frames,
@@ -30,14 +31,7 @@ let orch: LocalOrchestrator;
 let clip: Buffer;
 
 beforeAll(async () => {
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough'],
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 8,
-    logger,
-  });
+  orch = await startFreeOrchestrator(logger, ['passthrough'], { capacity: 8 });
   clip = await makeH264Clip({ seconds: 10 });
 }, 60_000);
 

@@ -10,9 +10,10 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import { makeH264Clip } from '../helpers/media.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { h264Frames, syntheticOpusFrames, WhipTestPublisher } from '../helpers/webrtc-clients.ts';
 
@@ -56,14 +57,7 @@ function ufrags(sdp: string): Set<string | undefined> {
 }
 
 beforeAll(async () => {
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough'],
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 4,
-    logger,
-  });
+  orch = await startFreeOrchestrator(logger, ['passthrough']);
   gw = await startTestGateway({ orchestrators: [orch.url], logger, limits: { ingestTimeoutMs: 5000 } });
   dir = await mkdtemp(join(tmpdir(), 'lpgw-aiortc-'));
   video = join(dir, 'video.ts');

@@ -3,9 +3,9 @@
 // (the cached output GOP), and the drop, loss and NACK counters in /status and /metrics.
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import { h264DecodeReport, makeH264Clip } from '../helpers/media.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 import { spawnLocalOrchestrator } from '../helpers/orchestrator-process.ts';
 import { waitFor } from '../helpers/wait.ts';
 import {
@@ -23,14 +23,7 @@ afterEach(async () => {
 });
 
 async function localOrchestrator() {
-  const orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough'],
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 4,
-    logger,
-  });
+  const orch = await startFreeOrchestrator(logger, ['passthrough']);
   cleanups.push(() => orch.close());
   return orch;
 }

@@ -6,13 +6,14 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildGatewayApp } from '../../src/http/app.ts';
 import type { LiveStreams } from '../../src/live/registry.ts';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { StaticSource } from '../../src/orchestrators/discovery.ts';
 import { OrchestratorPool } from '../../src/orchestrators/pool.ts';
 import { PriceCeiling } from '../../src/orchestrators/price.ts';
 import { offchainIdentity } from '../../src/payments/identity.ts';
 import { SDP_LIMITS } from '../../src/webrtc/index.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 import { INVALID_MUTATIONS, mutate, offerFixtures, prng, withInvalidUtf8 } from '../helpers/sdp-mutations.ts';
 import { WhepTestViewer } from '../helpers/webrtc-clients.ts';
 
@@ -24,14 +25,7 @@ let orch: LocalOrchestrator;
 let gw: Awaited<ReturnType<typeof startTestGateway>>;
 
 beforeAll(async () => {
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough'],
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 16,
-    logger,
-  });
+  orch = await startFreeOrchestrator(logger, ['passthrough'], { capacity: 16 });
   // Streams published from captured offers never send media: keep them while the test runs.
   gw = await startTestGateway({
     orchestrators: [orch.url],

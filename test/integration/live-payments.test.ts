@@ -10,6 +10,7 @@ import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { compare, rat } from '../../src/payments/rational.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import { makeH264Clip } from '../helpers/media.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { h264Frames, WhepTestViewer, WhipTestPublisher } from '../helpers/webrtc-clients.ts';
 
@@ -51,14 +52,7 @@ async function paidOrchestrator(l1: () => bigint) {
 }
 
 async function freeOrchestrator() {
-  const orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough'],
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 4,
-    logger,
-  });
+  const orch = await startFreeOrchestrator(logger, ['passthrough']);
   cleanups.push(() => orch.close());
   return orch;
 }

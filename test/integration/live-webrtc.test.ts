@@ -3,9 +3,10 @@
 // WHEP viewer receives the processed video, which ffmpeg decodes.
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import { decodeGray, makeH264Clip, mean } from '../helpers/media.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 import { waitFor } from '../helpers/wait.ts';
 import {
   h264Frames,
@@ -21,14 +22,7 @@ let gw: Awaited<ReturnType<typeof startTestGateway>>;
 let clip: Buffer;
 
 beforeAll(async () => {
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough', 'invert', 'edges'],
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 8,
-    logger,
-  });
+  orch = await startFreeOrchestrator(logger, ['passthrough', 'invert', 'edges'], { capacity: 8 });
   gw = await startTestGateway({
     orchestrators: [orch.url],
     logger,

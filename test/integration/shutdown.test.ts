@@ -6,10 +6,11 @@ import { resolve } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StreamEvent } from '../../src/live/stream-events.ts';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { type AiBehavior, Capability, pngHeader, TestAiOrchestrator } from '../helpers/ai-orchestrator.ts';
 import { type HookServer, startHookServer } from '../helpers/hook-server.ts';
 import { makeH264Clip } from '../helpers/media.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { h264Frames, WeriftPublisher, WhepTestViewer, WhipTestPublisher } from '../helpers/webrtc-clients.ts';
 
@@ -23,14 +24,7 @@ let live: LocalOrchestrator;
 let clip: Buffer;
 
 beforeAll(async () => {
-  live = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough'],
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 4,
-    logger,
-  });
+  live = await startFreeOrchestrator(logger, ['passthrough']);
   clip = await makeH264Clip({ seconds: 10 });
 }, 60_000);
 

@@ -6,11 +6,12 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePresetNames } from '../../src/batch/profiles.ts';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { runningFfmpeg } from '../../src/local-orchestrator/transcode.ts';
 import { offchainIdentity } from '../../src/payments/identity.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import { makeTsSegment } from '../helpers/media.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const _run = promisify(execFile);
@@ -22,14 +23,7 @@ let gw: Awaited<ReturnType<typeof startTestGateway>>;
 
 beforeAll(async () => {
   long = await makeTsSegment({ seconds: 8 });
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough'],
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 4,
-    logger,
-  });
+  orch = await startFreeOrchestrator(logger, ['passthrough']);
   gw = await startTestGateway({
     orchestrators: [orch.url],
     logger,

@@ -9,7 +9,7 @@ import pino from 'pino';
 import { keccak256 } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePresetNames, profilesHex, resolveFormats, segDataProfiles } from '../../src/batch/profiles.ts';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { runningFfmpeg } from '../../src/local-orchestrator/transcode.ts';
 import { getOrchestrator } from '../../src/orchestrators/grpc-client.ts';
 import { flattenSegment } from '../../src/payments/credentials.ts';
@@ -22,6 +22,7 @@ import {
   type OrchestratorInfo,
 } from '../../src/wire/lp-rpc.ts';
 import { makeTsSegment } from '../helpers/media.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 
 const _run = promisify(execFile);
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
@@ -37,14 +38,7 @@ let orch: LocalOrchestrator;
 
 beforeAll(async () => {
   segment = await makeTsSegment({ seconds: 8 });
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough'],
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 8,
-    logger,
-  });
+  orch = await startFreeOrchestrator(logger, ['passthrough'], { capacity: 8 });
 }, 60_000);
 afterAll(async () => {
   await orch?.close();
