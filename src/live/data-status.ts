@@ -2,7 +2,7 @@
 // output hub with its viewers. One place builds the /status fields and the totals /metrics sums.
 import type { IngestPeer } from '../webrtc/index.ts';
 import type { Ingest } from './ingest.ts';
-import type { OutputHub, ViewerSummary } from './output-hub.ts';
+import type { OutputHub, OutputHubStats, ViewerSummary } from './output-hub.ts';
 
 export interface InputDataStatus {
   segments: number;
@@ -32,24 +32,8 @@ export interface InputDataStatus {
   } | null;
 }
 
-export interface OutputDataStatus {
-  /** Frames skipped for viewers that could not keep up, over every viewer of the stream. */
-  framesDropped: number;
-  /** PLI + FIR from viewers. */
-  keyframeRequests: number;
-  nacksReceived: number;
-  retransmittedPackets: number;
-  /** Packets viewers reported lost. */
-  packetsLost: number;
-  /** Keyframe requests the output sent upstream (viewer start without a cached GOP, viewer PLI). */
-  upstreamKeyframeRequests: number;
-  /** After an orchestrator change: frames skipped before its first keyframe / already-seen frames fast-forwarded. */
-  framesSkippedAtSwitch: number;
-  framesCaughtUp: number;
-  gop: { frames: number; bytes: number } | null;
-  starts: { fromCache: number; live: number };
-  viewers: ViewerSummary[];
-}
+/** The hub's own counters, with each viewer's summary instead of the count. */
+export type OutputDataStatus = Omit<OutputHubStats, 'viewers' | 'frames'> & { viewers: ViewerSummary[] };
 
 export function inputDataStatus(ingest: Ingest, peer: IngestPeer | undefined): InputDataStatus {
   const s = ingest.stats();

@@ -152,6 +152,11 @@ export class UdpMux implements UdpSink {
       this.#onStun(data, addr, key);
       return;
     }
+    this.#routeByAddress(data, addr, key);
+  }
+
+  /** Anything but a STUN request or an answer we wait for goes to the peer bound to its address. */
+  #routeByAddress(data: Buffer, addr: Address, key: string): void {
     const route = this.#routes.get(key);
     if (!route) {
       this.#counters.droppedUnknownAddress++;
@@ -182,13 +187,7 @@ export class UdpMux implements UdpSink {
         return;
       }
     }
-    const route = this.#routes.get(key);
-    if (!route) {
-      this.#counters.droppedUnknownAddress++;
-      return;
-    }
-    this.#counters.routed++;
-    route.receive(data, addr);
+    this.#routeByAddress(data, addr, key);
   }
 
   #onRequest(data: Buffer, addr: Address, key: string): void {
