@@ -15,6 +15,7 @@ import { probeSegment } from '../batch/transcode-input.ts';
 import type { LivePayments } from '../live/live-payer.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
 import { floatString } from '../payments/rational.ts';
+import { InputError, sendInputError } from './input-guard.ts';
 
 export interface TranscodeRoutesOptions {
   pool: TranscodePool;
@@ -79,6 +80,7 @@ export const transcodeRoutes: FastifyPluginAsync<TranscodeRoutesOptions> = async
   );
 
   app.setErrorHandler((err: FastifyError | BatchError, req, reply) => {
+    if (err instanceof InputError) return sendInputError(err, reply);
     if (err instanceof BatchError) {
       if (err.attempts) reply.header('Livepeer-Tries', String(err.attempts.tries));
       if (err.status >= 500) req.log.warn({ code: err.code }, err.message);
