@@ -18,11 +18,11 @@ import type { GatewayIdentity } from '../payments/identity.ts';
 import { floatString, mul, type Rational, rat, ZERO } from '../payments/rational.ts';
 import { Balances, type BalanceUpdate } from '../payments/sender.ts';
 import type { OrchestratorInfo } from '../wire/lp-rpc.ts';
-import { type AiPipeline, modelOf } from './ai-pipelines.ts';
+import { type AiPipeline, BOUNDS, modelOf } from './ai-pipelines.ts';
 import { extensionFor, newRequestId, type ResultStore } from './ai-results.ts';
 import { AudioDurationError, audioDurationSeconds } from './audio-duration.ts';
 import { BatchError } from './errors.ts';
-import { imageSize } from './image-size.ts';
+import { type ImageSize, imageDamage, imageSize } from './image-size.ts';
 import { buildMultipart, isUploadedFile, type UploadedFile } from './multipart.ts';
 
 /**
@@ -549,8 +549,7 @@ export async function feeUnits(
 ): Promise<bigint> {
   const n = (name: string) => BigInt(Math.max(1, Math.trunc(Number(fields[name] ?? 1))));
   const image = () => {
-    const size = upload ? imageSize(upload.data) : undefined;
-    if (!size) throw new BatchError(400, 'BAD_REQUEST', `"${p.file}" is not a PNG, JPEG, GIF or WebP image`);
+    const size = checkedImage(p, upload);
     return BigInt(size.width) * BigInt(size.height);
   };
   switch (p.name) {
@@ -566,9 +565,18 @@ export async function feeUnits(
       return n('height') * n('width') * IMAGE_TO_VIDEO_FRAMES;
     case 'audio-to-text':
       try {
-        return BigInt(await audioDurationSeconds(upload!.data)) * 1000n;
+        const seconds = await audioDurationSeconds(upload!.data);
+        if (seconds > BOUNDS.audioSeconds) {
+          throw new BatchError(
+            400,
+            'AUDIO_TOO_LONG',
+            `audio: ${seconds} s is longer than the ${BOUNDS.audioSeconds} s this gateway takes`,
+          );
+        }
+        return BigInt(seconds) * 1000n;
       } catch (err) {
-        if (err instanceof AudioDurationError) throw new BatchError(400, 'BAD_REQUEST', err.message);
+        // Undecodable media is the client's, answered here (422) before an orchestrator sees it.
+        if (err instanceof AudioDurationError) throw new BatchError(422, 'UNREADABLE_AUDIO', err.message);
         throw err;
       }
     case 'llm':
@@ -577,6 +585,30 @@ export async function feeUnits(
       // The orchestrator debits 1000 × characters (runes); pay what it debits.
       return 1000n * BigInt([...String(fields.text ?? '')].length);
   }
+}
+
+/**
+ * The upload's size from its header, once its structure is whole and its size within what the
+ * pipeline takes: a header claiming 60000×60000 never reaches an orchestrator (it would run out of
+ * memory there, and be blamed for it).
+ */
+export function checkedImage(p: AiPipeline, upload: UploadedFile | undefined): ImageSize {
+  const size = upload ? imageSize(upload.data) : undefined;
+  if (!size || !upload) {
+    throw new BatchError(422, 'UNREADABLE_IMAGE', `"${p.file}" is not a PNG, JPEG, GIF or WebP image`);
+  }
+  const damage = imageDamage(upload.data, size.format);
+  if (damage) throw new BatchError(422, 'UNREADABLE_IMAGE', `"${p.file}": ${damage}`);
+  const pixels = size.width * size.height;
+  const maxPixels = p.name === 'upscale' ? BOUNDS.upscaleInputPixels : BOUNDS.inputPixels;
+  if (size.width > BOUNDS.inputSide || size.height > BOUNDS.inputSide || pixels > maxPixels) {
+    throw new BatchError(
+      400,
+      'IMAGE_TOO_LARGE',
+      `"${p.file}" is ${size.width}×${size.height}; ${p.name} takes images of at most ${BOUNDS.inputSide} pixels a side and ${maxPixels} pixels`,
+    );
+  }
+  return size;
 }
 
 /** The `data:` events of an LLM stream, as go-livepeer relays them: JSON chunks up to the last. */

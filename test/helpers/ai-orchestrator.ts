@@ -1,4 +1,5 @@
 // A scriptable orchestrator for batch AI tests: gRPC GetOrchestrator (offers, price, auth token)
+
 // and POST /{pipeline} answered however the test says (JSON, an error, SSE chunks with delays, a
 // hang), on one TLS port like a go-livepeer orchestrator. Every AI request is recorded.
 import { randomBytes } from 'node:crypto';
@@ -7,6 +8,7 @@ import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:h
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { AiJobRunner } from '../../src/batch/ai-client.ts';
 import { ResultStore } from '../../src/batch/ai-results.ts';
@@ -208,7 +210,15 @@ export function pngHeader(width: number, height: number): Buffer {
   b.writeUInt32BE(height, 20);
   b[24] = 8;
   b[25] = 2;
-  return b;
+  b.writeUInt32BE(crc32(b.subarray(12, 29)), 29);
+  // A whole file's structure (the gateway checks chunks and CRCs): an empty IDAT, then IEND.
+  const chunk = (type: string) => {
+    const c = Buffer.alloc(12);
+    c.write(type, 4, 'ascii');
+    c.writeUInt32BE(crc32(c.subarray(4, 8)), 8);
+    return c;
+  };
+  return Buffer.concat([b, chunk('IDAT'), chunk('IEND')]);
 }
 
 export { Capability };
