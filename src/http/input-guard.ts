@@ -13,14 +13,13 @@ import type {
   FastifyRequest,
   RawServerDefault,
 } from 'fastify';
+import { cleanMessage, echo } from '../live/cause.ts';
 import { LiveError } from '../live/errors.ts';
+
+export { cleanMessage, echo };
 
 /** Deepest nesting of arrays and objects in a client's JSON; real params are a few levels. */
 export const MAX_JSON_DEPTH = 32;
-/** Longest string kept whole in an error body; longer ones are cut and their length named. */
-const MAX_ECHO_CHARS = 200;
-/** Longest error message sent. */
-const MAX_MESSAGE_CHARS = 1000;
 /** Seconds a client told "over the body budget" waits before trying again. */
 export const BUSY_RETRY_AFTER_S = 1;
 
@@ -109,34 +108,6 @@ export function nonFinitePath(value: unknown, path = '', depth = 0): string | un
     if (p) return p;
   }
   return undefined;
-}
-
-/** `s` as it may appear in an error body: at most `max` characters, its length named when cut. */
-export function echo(s: string, max = MAX_ECHO_CHARS): string {
-  return s.length <= max ? s : `${s.slice(0, max)}… (${s.length} characters)`;
-}
-
-/**
- * An error message fit for a client: heap pointers (`[h264 @ 0x55d5…]`), absolute file paths,
- * stack frames and long runs without spaces (a client's own 900 KB model id) are cut out.
- */
-export function cleanMessage(message: string): string {
-  let s = message
-    // Stack frames: "    at fn (/path/file.js:1:2)"
-    .replace(/\s+at\s+(?:[^\s()]+\s+)?\(?(?:file:\/\/|node:|\/)[^\s)]*\)?/g, '')
-    // "[h264 @ 0x55d5c0a8e2c0] " as ffmpeg prefixes its lines, and any other pointer.
-    .replace(/\[[^\]\s]{1,40} @ 0x[0-9a-f]+\]\s*/gi, '')
-    .replace(/\b0x[0-9a-f]{6,}\b/gi, '0x…')
-    // Absolute paths of files on the gateway's disk (temp files, sources).
-    .replace(
-      /(^|[\s'"(=:])(?:\/(?:tmp|var|home|usr|opt|root|work|proc|srv|etc|run|mnt|app)\b)[^\s'",;)]*/g,
-      '$1…',
-    )
-    .replace(/\s+/g, ' ')
-    .trim();
-  // Any long run without spaces is a client's value echoed back, or a blob.
-  s = s.replace(/\S{201,}/g, (run) => echo(run, 60));
-  return echo(s, MAX_MESSAGE_CHARS);
 }
 
 /** Every string in an error body cleaned; other values kept. */
@@ -264,4 +235,22 @@ export function installInputGuard<L extends FastifyBaseLogger>(
       return payload;
     }
   });
+}
+
+/**
+ * Default of -httpBodyBudgetBytes: an eighth of the machine's memory, between 64 MiB and 2 GiB;
+ * bodies are held whole while their request is served.
+ */
+export function defaultBodyBudgetBytes(totalMemBytes: number): number {
+  const MiB = 1024 * 1024;
+  return Math.round(Math.min(2048 * MiB, Math.max(64 * MiB, totalMemBytes / 8)));
+}
+
+/**
+ * Default of -transcodeMaxInFlight: a push holds its segment, its renditions (up to four times as
+ * large) and ffmpeg's decode check of it, about six segments' worth; a quarter of the machine's
+ * memory shared out that way, at least 2 and at most 64.
+ */
+export function defaultTranscodeMaxInFlight(totalMemBytes: number, maxSegmentBytes: number): number {
+  return Math.min(64, Math.max(2, Math.floor(totalMemBytes / 4 / (6 * maxSegmentBytes))));
 }
