@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { LivePayments } from '../live/live-payer.ts';
 import { type JobKind, jobCapabilities } from '../orchestrators/capabilities.ts';
-import { OrchestratorError } from '../orchestrators/errors.ts';
+import { type Blame, OrchestratorError } from '../orchestrators/errors.ts';
 import { download, post, readBody } from '../orchestrators/http.ts';
 import { AI_WORKER_PROTOCOL } from '../orchestrators/live-video.ts';
 import { NoOrchestratorError, type SelectedOrchestrator } from '../orchestrators/pool.ts';
@@ -24,6 +24,7 @@ import { AudioDurationError, audioDurationSeconds } from './audio-duration.ts';
 import { BatchError } from './errors.ts';
 import { type ImageSize, imageDamage, imageSize } from './image-size.ts';
 import { buildMultipart, isUploadedFile, type UploadedFile } from './multipart.ts';
+import { mediaDecodeError } from './segment-decode.ts';
 
 /**
  * How long one GetOrchestrator answer (auth token, price, ticket params) serves further requests
@@ -74,6 +75,8 @@ export interface AiJobRunnerOptions {
   replyTimeoutMs?: number;
   /** Jobs admitted at once (sync, streaming and async); beyond it: 503 (default 64). */
   maxInFlight?: number;
+  /** Why an upload does not decode, or undefined (default: ffmpeg decodes it). */
+  inputCheck?: (data: Uint8Array, kind: 'video' | 'audio') => Promise<string | undefined>;
   results: ResultStore;
   logger: Logger;
 }
@@ -128,12 +131,14 @@ export class AiJobRunner {
   private readonly log: Logger;
   private readonly replyTimeoutMs: number;
   readonly maxInFlight: number;
+  private readonly inputCheck: NonNullable<AiJobRunnerOptions['inputCheck']>;
   private admitted = 0;
 
   constructor(private readonly opts: AiJobRunnerOptions) {
     this.log = opts.logger.child({ component: 'batch-ai' });
     this.replyTimeoutMs = opts.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS;
     this.maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+    this.inputCheck = opts.inputCheck ?? mediaDecodeError;
   }
 
   /** Jobs holding a slot now. */
@@ -171,6 +176,8 @@ export class AiJobRunner {
     const failures: string[] = [];
     let tries = 0;
     let last: string | undefined;
+    /** The decode check's answer, asked once per request: '' decodes, text says why not. */
+    let undecodable: string | undefined;
     while (tries < this.opts.maxTries) {
       if (tries > 0 && performance.now() - started >= this.opts.retryTimeoutMs) {
         failures.push(`retry budget of ${this.opts.retryTimeoutMs} ms used up`);
@@ -236,6 +243,23 @@ export class AiJobRunner {
           undefined,
           { orchestrator: selected.url, tries },
         );
+      }
+      if (attempt.suspend && req.pipeline.file) {
+        // Blame (src/live/cause.ts): an upload the gateway cannot decode either is the client's.
+        undecodable ??= await this.inputCheck(
+          (req.body[req.pipeline.file] as UploadedFile).data,
+          req.pipeline.file === 'audio' ? 'audio' : 'video',
+        );
+        if (undecodable) {
+          throw new BatchError(
+            422,
+            req.pipeline.file === 'audio' ? 'UNREADABLE_AUDIO' : 'UNREADABLE_IMAGE',
+            `"${req.pipeline.file}" does not decode: ${undecodable}`,
+            { blame: 'client' satisfies Blame },
+            { orchestrator: selected.url, tries },
+          );
+        }
+        undecodable = '';
       }
       if (attempt.suspend)
         this.opts.pool.suspend(selected.url, `${req.pipeline.name} failed: ${attempt.why}`);
