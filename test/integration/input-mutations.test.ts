@@ -375,7 +375,12 @@ describe('a seeded mutation run over every route', () => {
       }
     };
     await Promise.all(Array.from({ length: PARALLEL }, worker));
-    const suspended = gw.pool.list().filter((o) => o.state === 'suspended');
+    // A malformed TranscodeResult is the orchestrator's own fault and rightly counts against it:
+    // the local orchestrator sometimes answers one for a damaged segment (a bug of its own, open;
+    // docs/input-checks.md). Any other suspension was caused by client garbage: a failure here.
+    const suspended = gw.pool
+      .list()
+      .filter((o) => o.state === 'suspended' && !/bad TranscodeResult/.test(o.why ?? ''));
     const grown = (process.memoryUsage().rss - rssBefore) / 1024 / 1024;
     console.log(
       `mutation run: ${TOTAL} requests, statuses ${JSON.stringify(Object.fromEntries([...counts].sort()))}, RSS +${grown.toFixed(0)} MB`,
@@ -388,4 +393,123 @@ describe('a seeded mutation run over every route', () => {
     const health = await fetch(`${gw.base}/healthz`);
     expect(health.status).toBe(200);
   }, 240_000);
+});
+
+describe('the measured abuse cases (issue P8)', () => {
+  it('/update nested 20,000 deep is a 400, and /status and /live/streams keep answering everyone', async () => {
+    const deep = `{"params":${'{"p":'.repeat(20_000)}1${'}'.repeat(20_000)}}`;
+    const res = await fetch(gw.url(STREAM, 'update'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: deep,
+    });
+    expect(res.status).toBe(400);
+    expect((await res.json()).error).toEqual({
+      code: 'TOO_DEEP',
+      message: 'the JSON body is nested deeper than 32 levels',
+    });
+    expect((await fetch(gw.url(STREAM, 'status'))).status).toBe(200);
+    expect((await fetch(`${gw.base}/live/streams`)).status).toBe(200);
+  });
+
+  it('a bit-flipped segment is never a 5xx and its error carries no ffmpeg pointers or paths', async () => {
+    const r = prng(7);
+    const flipped = Buffer.from(segment);
+    for (let i = 188 * 4; i < flipped.length; i++) {
+      if (i % 188 > 3 && r() < 0.01) flipped[i]! ^= 1 << Math.floor(r() * 8);
+    }
+    const res = await fetch(`${gw.base}/live/flip/0.ts`, { method: 'PUT', body: new Uint8Array(flipped) });
+    const body = await res.text();
+    expect([200, 422]).toContain(res.status);
+    expect(body).not.toMatch(POINTER);
+    // Not asserted here: with this seed the local orchestrator answers a short, undecodable
+    // TranscodeResult, which is its own fault (suspension is right); see docs/input-checks.md.
+  });
+
+  it('segment pushes past -transcodeMaxInFlight get 503 with Retry-After before their body is read', async () => {
+    // Four pushes whose bodies never finish hold the four slots.
+    const held: (() => void)[] = [];
+    const pending = Array.from({ length: 4 }, (_, i) => {
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new Uint8Array(segment.subarray(0, 188)));
+          held.push(() => controller.error(new Error('test done')));
+        },
+      });
+      return fetch(`${gw.base}/live/held${i}/0.ts`, {
+        method: 'PUT',
+        body,
+        duplex: 'half',
+      } as RequestInit).catch(() => undefined);
+    });
+    const deadline = Date.now() + 20_000;
+    let res: Response | undefined;
+    // The held requests arrive at the gateway in their own time on a loaded machine.
+    while (Date.now() < deadline) {
+      res = await fetch(`${gw.base}/live/fifth/0.ts`, { method: 'PUT', body: new Uint8Array(segment) });
+      if (res.status === 503) break;
+      await res.body?.cancel();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(res?.status).toBe(503);
+    expect(res?.headers.get('retry-after')).toBe('1');
+    expect((await res?.json()).error.code).toBe('BUSY');
+    for (const release of held) release();
+    await Promise.all(pending);
+    // Slots come back once those requests are gone.
+    const deadline2 = Date.now() + 20_000;
+    let after = 503;
+    while (Date.now() < deadline2 && after === 503) {
+      const again = await fetch(`${gw.base}/live/sixth/0.ts`, {
+        method: 'PUT',
+        body: new Uint8Array(segment),
+      });
+      after = again.status;
+      await again.body?.cancel();
+    }
+    expect(after).toBe(200);
+  }, 60_000);
+});
+
+describe('-httpBodyBudgetBytes', () => {
+  let small: Awaited<ReturnType<typeof startTestGateway>>;
+  beforeAll(async () => {
+    small = await startTestGateway({ orchestrators: [], logger, bodyBudget: new BodyBudget(64 * 1024) });
+  });
+  afterAll(async () => small?.close());
+
+  it('a declared body past the budget is refused with 503 + Retry-After before it is read', async () => {
+    const res = await fetch(small.url('nobody', 'update'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'x'.repeat(100 * 1024) }),
+    });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect((await res.json()).error.code).toBe('BUSY');
+  });
+
+  it('a chunked body is counted as it arrives; within the budget it is served, and the budget comes back', async () => {
+    const chunked = (size: number) =>
+      fetch(small.url('nobody', 'update'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: new ReadableStream<Uint8Array>({
+          start(c) {
+            c.enqueue(new TextEncoder().encode(JSON.stringify({ prompt: 'x'.repeat(size) })));
+            c.close();
+          },
+        }),
+        duplex: 'half',
+      } as RequestInit);
+    const over = await chunked(100 * 1024);
+    expect(over.status).toBe(503);
+    expect(over.headers.get('retry-after')).toBe('1');
+    for (let i = 0; i < 5; i++) {
+      // Within the budget: parsed, then 404 for the stream that does not exist.
+      const res = await chunked(30 * 1024);
+      expect(res.status).toBe(404);
+      await res.body?.cancel();
+    }
+  });
 });
