@@ -453,7 +453,7 @@ describe('the measured abuse cases (issue P8)', () => {
     }
     expect(res?.status).toBe(503);
     expect(res?.headers.get('retry-after')).toBe('1');
-    expect((await res?.json()).error.code).toBe('BUSY');
+    expect(((await (res as Response).json()) as { error: { code: string } }).error.code).toBe('BUSY');
     for (const release of held) release();
     await Promise.all(pending);
     // Slots come back once those requests are gone.
