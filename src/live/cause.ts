@@ -158,7 +158,8 @@ export function cleanMessage(message: string): string {
     .replace(/\s+at\s+(?:[^\s()]+\s+)?\(?(?:file:\/\/|node:|\/)[^\s)]*\)?/g, '')
     // "[h264 @ 0x55d5c0a8e2c0] " as ffmpeg prefixes its lines, and any other pointer.
     .replace(/\[[^\]\s]{1,40} @ 0x[0-9a-f]+\]\s*/gi, '')
-    .replace(/\b0x[0-9a-f]{6,}\b/gi, '0x…')
+    // (at most 16 hex digits: a 40-digit account address or a 64-digit hash is kept)
+    .replace(/\b0x[0-9a-f]{6,16}\b/gi, '0x…')
     // Absolute paths of files on the gateway's disk (temp files, sources).
     .replace(
       /(^|[\s'"(=:])(?:\/(?:tmp|var|home|usr|opt|root|work|proc|srv|etc|run|mnt|app)\b)[^\s'",;)]*/g,

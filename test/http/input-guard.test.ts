@@ -38,6 +38,8 @@ describe('input guard', () => {
     expect(out).not.toMatch(/0x[0-9a-f]{6}/);
     expect(out).not.toContain('/tmp/');
     expect(out).toContain('error while decoding MB 3 4');
+    const address = `sender 0x${'ab'.repeat(20)} has no deposit`;
+    expect(cleanMessage(address)).toBe(address);
     const stack = 'boom\n    at foo (/work/src/x.ts:1:2)\n    at node:internal/process:3:4';
     expect(cleanMessage(stack)).toBe('boom');
     const huge = `no orchestrator offers "${'m'.repeat(900_000)}"`;
