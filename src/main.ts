@@ -1,7 +1,7 @@
 // lp-gateway's command line: read the config, start the gateway, and start the local
 // orchestrator beside it when no orchestrator is configured (off chain only). On chain
 // (src/payments/onchain-setup.ts) the keystore account pays and the transcoder pool is a source.
-import { networkInterfaces, tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
@@ -10,6 +10,7 @@ import { ResultStore } from './batch/ai-results.ts';
 import { parseHeaderList } from './config/header-list.ts';
 import { type Config, ConfigError, loadConfig, usage } from './config/index.ts';
 import { buildGatewayApp } from './http/app.ts';
+import { BodyBudget, defaultBodyBudgetBytes, defaultTranscodeMaxInFlight } from './http/input-guard.ts';
 import { createMetrics } from './http/metrics.ts';
 import { Drain, SseClients } from './http/operator-routes.ts';
 import { EventsWebhook } from './live/events-webhook.ts';
@@ -251,6 +252,9 @@ export async function main(
       payments: tickets,
       profiles: config.transcodingOptions.profiles,
       maxSegmentBytes: config.transcode.maxSegmentBytes,
+      maxInFlight:
+        config.transcode.maxInFlight ??
+        defaultTranscodeMaxInFlight(totalmem(), config.transcode.maxSegmentBytes),
       maxAttempts: config.transcode.maxAttempts,
       hlsWindowSegments: config.transcode.hlsWindowSegments,
       streamIdleTimeoutMs: config.transcode.streamIdleTimeout,
@@ -274,6 +278,7 @@ export async function main(
     },
     operator: { drain, sse },
     bodyLimitBytes: config.http.bodyLimitBytes,
+    bodyBudget: new BodyBudget(config.http.bodyBudgetBytes ?? defaultBodyBudgetBytes(totalmem())),
     // go-livepeer pays only live video through a signer (docs/remote-signer.md §6).
     refused: remote ? { reason: REMOTE_SIGNER_REFUSAL } : undefined,
     metrics: metrics.registry,

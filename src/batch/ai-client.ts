@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { LivePayments } from '../live/live-payer.ts';
 import { type JobKind, jobCapabilities } from '../orchestrators/capabilities.ts';
-import { OrchestratorError } from '../orchestrators/errors.ts';
+import { type Blame, OrchestratorError } from '../orchestrators/errors.ts';
 import { download, post, readBody } from '../orchestrators/http.ts';
 import { AI_WORKER_PROTOCOL } from '../orchestrators/live-video.ts';
 import { NoOrchestratorError, type SelectedOrchestrator } from '../orchestrators/pool.ts';
@@ -18,12 +18,13 @@ import type { GatewayIdentity } from '../payments/identity.ts';
 import { floatString, mul, type Rational, rat, ZERO } from '../payments/rational.ts';
 import { Balances, type BalanceUpdate } from '../payments/sender.ts';
 import type { OrchestratorInfo } from '../wire/lp-rpc.ts';
-import { type AiPipeline, modelOf } from './ai-pipelines.ts';
+import { type AiPipeline, BOUNDS, modelOf } from './ai-pipelines.ts';
 import { extensionFor, newRequestId, type ResultStore } from './ai-results.ts';
 import { AudioDurationError, audioDurationSeconds } from './audio-duration.ts';
 import { BatchError } from './errors.ts';
-import { imageSize } from './image-size.ts';
+import { type ImageSize, imageDamage, imageSize } from './image-size.ts';
 import { buildMultipart, isUploadedFile, type UploadedFile } from './multipart.ts';
+import { mediaDecodeError } from './segment-decode.ts';
 
 /**
  * How long one GetOrchestrator answer (auth token, price, ticket params) serves further requests
@@ -74,6 +75,8 @@ export interface AiJobRunnerOptions {
   replyTimeoutMs?: number;
   /** Jobs admitted at once (sync, streaming and async); beyond it: 503 (default 64). */
   maxInFlight?: number;
+  /** Why an upload does not decode, or undefined (default: ffmpeg decodes it). */
+  inputCheck?: (data: Uint8Array, kind: 'video' | 'audio') => Promise<string | undefined>;
   results: ResultStore;
   logger: Logger;
 }
@@ -128,12 +131,14 @@ export class AiJobRunner {
   private readonly log: Logger;
   private readonly replyTimeoutMs: number;
   readonly maxInFlight: number;
+  private readonly inputCheck: NonNullable<AiJobRunnerOptions['inputCheck']>;
   private admitted = 0;
 
   constructor(private readonly opts: AiJobRunnerOptions) {
     this.log = opts.logger.child({ component: 'batch-ai' });
     this.replyTimeoutMs = opts.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS;
     this.maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+    this.inputCheck = opts.inputCheck ?? mediaDecodeError;
   }
 
   /** Jobs holding a slot now. */
@@ -171,6 +176,8 @@ export class AiJobRunner {
     const failures: string[] = [];
     let tries = 0;
     let last: string | undefined;
+    /** The decode check's answer, asked once per request: '' decodes, text says why not. */
+    let undecodable: string | undefined;
     while (tries < this.opts.maxTries) {
       if (tries > 0 && performance.now() - started >= this.opts.retryTimeoutMs) {
         failures.push(`retry budget of ${this.opts.retryTimeoutMs} ms used up`);
@@ -236,6 +243,23 @@ export class AiJobRunner {
           undefined,
           { orchestrator: selected.url, tries },
         );
+      }
+      if (attempt.suspend && req.pipeline.file) {
+        // Blame (src/live/cause.ts): an upload the gateway cannot decode either is the client's.
+        undecodable ??= await this.inputCheck(
+          (req.body[req.pipeline.file] as UploadedFile).data,
+          req.pipeline.file === 'audio' ? 'audio' : 'video',
+        );
+        if (undecodable) {
+          throw new BatchError(
+            422,
+            req.pipeline.file === 'audio' ? 'UNREADABLE_AUDIO' : 'UNREADABLE_IMAGE',
+            `"${req.pipeline.file}" does not decode: ${undecodable}`,
+            { blame: 'client' satisfies Blame },
+            { orchestrator: selected.url, tries },
+          );
+        }
+        undecodable = '';
       }
       if (attempt.suspend)
         this.opts.pool.suspend(selected.url, `${req.pipeline.name} failed: ${attempt.why}`);
@@ -549,8 +573,7 @@ export async function feeUnits(
 ): Promise<bigint> {
   const n = (name: string) => BigInt(Math.max(1, Math.trunc(Number(fields[name] ?? 1))));
   const image = () => {
-    const size = upload ? imageSize(upload.data) : undefined;
-    if (!size) throw new BatchError(400, 'BAD_REQUEST', `"${p.file}" is not a PNG, JPEG, GIF or WebP image`);
+    const size = checkedImage(p, upload);
     return BigInt(size.width) * BigInt(size.height);
   };
   switch (p.name) {
@@ -566,9 +589,18 @@ export async function feeUnits(
       return n('height') * n('width') * IMAGE_TO_VIDEO_FRAMES;
     case 'audio-to-text':
       try {
-        return BigInt(await audioDurationSeconds(upload!.data)) * 1000n;
+        const seconds = await audioDurationSeconds(upload!.data);
+        if (seconds > BOUNDS.audioSeconds) {
+          throw new BatchError(
+            400,
+            'AUDIO_TOO_LONG',
+            `audio: ${seconds} s is longer than the ${BOUNDS.audioSeconds} s this gateway takes`,
+          );
+        }
+        return BigInt(seconds) * 1000n;
       } catch (err) {
-        if (err instanceof AudioDurationError) throw new BatchError(400, 'BAD_REQUEST', err.message);
+        // Undecodable media is the client's, answered here (422) before an orchestrator sees it.
+        if (err instanceof AudioDurationError) throw new BatchError(422, 'UNREADABLE_AUDIO', err.message);
         throw err;
       }
     case 'llm':
@@ -577,6 +609,30 @@ export async function feeUnits(
       // The orchestrator debits 1000 × characters (runes); pay what it debits.
       return 1000n * BigInt([...String(fields.text ?? '')].length);
   }
+}
+
+/**
+ * The upload's size from its header, once its structure is whole and its size within what the
+ * pipeline takes: a header claiming 60000×60000 never reaches an orchestrator (it would run out of
+ * memory there, and be blamed for it).
+ */
+export function checkedImage(p: AiPipeline, upload: UploadedFile | undefined): ImageSize {
+  const size = upload ? imageSize(upload.data) : undefined;
+  if (!size || !upload) {
+    throw new BatchError(422, 'UNREADABLE_IMAGE', `"${p.file}" is not a PNG, JPEG, GIF or WebP image`);
+  }
+  const damage = imageDamage(upload.data, size.format);
+  if (damage) throw new BatchError(422, 'UNREADABLE_IMAGE', `"${p.file}": ${damage}`);
+  const pixels = size.width * size.height;
+  const maxPixels = p.name === 'upscale' ? BOUNDS.upscaleInputPixels : BOUNDS.inputPixels;
+  if (size.width > BOUNDS.inputSide || size.height > BOUNDS.inputSide || pixels > maxPixels) {
+    throw new BatchError(
+      400,
+      'IMAGE_TOO_LARGE',
+      `"${p.file}" is ${size.width}×${size.height}; ${p.name} takes images of at most ${BOUNDS.inputSide} pixels a side and ${maxPixels} pixels`,
+    );
+  }
+  return size;
 }
 
 /** The `data:` events of an LLM stream, as go-livepeer relays them: JSON chunks up to the last. */

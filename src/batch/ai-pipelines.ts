@@ -39,6 +39,34 @@ export interface AiPipeline {
   results: 'images' | 'audio' | 'none';
 }
 
+/**
+ * Upper bounds of ours: ai-runner's schema gives types and defaults but no maximum, and a request
+ * past what a GPU can hold fails on the orchestrator (out of memory, a timeout) after it was paid
+ * and counted against it. docs/input-checks.md says where each figure comes from.
+ */
+export const BOUNDS = {
+  /** Width or height of a generated image or video (SDXL's native side is 1024). */
+  outputSide: 2048,
+  /** Width or height of an uploaded image, and its pixels (go-livepeer decodes it whole). */
+  inputSide: 4096,
+  inputPixels: 4096 * 4096,
+  /** The x4 upscaler's input: its output is 16 times larger. */
+  upscaleInputPixels: 1024 * 1024,
+  steps: 200,
+  imagesPerPrompt: 10,
+  fps: 60,
+  /** Llama 3.1's context. */
+  maxTokens: 131_072,
+  /** Hugging Face ids are at most 96 characters; room for a revision. */
+  modelId: 256,
+  prompt: 20_000,
+  speechText: 10_000,
+  llmMessages: 1000,
+  llmContent: 1_000_000,
+  /** Audio to transcribe, in seconds. */
+  audioSeconds: 4 * 3600,
+} as const;
+
 const str = (description: string, extra: Schema = {}): Schema => ({ type: 'string', description, ...extra });
 const int = (description: string, extra: Schema = {}): Schema => ({ type: 'integer', description, ...extra });
 const num = (description: string, extra: Schema = {}): Schema => ({ type: 'number', description, ...extra });
@@ -50,30 +78,40 @@ const bool = (description: string, dflt: boolean): Schema => ({
 const file = (description: string): Schema => ({ type: 'string', format: 'binary', description });
 
 const MODEL_ID = (what: string) =>
-  str(`Hugging Face model ID used for ${what}. Empty or absent: the pipeline's default model.`);
+  str(`Hugging Face model ID used for ${what}. Empty or absent: the pipeline's default model.`, {
+    maxLength: BOUNDS.modelId,
+  });
 const LORAS = str(
   'A LoRA (Low-Rank Adaptation) model and its corresponding weight for image generation. Example: { "latent-consistency/lcm-lora-sdxl": 1.0, "nerijs/pixel-art-xl": 1.2}.',
-  { default: '' },
+  { default: '', maxLength: BOUNDS.prompt },
 );
 const GUIDANCE = num(
   'Encourages model to generate images closely linked to the text prompt (higher values may reduce image quality).',
-  { default: 7.5 },
+  { default: 7.5, minimum: 0, maximum: 50 },
 );
 const NEGATIVE = str(
   'Text prompt(s) to guide what to exclude from image generation. Ignored if guidance_scale < 1.',
-  { default: '' },
+  { default: '', maxLength: BOUNDS.prompt },
 );
 const SAFETY = bool(
   'Perform a safety check to estimate if generated images could be offensive or harmful.',
   true,
 );
-const SEED = int('Seed for random number generation.');
+const SEED = int('Seed for random number generation.', { minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const STEPS = (dflt: number) =>
   int(
     'Number of denoising steps. More steps usually lead to higher quality images but slower inference. Modulated by strength.',
-    { default: dflt, minimum: 1 },
+    { default: dflt, minimum: 1, maximum: BOUNDS.steps },
   );
-const NUM_IMAGES = int('Number of images to generate per prompt.', { default: 1, minimum: 1 });
+const NUM_IMAGES = int('Number of images to generate per prompt.', {
+  default: 1,
+  minimum: 1,
+  maximum: BOUNDS.imagesPerPrompt,
+});
+const PROMPT = (description: string, extra: Schema = {}) =>
+  str(description, { maxLength: BOUNDS.prompt, ...extra });
+const SIDE = (description: string, dflt: number) =>
+  int(description, { default: dflt, minimum: 1, maximum: BOUNDS.outputSide });
 
 export const PIPELINES: Record<PipelineName, AiPipeline> = {
   'text-to-image': {
@@ -86,14 +124,14 @@ export const PIPELINES: Record<PipelineName, AiPipeline> = {
     properties: {
       model_id: MODEL_ID('image generation'),
       loras: LORAS,
-      prompt: str(
+      prompt: PROMPT(
         "Text prompt(s) to guide image generation. Separate multiple prompts with '|' if supported by the model.",
         { minLength: 1 },
       ),
       // go-livepeer's gateway sends 512 × 512 when these are absent (server/ai_process.go:213-220),
       // not ai-runner's 1024 × 576: a client gets what it got from go-livepeer.
-      height: int('The height in pixels of the generated image.', { default: 512, minimum: 1 }),
-      width: int('The width in pixels of the generated image.', { default: 512, minimum: 1 }),
+      height: SIDE('The height in pixels of the generated image.', 512),
+      width: SIDE('The width in pixels of the generated image.', 512),
       guidance_scale: GUIDANCE,
       negative_prompt: NEGATIVE,
       safety_check: SAFETY,
@@ -115,7 +153,7 @@ export const PIPELINES: Record<PipelineName, AiPipeline> = {
     summary: 'Apply image transformations to a provided image.',
     properties: {
       image: file('Uploaded image to modify with the pipeline.'),
-      prompt: str('Text prompt(s) to guide image generation.', { minLength: 1 }),
+      prompt: PROMPT('Text prompt(s) to guide image generation.', { minLength: 1 }),
       model_id: MODEL_ID('image generation'),
       loras: LORAS,
       strength: num('Degree of transformation applied to the reference image (0 to 1).', {
@@ -126,6 +164,8 @@ export const PIPELINES: Record<PipelineName, AiPipeline> = {
       guidance_scale: GUIDANCE,
       image_guidance_scale: num('Degree to which the generated image is pushed towards the initial image.', {
         default: 1.5,
+        minimum: 0,
+        maximum: 50,
       }),
       negative_prompt: NEGATIVE,
       safety_check: SAFETY,
@@ -147,7 +187,7 @@ export const PIPELINES: Record<PipelineName, AiPipeline> = {
     summary: 'Upscale an image by increasing its resolution.',
     properties: {
       image: file('Uploaded image to modify with the pipeline.'),
-      prompt: str('Text prompt(s) to guide upscaled image generation.', { minLength: 1 }),
+      prompt: PROMPT('Text prompt(s) to guide upscaled image generation.', { minLength: 1 }),
       model_id: MODEL_ID('upscaled image generation'),
       safety_check: SAFETY,
       seed: SEED,
@@ -169,16 +209,20 @@ export const PIPELINES: Record<PipelineName, AiPipeline> = {
     properties: {
       image: file('Uploaded image to generate a video from.'),
       model_id: MODEL_ID('video generation'),
-      height: int('The height in pixels of the generated video.', { default: 576, minimum: 1 }),
-      width: int('The width in pixels of the generated video.', { default: 1024, minimum: 1 }),
-      fps: int('The frames per second of the generated video.', { default: 6, minimum: 1 }),
+      height: SIDE('The height in pixels of the generated video.', 576),
+      width: SIDE('The width in pixels of the generated video.', 1024),
+      fps: int('The frames per second of the generated video.', {
+        default: 6,
+        minimum: 1,
+        maximum: BOUNDS.fps,
+      }),
       motion_bucket_id: int(
         'Used for conditioning the amount of motion for the generation. The higher the number the more motion will be in the video.',
-        { default: 127 },
+        { default: 127, minimum: 0, maximum: 1023 },
       ),
       noise_aug_strength: num(
         'Amount of noise added to the conditioning image. Higher values reduce resemblance to the conditioning image and increase motion.',
-        { default: 0.02 },
+        { default: 0.02, minimum: 0, maximum: 10 },
       ),
       safety_check: SAFETY,
       seed: SEED,
@@ -201,7 +245,7 @@ export const PIPELINES: Record<PipelineName, AiPipeline> = {
       model_id: MODEL_ID('transcription'),
       return_timestamps: str(
         "Return timestamps for the transcribed text. Supported values: 'sentence', 'word', or a string boolean ('true' or 'false'). Default is 'true' ('sentence'). 'false' means no timestamps. 'word' means word-based timestamps.",
-        { default: 'true' },
+        { default: 'true', maxLength: 16 },
       ),
     },
     required: ['audio'],
@@ -219,13 +263,16 @@ export const PIPELINES: Record<PipelineName, AiPipeline> = {
     properties: {
       image: file('Image to segment.'),
       model_id: MODEL_ID('image segmentation'),
-      point_coords: str('Nx2 array of point prompts to the model, where each point is in (X,Y) in pixels.'),
-      point_labels: str(
+      point_coords: PROMPT(
+        'Nx2 array of point prompts to the model, where each point is in (X,Y) in pixels.',
+      ),
+      point_labels: PROMPT(
         'Labels for the point prompts, where 1 indicates a foreground point and 0 indicates a background point.',
       ),
-      box: str('A length 4 array given as a box prompt to the model, in XYXY format.'),
+      box: PROMPT('A length 4 array given as a box prompt to the model, in XYXY format.'),
       mask_input: str(
         'A low-resolution mask input to the model, typically from a previous prediction iteration, with the form 1xHxW (H=W=256 for SAM).',
+        { maxLength: 4 * BOUNDS.prompt },
       ),
       multimask_output: bool(
         'If true, the model will return three masks for ambiguous input prompts, often producing better masks than a single prediction.',
@@ -251,7 +298,7 @@ export const PIPELINES: Record<PipelineName, AiPipeline> = {
     summary: 'Transform image files to text.',
     properties: {
       image: file('Uploaded image to transform with the pipeline.'),
-      prompt: str('Text prompt(s) to guide transformation.', { default: '' }),
+      prompt: PROMPT('Text prompt(s) to guide transformation.', { default: '' }),
       model_id: MODEL_ID('transformation'),
     },
     required: ['image'],
@@ -267,8 +314,8 @@ export const PIPELINES: Record<PipelineName, AiPipeline> = {
     summary: 'Generate a text-to-speech audio file based on the provided text input and speaker description.',
     properties: {
       model_id: MODEL_ID('text to speech generation'),
-      text: str('Text input for speech generation.', { minLength: 1 }),
-      description: str('Description of speaker to steer text to speech generation.', {
+      text: str('Text input for speech generation.', { minLength: 1, maxLength: BOUNDS.speechText }),
+      description: PROMPT('Description of speaker to steer text to speech generation.', {
         default:
           'A male speaker delivers a slightly expressive and animated speech with a moderate speed and pitch.',
       }),
@@ -289,20 +336,25 @@ export const PIPELINES: Record<PipelineName, AiPipeline> = {
       messages: {
         type: 'array',
         minItems: 1,
+        maxItems: BOUNDS.llmMessages,
         items: {
           type: 'object',
           required: ['role', 'content'],
-          properties: { role: { type: 'string' }, content: { type: 'string' } },
+          properties: {
+            role: { type: 'string', maxLength: 32 },
+            content: { type: 'string', maxLength: BOUNDS.llmContent },
+          },
         },
       },
-      model: str('Model id. Empty or absent: the pipeline default model.'),
-      temperature: num('Sampling temperature.', { default: 0.7 }),
+      model: str('Model id. Empty or absent: the pipeline default model.', { maxLength: BOUNDS.modelId }),
+      temperature: num('Sampling temperature.', { default: 0.7, minimum: 0, maximum: 2 }),
       max_tokens: int('Maximum tokens to generate; the fee is paid for this many.', {
         default: 256,
         minimum: 1,
+        maximum: BOUNDS.maxTokens,
       }),
-      top_p: num('Nucleus sampling probability mass.', { default: 1.0 }),
-      top_k: int('Top-k sampling; -1 = off.', { default: -1 }),
+      top_p: num('Nucleus sampling probability mass.', { default: 1.0, minimum: 0, maximum: 1 }),
+      top_k: int('Top-k sampling; -1 = off.', { default: -1, minimum: -1, maximum: 100_000 }),
       stream: bool('Answer with Server-Sent Events as tokens are generated.', false),
     },
     required: ['messages'],

@@ -1,6 +1,7 @@
 // Width and height of an uploaded image from its header, as go-livepeer's image.DecodeConfig gives
 // them for the fee of image-to-image, upscale, segment-anything-2 and image-to-text. PNG, JPEG,
 // GIF and WebP; nothing is decoded past the header.
+import { crc32 } from 'node:zlib';
 
 export interface ImageSize {
   format: 'png' | 'jpeg' | 'gif' | 'webp';
@@ -79,4 +80,50 @@ function webp(b: Uint8Array): ImageSize | undefined {
     return { format: 'webp', width: w + 1, height: h + 1 };
   }
   return undefined;
+}
+
+/**
+ * Whether the file's structure holds together past the header, in one linear pass without
+ * decoding pixels: PNG chunks with their CRCs up to IEND, a JPEG scan ended by EOI, a GIF's
+ * trailer, a WebP's RIFF size. A truncated or bit-flipped upload is caught here, by the gateway,
+ * instead of failing on an orchestrator that was paid for it. Undefined when intact, else why not.
+ */
+export function imageDamage(b: Uint8Array, format: ImageSize['format']): string | undefined {
+  switch (format) {
+    case 'png':
+      return pngDamage(b);
+    case 'jpeg': {
+      // Encoders may pad after EOI; it must be there, after a scan (SOS).
+      const tail = Buffer.from(b.subarray(Math.max(0, b.length - 4096)));
+      if (Buffer.from(b).indexOf(Buffer.from([0xff, 0xda])) < 0) return 'the JPEG has no image data';
+      return tail.lastIndexOf(Buffer.from([0xff, 0xd9])) < 0
+        ? 'the JPEG is cut off (no end marker)'
+        : undefined;
+    }
+    case 'gif': {
+      let end = b.length;
+      while (end > 0 && b[end - 1] === 0) end--;
+      return b[end - 1] === 0x3b ? undefined : 'the GIF is cut off (no trailer)';
+    }
+    case 'webp': {
+      const size = view(b).getUint32(4, true);
+      return size + 8 <= b.length && size >= 22 ? undefined : 'the WebP is cut off (RIFF size past its end)';
+    }
+  }
+}
+
+function pngDamage(b: Uint8Array): string | undefined {
+  const d = view(b);
+  let i = 8;
+  while (i + 12 <= b.length) {
+    const length = d.getUint32(i);
+    if (i + 12 + length > b.length) return `the PNG is cut off (chunk at byte ${i} runs past its end)`;
+    const type = b.subarray(i + 4, i + 8);
+    if (crc32(b.subarray(i + 4, i + 8 + length)) !== d.getUint32(i + 8 + length)) {
+      return `the PNG is damaged (bad CRC in chunk ${ascii(type, 0, 4).replace(/[^A-Za-z]/g, '?')})`;
+    }
+    if (ascii(type, 0, 4) === 'IEND') return undefined;
+    i += 12 + length;
+  }
+  return 'the PNG is cut off (no IEND chunk)';
 }

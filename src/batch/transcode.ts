@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import { LivePayments } from '../live/live-payer.ts';
 import { capabilityName, type JobKind } from '../orchestrators/capabilities.ts';
-import { OrchestratorError } from '../orchestrators/errors.ts';
+import { type Blame, OrchestratorError } from '../orchestrators/errors.ts';
 import { download, post, readBody } from '../orchestrators/http.ts';
 import { NoOrchestratorError, type SelectedOrchestrator } from '../orchestrators/select.ts';
 import { flattenSegment, OFFCHAIN_PAYMENT, senderOnlyPayment } from '../payments/credentials.ts';
@@ -33,6 +33,7 @@ import {
   type TranscodeProfile,
   transcodeCapabilities,
 } from './profiles.ts';
+import { segmentDecodeError } from './segment-decode.ts';
 import { keccak256Of } from './transcode-hash.ts';
 
 /** What selection needs from the orchestrator pool (OrchestratorPool has it). */
@@ -96,6 +97,8 @@ export interface TranscoderOptions {
   logger: Logger;
   /** The per-session credit ledger; tests pass one to look into it. */
   balances?: Balances;
+  /** Why a segment does not decode, or undefined (default: ffmpeg decodes it). */
+  inputCheck?: (data: Uint8Array) => Promise<string | undefined>;
 }
 
 /** The pusher closed the connection: nobody reads the answer (logged, never sent). */
@@ -150,7 +153,11 @@ interface StreamSession {
 
 /** Failed on this orchestrator, by its fault: it is suspended and another one tried. */
 class AttemptFailure extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** The transcoder itself failed on the input: the input may be to blame, checked before blaming. */
+    readonly onInput = false,
+  ) {
     super(message);
     this.name = 'AttemptFailure';
   }
@@ -179,8 +186,11 @@ export class Transcoder {
   private readonly balances: Balances;
   private readonly log: Logger;
 
+  private readonly inputCheck: (data: Uint8Array) => Promise<string | undefined>;
+
   constructor(private readonly opts: TranscoderOptions) {
     this.log = opts.logger.child({ component: 'transcode' });
+    this.inputCheck = opts.inputCheck ?? segmentDecodeError;
     this.balances = opts.balances ?? new Balances();
   }
 
@@ -212,6 +222,8 @@ export class Transcoder {
     let paid = ZERO;
     const hash = await keccak256Of(seg.data);
     let tries = 0;
+    /** The decode check's answer, asked once per segment: '' decodes, text says why not. */
+    let undecodable: string | undefined;
     while (tries < this.opts.maxAttempts) {
       if (seg.signal?.aborted) throw pusherGone(seg, tries);
       let session = this.sessions.get(seg.manifestId);
@@ -254,6 +266,24 @@ export class Transcoder {
             tries,
           });
         const reason = err instanceof Error ? err.message : String(err);
+        if (err instanceof AttemptFailure && err.onInput) {
+          // Blame (src/live/cause.ts): a segment the gateway cannot decode either is the client's.
+          undecodable ??= await this.inputCheck(seg.data);
+          if (undecodable) {
+            this.log.info(
+              { orchestrator: session.url, manifestId: seg.manifestId, seq: String(seg.seq) },
+              `segment does not decode (${undecodable}); the orchestrator is not blamed`,
+            );
+            throw new BatchError(
+              422,
+              'UNDECODABLE_SEGMENT',
+              `the segment does not decode: ${undecodable}`,
+              { blame: 'client' satisfies Blame },
+              { orchestrator: session.url, tries },
+            );
+          }
+          undecodable = '';
+        }
         failures.push(`${session.url}: ${reason}`);
         this.dropSession(seg.manifestId);
         this.opts.pool.suspend(session.url, `segment transcoding failed: ${reason}`);
@@ -391,7 +421,7 @@ export class Transcoder {
             `the segment cannot be transcoded: ${oneLine(result.error)} (from ${url})`,
           );
         }
-        throw new AttemptFailure(`transcoding failed: ${oneLine(result.error)}`);
+        throw new AttemptFailure(`transcoding failed: ${oneLine(result.error)}`, true);
       }
       const segments = result.data?.segments ?? [];
       if (segments.length !== seg.profiles.length) {

@@ -166,6 +166,8 @@ export type Config = {
   };
   readonly http: {
     readonly bodyLimitBytes: number;
+    /** Request bodies read at once, all routes; undefined = derived from the memory. */
+    readonly bodyBudgetBytes: number | undefined;
   };
   /** Batch AI routes (src/http/batch-routes.ts); durations in milliseconds. */
   readonly ai: {
@@ -185,6 +187,8 @@ export type Config = {
   /** Segment transcoding (src/http/transcode-routes.ts); durations in milliseconds. */
   readonly transcode: {
     readonly maxSegmentBytes: number;
+    /** Pushes served at once; undefined = derived from the memory. */
+    readonly maxInFlight: number | undefined;
     readonly maxAttempts: number;
     readonly hlsWindowSegments: number;
     readonly streamIdleTimeout: number;
@@ -477,6 +481,7 @@ function build(
     },
     http: {
       bodyLimitBytes: value(K.httpBodyLimitBytes),
+      bodyBudgetBytes: value(K.httpBodyBudgetBytes),
     },
     ai: {
       processingRetryTimeout: value(K.aiProcessingRetryTimeout),
@@ -491,6 +496,7 @@ function build(
     },
     transcode: {
       maxSegmentBytes: value(K.transcodeMaxSegmentBytes),
+      maxInFlight: value(K.transcodeMaxInFlight),
       maxAttempts: value(K.transcodeMaxAttempts),
       hlsWindowSegments: value(K.transcodeHlsWindowSegments),
       streamIdleTimeout: value(K.transcodeStreamIdleTimeout),

@@ -679,6 +679,11 @@ export const K = {
     parse: iceServers,
   }),
 
+  httpBodyBudgetBytes: opt(['http', 'bodyBudgetBytes'], {
+    type: 'int',
+    help: 'Request bodies being read at once, in bytes, across all routes; a request past it gets 503 with Retry-After; empty = an eighth of the memory, 64 MiB to 2 GiB',
+    parse: int({ min: 1024 }),
+  }),
   httpBodyLimitBytes: req(['http', 'bodyLimitBytes'], '1048576', {
     type: 'int',
     help: 'Maximum HTTP request body size in bytes',
@@ -735,6 +740,11 @@ export const K = {
     type: 'int',
     help: 'Segment transcoding: largest pushed segment in bytes; larger gets 413',
     parse: int({ min: 1024 }),
+  }),
+  transcodeMaxInFlight: opt(['transcode', 'maxInFlight'], {
+    type: 'int',
+    help: 'Segment transcoding: pushes served at once; more get 503 with Retry-After before their body is read; empty = from the memory: a quarter of it over six segments of transcodeMaxSegmentBytes, 2 to 64',
+    parse: int({ min: 1 }),
   }),
   transcodeMaxAttempts: req(['transcode', 'maxAttempts'], '3', {
     type: 'int',

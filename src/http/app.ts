@@ -9,6 +9,7 @@ import type { LiveStreams } from '../live/registry.ts';
 import type { OrchestratorPool } from '../orchestrators/pool.ts';
 import { OfferRejectedError } from '../webrtc/index.ts';
 import { type BatchRoutesOptions, batchRoutes } from './batch-routes.ts';
+import { type BodyBudget, installInputGuard } from './input-guard.ts';
 import { type LiveRoutesOptions, liveRoutes } from './live-routes.ts';
 import { Drain, type OperatorRoutesOptions, operatorRoutes, SseClients } from './operator-routes.ts';
 import { type TranscodeRoutesOptions, transcodeRoutes } from './transcode-routes.ts';
@@ -20,6 +21,8 @@ export interface GatewayAppOptions {
   streams: LiveStreams;
   live: Omit<LiveRoutesOptions, 'streams'>;
   bodyLimitBytes: number;
+  /** Request bodies being read at once, in bytes, across all routes (-httpBodyBudgetBytes). */
+  bodyBudget?: BodyBudget;
   logger: Logger;
   /** Served at GET /metrics in Prometheus' text format. */
   metrics?: Registry;
@@ -42,6 +45,7 @@ export async function buildGatewayApp(opts: GatewayAppOptions) {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimitBytes,
   });
+  installInputGuard(app, { bodyLimitBytes: opts.bodyLimitBytes, bodyBudget: opts.bodyBudget });
   app.setErrorHandler((err: FastifyError | LiveError, req, reply) => {
     if (err instanceof LiveError) {
       if (err.status >= 500) req.log.warn({ code: err.code }, err.message);

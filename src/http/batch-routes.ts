@@ -11,6 +11,7 @@ import { type AiPipeline, PIPELINES, validationSchema } from '../batch/ai-pipeli
 import { newRequestId, type ResultStore } from '../batch/ai-results.ts';
 import { BatchError } from '../batch/errors.ts';
 import { isUploadedFile, MultipartError, parseMultipart } from '../batch/multipart.ts';
+import { InputError, sendInputError } from './input-guard.ts';
 
 export interface BatchRoutesOptions {
   runner: AiJobRunner;
@@ -60,6 +61,7 @@ export const batchRoutes: FastifyPluginAsync<BatchRoutesOptions> = async (app, o
   );
 
   app.setErrorHandler((err: FastifyError | BatchError, req, reply) => {
+    if (err instanceof InputError) return sendInputError(err, reply);
     if (err instanceof BatchError) {
       if (err.attempts) setAttemptHeaders(reply, err.attempts);
       if (err.status >= 500) req.log.warn({ code: err.code }, err.message);

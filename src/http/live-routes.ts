@@ -8,6 +8,7 @@ import { jsonDepth } from '../live/operator-http.ts';
 import type { LiveStreams, PublishOptions } from '../live/registry.ts';
 import { decodeSdp, SDP_LIMITS, SDPFRAG_CONTENT_TYPE, SDPFRAG_LIMITS } from '../webrtc/index.ts';
 import { bearerOf, carries, requireBearer } from './auth.ts';
+import { parseClientJson } from './input-guard.ts';
 
 export interface LiveRoutesOptions {
   streams: LiveStreams;
@@ -245,9 +246,9 @@ function whipQuery(req: FastifyRequest, defaultModel: string): Omit<PublishOptio
   if (raw) {
     let params: unknown;
     try {
-      params = JSON.parse(raw);
-    } catch {
-      throw new LiveError(400, 'BAD_PARAMS', 'params must be a JSON object');
+      params = parseClientJson(raw);
+    } catch (err) {
+      throw new LiveError(400, 'BAD_PARAMS', `params must be a JSON object: ${(err as Error).message}`);
     }
     if (!params || typeof params !== 'object' || Array.isArray(params)) {
       throw new LiveError(400, 'BAD_PARAMS', 'params must be a JSON object');

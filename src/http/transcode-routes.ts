@@ -15,6 +15,7 @@ import { probeSegment } from '../batch/transcode-input.ts';
 import type { LivePayments } from '../live/live-payer.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
 import { floatString } from '../payments/rational.ts';
+import { BUSY_RETRY_AFTER_S, InputError, sendInputError } from './input-guard.ts';
 
 export interface TranscodeRoutesOptions {
   pool: TranscodePool;
@@ -25,6 +26,11 @@ export interface TranscodeRoutesOptions {
   profiles: readonly TranscodeProfile[];
   /** Largest pushed segment (413 above). */
   maxSegmentBytes: number;
+  /**
+   * Pushes served at once (-transcodeMaxInFlight); more get 503 with Retry-After before their body
+   * is read. Each holds its segment and its renditions in memory. Absent: no cap.
+   */
+  maxInFlight?: number;
   /** Orchestrators tried per segment. */
   maxAttempts: number;
   /** HLS: segments kept per rendition, idle stream expiry, streams kept. */
@@ -79,6 +85,7 @@ export const transcodeRoutes: FastifyPluginAsync<TranscodeRoutesOptions> = async
   );
 
   app.setErrorHandler((err: FastifyError | BatchError, req, reply) => {
+    if (err instanceof InputError) return sendInputError(err, reply);
     if (err instanceof BatchError) {
       if (err.attempts) reply.header('Livepeer-Tries', String(err.attempts.tries));
       if (err.status >= 500) req.log.warn({ code: err.code }, err.message);
@@ -100,6 +107,24 @@ export const transcodeRoutes: FastifyPluginAsync<TranscodeRoutesOptions> = async
     return reply.code(status).send({
       error: { code: status === 400 ? 'BAD_REQUEST' : (err.code ?? 'INTERNAL'), message: err.message },
     });
+  });
+
+  // Counted before the body is read: a refused push costs no memory.
+  let inFlight = 0;
+  const maxInFlight = opts.maxInFlight;
+  app.addHook('onRequest', async (req, reply) => {
+    if (maxInFlight === undefined || (req.method !== 'PUT' && req.method !== 'POST')) return;
+    if (inFlight >= maxInFlight) {
+      reply.header('Retry-After', String(BUSY_RETRY_AFTER_S));
+      reply.header('Access-Control-Allow-Origin', '*');
+      throw new InputError(
+        503,
+        'BUSY',
+        `the gateway is transcoding its limit of ${maxInFlight} segments at once (-transcodeMaxInFlight); try again shortly`,
+      );
+    }
+    inFlight++;
+    reply.raw.once('close', () => inFlight--);
   });
 
   // Players and upload tools on other origins (hls.js in a web page) read these routes.

@@ -1,5 +1,6 @@
 // Typed causes of a live stream's trouble: who is to blame and what happened, so that decisions
 // (suspend an orchestrator, swap it, stay, end the stream) read a type, never message text.
+import { BatchError } from '../batch/errors.ts';
 import { type Blame, OrchestratorError } from '../orchestrators/errors.ts';
 import { ChainError } from '../payments/chain.ts';
 import { TicketParamsError } from '../payments/sender.ts';
@@ -84,6 +85,10 @@ const GATEWAY_TICKET_CODES = new Set<string>(['no-deposit', 'no-reserve', 'unloc
  */
 export function blameOf(err: unknown, fallback: Blame): Blame {
   if (err instanceof LiveFailure) return err.blame;
+  // A refusal of what the client sent (the input guard's InputError, a batch 4xx): never an
+  // orchestrator's, whichever path it came from.
+  if ((err as { blame?: unknown } | null)?.blame === 'client') return 'client';
+  if (err instanceof BatchError) return err.status >= 400 && err.status < 500 ? 'client' : fallback;
   if (err instanceof OrchestratorError) return err.blame;
   if (err instanceof TrickleError) return err.kind === 'network' ? 'network' : 'orchestrator';
   if (err instanceof ChainError) return 'gateway';
@@ -131,4 +136,38 @@ export function countsAgainstOrchestrator(f: Failure): boolean {
 
 export function oneLine(s: string, max = 300): string {
   return s.replace(/\s+/g, ' ').trim().slice(0, max);
+}
+
+/** Longest string kept whole in an error body; longer ones are cut and their length named. */
+const MAX_ECHO_CHARS = 200;
+/** Longest error message a client is sent. */
+const MAX_MESSAGE_CHARS = 1000;
+
+/** `s` as it may appear in an error body: at most `max` characters, its length named when cut. */
+export function echo(s: string, max = MAX_ECHO_CHARS): string {
+  return s.length <= max ? s : `${s.slice(0, max)}… (${s.length} characters)`;
+}
+
+/**
+ * An error message fit for a client: heap pointers (`[h264 @ 0x55d5…]`), absolute file paths,
+ * stack frames and long runs without spaces (a client's own 900 KB model id) are cut out.
+ */
+export function cleanMessage(message: string): string {
+  let s = message
+    // Stack frames: "    at fn (/path/file.js:1:2)"
+    .replace(/\s+at\s+(?:[^\s()]+\s+)?\(?(?:file:\/\/|node:|\/)[^\s)]*\)?/g, '')
+    // "[h264 @ 0x55d5c0a8e2c0] " as ffmpeg prefixes its lines, and any other pointer.
+    .replace(/\[[^\]\s]{1,40} @ 0x[0-9a-f]+\]\s*/gi, '')
+    // (at most 16 hex digits: a 40-digit account address or a 64-digit hash is kept)
+    .replace(/\b0x[0-9a-f]{6,16}\b/gi, '0x…')
+    // Absolute paths of files on the gateway's disk (temp files, sources).
+    .replace(
+      /(^|[\s'"(=:])(?:\/(?:tmp|var|home|usr|opt|root|work|proc|srv|etc|run|mnt|app)\b)[^\s'",;)]*/g,
+      '$1…',
+    )
+    .replace(/\s+/g, ' ')
+    .trim();
+  // Any long run without spaces is a client's value echoed back, or a blob.
+  s = s.replace(/\S{201,}/g, (run) => echo(run, 60));
+  return echo(s, MAX_MESSAGE_CHARS);
 }

@@ -207,6 +207,9 @@ export class OrchestratorSession {
   sendControl(params: Record<string, unknown>): Promise<void> {
     if (this.closed) return Promise.resolve();
     return this.control.writeSegment(JSON.stringify(params)).catch((err: Error) => {
+      // Closed by us (a swap, the stream's end) while sending: nobody's failure, and the stream
+      // hands its params to the next orchestrator.
+      if (this.closed) return;
       this.fail(err, 'control', 'control channel');
       throw err;
     });

@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BatchError } from '../../src/batch/errors.ts';
 import { parsePresetNames, resolveFormats } from '../../src/batch/profiles.ts';
 import { type TranscodePool, Transcoder } from '../../src/batch/transcode.ts';
+import { blameOf } from '../../src/live/cause.ts';
 import { LivePayments } from '../../src/live/live-payer.ts';
 import type { JobKind } from '../../src/orchestrators/capabilities.ts';
 import { NoOrchestratorError, type SelectedOrchestrator } from '../../src/orchestrators/select.ts';
@@ -152,6 +153,8 @@ function transcoder(pool: TranscodePool, extra: Partial<ConstructorParameters<ty
     maxAttempts: 3,
     maxRenditionBytes: 1 << 20,
     logger,
+    // The test segments are not video: the decode check of a failed one says "decodes".
+    inputCheck: async () => undefined,
     ...extra,
   });
 }
@@ -195,6 +198,49 @@ describe('orchestrator latency score', () => {
     expect(outcome.orchestrator).toBe(working.url);
     expect(outcome.tries).toBe(3);
     expect(pool.latencies.map((l) => l.url)).toEqual([working.url]);
+  });
+});
+
+describe('a segment that does not decode', () => {
+  it("is the client's: 422, nobody suspended, no other orchestrator tried", async () => {
+    const erroring = await orchestrator((_req, res) => {
+      res
+        .writeHead(200)
+        .end(Buffer.from(encodeMessage('TranscodeResult', { seq: 0n, error: 'Conversion failed!' })));
+    });
+    const working = await orchestrator(answers);
+    const pool = new RecordingPool(
+      [erroring, working].map((o, i) => ({ url: o.url, info: info(o.url, `s${i}`) })),
+    );
+    const checked: number[] = [];
+    const t = transcoder(pool, {
+      inputCheck: async (data: Uint8Array) => {
+        checked.push(data.length);
+        return 'Invalid NAL unit size';
+      },
+    });
+    const err = await t.transcode(segment()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BatchError);
+    expect((err as BatchError).status).toBe(422);
+    expect((err as BatchError).code).toBe('UNDECODABLE_SEGMENT');
+    expect(blameOf(err, 'orchestrator')).toBe('client');
+    expect(pool.suspended).toEqual([]);
+    expect(checked).toHaveLength(1);
+  });
+
+  it('one that decodes here failed on the orchestrator: suspended, the next one tried', async () => {
+    const erroring = await orchestrator((_req, res) => {
+      res
+        .writeHead(200)
+        .end(Buffer.from(encodeMessage('TranscodeResult', { seq: 0n, error: 'Conversion failed!' })));
+    });
+    const working = await orchestrator(answers);
+    const pool = new RecordingPool(
+      [erroring, working].map((o, i) => ({ url: o.url, info: info(o.url, `s${i}`) })),
+    );
+    const outcome = await transcoder(pool).transcode(segment());
+    expect(outcome.orchestrator).toBe(working.url);
+    expect(pool.suspended.map((s) => s.url)).toEqual([erroring.url]);
   });
 });
 

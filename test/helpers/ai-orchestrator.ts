@@ -1,4 +1,5 @@
 // A scriptable orchestrator for batch AI tests: gRPC GetOrchestrator (offers, price, auth token)
+
 // and POST /{pipeline} answered however the test says (JSON, an error, SSE chunks with delays, a
 // hang), on one TLS port like a go-livepeer orchestrator. Every AI request is recorded.
 import { randomBytes } from 'node:crypto';
@@ -7,6 +8,7 @@ import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:h
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32, deflateSync } from 'node:zlib';
 import type { Logger } from 'pino';
 import { AiJobRunner } from '../../src/batch/ai-client.ts';
 import { ResultStore } from '../../src/batch/ai-results.ts';
@@ -208,7 +210,21 @@ export function pngHeader(width: number, height: number): Buffer {
   b.writeUInt32BE(height, 20);
   b[24] = 8;
   b[25] = 2;
-  return b;
+  b.writeUInt32BE(crc32(b.subarray(12, 29)), 29);
+  // A whole file that decodes (the gateway checks chunks and CRCs, and decodes an upload an
+  // orchestrator failed on): black pixels, then IEND. Sizes past the gateway's bounds get an
+  // empty IDAT (they are refused by their header before anything reads further).
+  const chunk = (type: string, data = Buffer.alloc(0)) => {
+    const c = Buffer.alloc(12 + data.length);
+    c.writeUInt32BE(data.length, 0);
+    c.write(type, 4, 'ascii');
+    data.copy(c, 8);
+    c.writeUInt32BE(crc32(c.subarray(4, 8 + data.length)), 8 + data.length);
+    return c;
+  };
+  const pixels =
+    width * height <= 4096 * 4096 ? deflateSync(Buffer.alloc(height * (1 + width * 3))) : Buffer.alloc(0);
+  return Buffer.concat([b, chunk('IDAT', pixels), chunk('IEND')]);
 }
 
 export { Capability };

@@ -45,6 +45,8 @@ export interface TestGatewayOptions {
   events?: LiveStreamsOptions['events'];
   /** Drain state and SSE clients (src/http/operator-routes.ts). */
   operator?: GatewayAppOptions['operator'];
+  /** Request bodies in flight at once (-httpBodyBudgetBytes); default none. */
+  bodyBudget?: GatewayAppOptions['bodyBudget'];
 }
 
 export async function startTestGateway(opts: TestGatewayOptions) {
@@ -98,6 +100,7 @@ export async function startTestGateway(opts: TestGatewayOptions) {
     },
     operator: opts.operator,
     bodyLimitBytes: 1024 * 1024,
+    bodyBudget: opts.bodyBudget,
     metrics: metrics.registry,
     batch: opts.batch?.(pool),
     transcode: opts.transcode,

@@ -64,6 +64,63 @@ describe('batch AI routes: validation and errors', () => {
     expect((await res.json()).error.message).toBe('field "messages" must NOT have fewer than 1 items');
   });
 
+  it('the measured abuse cases: refused by the gateway, never sent on, never a 5xx', async () => {
+    const before = orch.requests.length;
+    let res = await fetch(`${gw.base}/text-to-image`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"prompt":"x","width":1e400}',
+    });
+    expect(res.status).toBe(400);
+    expect((await res.json()).error).toEqual({
+      code: 'NOT_FINITE',
+      message: 'field "width" is a number too large to represent',
+    });
+    res = await fetch(`${gw.base}/llm`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"messages":[{"role":"user","content":"hi"}],"max_tokens":1e400}',
+    });
+    expect(res.status).toBe(400);
+    res = await fetch(`${gw.base}/text-to-image`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"prompt":"x","height":18446744073709551617}',
+    });
+    expect(res.status).toBe(400);
+    expect((await res.json()).error.message).toBe('field "height" must be <= 2048');
+    // Multipart text converted to a number: "1e400" is Infinity there too.
+    let form = new FormData();
+    form.append('prompt', 'restyle');
+    form.append('image', new Blob([new Uint8Array(pngHeader(8, 8))]), 'x.png');
+    form.append('seed', '1e400');
+    res = await fetch(`${gw.base}/image-to-image`, { method: 'POST', body: form });
+    expect(res.status).toBe(400);
+    // A header claiming 60000×60000.
+    form = new FormData();
+    form.append('prompt', 'restyle');
+    form.append('image', new Blob([new Uint8Array(pngHeader(60000, 60000))]), 'x.png');
+    res = await fetch(`${gw.base}/image-to-image`, { method: 'POST', body: form });
+    expect(res.status).toBe(400);
+    expect((await res.json()).error.code).toBe('IMAGE_TOO_LARGE');
+    // A PNG cut short, and one with a flipped bit (its CRC no longer matches).
+    const png = pngHeader(8, 8);
+    const flipped = Buffer.from(png);
+    flipped[18]! ^= 0x10;
+    for (const bad of [png.subarray(0, 40), flipped]) {
+      form = new FormData();
+      form.append('prompt', 'restyle');
+      form.append('image', new Blob([new Uint8Array(bad)]), 'x.png');
+      res = await fetch(`${gw.base}/image-to-image`, { method: 'POST', body: form });
+      expect(res.status).toBe(422);
+    }
+    // A huge model id (900 KB in the field; this gateway's body limit is 64 KiB): refused by the schema, and never echoed back whole.
+    res = await postJson('/text-to-image', { prompt: 'x', model_id: 'm'.repeat(60_000) });
+    expect(res.status).toBe(400);
+    expect((await res.text()).length).toBeLessThan(2000);
+    expect(orch.requests.length).toBe(before);
+  });
+
   it('400 for a body that is not JSON', async () => {
     const res = await fetch(`${gw.base}/text-to-image`, {
       method: 'POST',
@@ -93,8 +150,12 @@ describe('batch AI routes: validation and errors', () => {
     form.append('model_id', 'img-model');
     form.append('image', new Blob([new Uint8Array(Buffer.from('hello'))]), 'x.png');
     res = await fetch(`${gw.base}/image-to-image`, { method: 'POST', body: form });
-    expect(res.status).toBe(400);
-    expect((await res.json()).error.message).toBe('"image" is not a PNG, JPEG, GIF or WebP image');
+    // Undecodable media is the gateway's 422, before any orchestrator sees it.
+    expect(res.status).toBe(422);
+    expect((await res.json()).error).toEqual({
+      code: 'UNREADABLE_IMAGE',
+      message: '"image" is not a PNG, JPEG, GIF or WebP image',
+    });
 
     form = new FormData();
     form.append('prompt', 'restyle');
