@@ -531,6 +531,9 @@ export function answerCodecs(rewritten: RewrittenOffer): {
   return {
     video: [
       new RTCRtpCodecParameters({ mimeType: 'video/H264', clockRate: 90000 }),
+      // Only the codec planOffer chose is left in the rewritten offer; werift matches by mime type.
+      new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000 }),
+      new RTCRtpCodecParameters({ mimeType: 'video/VP9', clockRate: 90000 }),
       ...declinedCodecs(rewritten, 'video'),
     ],
     audio: [
