@@ -24,7 +24,8 @@ export interface H264ToVp8Options {
 
 export function h264ToVp8Args(): string[] {
   return [
-    ...['-fflags', 'nobuffer', '-flags', 'low_delay', '-probesize', '32', '-analyzeduration', '0'],
+    // One decoder thread: frame threading holds a frame per thread. No -fflags nobuffer (it drops the probed keyframe).
+    ...['-flags', 'low_delay', '-probesize', '32', '-analyzeduration', '0', '-threads', '1'],
     ...['-f', 'h264', '-i', 'pipe:0', '-an'],
     ...['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-lag-in-frames', '0'],
     ...['-error-resilient', '1', '-b:v', '1500k', '-g', String(GOP_FRAMES), '-force_key_frames', 'source'],

@@ -31,7 +31,8 @@ export interface VpxToH264Options {
 /** ffmpeg arguments: low latency (no lookahead, no B-frames), one IDR per publisher keyframe and per GOP. */
 export function vpxToH264Args(gopFrames: number): string[] {
   return [
-    ...['-fflags', 'nobuffer', '-probesize', '32', '-analyzeduration', '0'],
+    // No -fflags nobuffer: it throws away the packets read while probing, the first keyframe among them.
+    ...['-probesize', '32', '-analyzeduration', '0', '-threads', '1'],
     ...['-f', 'ivf', '-i', 'pipe:0', '-an'],
     ...['-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-profile:v', 'baseline'],
     ...['-pix_fmt', 'yuv420p', '-bf', '0', '-g', String(gopFrames), '-keyint_min', '1'],
