@@ -341,7 +341,8 @@ export class LiveSession {
     this.vp8 = undefined;
     vp8.encoder.close();
     void vp8.hub.close();
-    this.opts.logger.info('no VP8 viewer left: VP8 encoder stopped');
+    const { framesIn, framesOut, starts } = vp8.encoder;
+    this.opts.logger.info({ framesIn, framesOut, starts }, 'no VP8 viewer left: VP8 encoder stopped');
   }
 
   /** Pids of the ffmpeg children this stream runs (VP8/VP9 ingest transcode, VP8 encoder), for CPU accounting. */

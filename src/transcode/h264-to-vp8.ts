@@ -3,11 +3,11 @@
 // Raw Annex-B in (each access unit followed by an AUD, so ffmpeg's parser ends the frame at once
 // instead of waiting for the next one), IVF out.
 import type { Logger } from 'pino';
-import type { DemuxedVideo } from '../media/index.ts';
-import { IvfReader } from '../media/index.ts';
+import { type DemuxedVideo, IvfReader, splitAnnexB } from '../media/index.ts';
 import { type FfmpegExit, FfmpegProcess } from './ffmpeg-process.ts';
 
 const AUD = Buffer.from([0, 0, 0, 1, 0x09, 0xf0]);
+const START_CODE = Buffer.from([0, 0, 0, 1]);
 const MIN_RESTART_GAP_MS = 1000;
 /** Keyframe at least every this many frames, besides one per H.264 keyframe (-force_key_frames source). */
 const GOP_FRAMES = 60;
@@ -61,7 +61,10 @@ export class H264ToVp8 {
       if (!frame.keyframe || this.now() - this.lastStartAt < MIN_RESTART_GAP_MS) return;
       this.start();
     }
-    if (this.proc?.write(Buffer.concat([frame.annexB, AUD]))) this.framesIn++;
+    // The frame's own AUD (MPEG-TS muxers add one) goes: ours, after it, is the one that ends it.
+    const nalus = splitAnnexB(frame.annexB).filter((n) => n.length > 0 && (n[0] & 0x1f) !== 9);
+    const parts = nalus.flatMap((n) => [START_CODE, n]);
+    if (this.proc?.write(Buffer.concat([...parts, AUD]))) this.framesIn++;
   }
 
   close(): void {
