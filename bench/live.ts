@@ -1496,7 +1496,8 @@ async function vp8Phase(gateway: Gateway, opts: BenchOptions, ticksPerSecond: nu
     [
       ...['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=640x480:rate=30'],
       ...['-t', String(opts.clipSeconds), '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8'],
-      ...['-b:v', '1500k', '-g', '9999', '-f', 'ivf', 'pipe:1'],
+      // Keyframe every second like the H.264 clip: the bench publisher cannot answer a PLI after a loss.
+      ...['-b:v', '1500k', '-g', '30', '-f', 'ivf', 'pipe:1'],
     ],
     { maxBuffer: 256 * 1024 * 1024 },
   );
