@@ -177,7 +177,7 @@ export class PeerSession {
       const local = pc.localDescription;
       if (!local) throw new Error('werift produced no local description');
       session.#watch();
-      const answerSdp = finishAnswer(local.sdp);
+      const answerSdp = finishAnswer(local.sdp, /^a=group:BUNDLE/m.test(params.offerSdp));
       session.#ice = answerIceContext(answerSdp);
       return { session, answerSdp };
     } catch (err) {

@@ -444,7 +444,12 @@ function transportLines(t: SdpTransport, withCandidates: boolean): string[] {
  * requires, and checks that the accepted bundled sections share one set of ICE and DTLS
  * parameters (werift runs one transport for them). Throws on an answer that does not.
  */
-export function finishAnswer(answerSdp: string): string {
+export function finishAnswer(answerSdp: string, offerBundled = true): string {
+  if (!offerBundled) {
+    // werift writes a BUNDLE group even when the offer had none, with one transport per section;
+    // an answer may not add one (RFC 8843 §7.3), so it goes.
+    return answerSdp.replace(/^a=group:BUNDLE[^\r\n]*\r?\n/gm, '');
+  }
   const parsed = parseSdp(answerSdp);
   if (parsed.bundle) {
     const bundled = new Set(parsed.bundle);

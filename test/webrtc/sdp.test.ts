@@ -430,3 +430,14 @@ describe('BUNDLE (RFC 8843): the BUNDLE-tag section’s transport applies to the
     expect(finishAnswer(consistent)).toBe(consistent);
   });
 });
+
+describe('finishAnswer without BUNDLE in the offer', () => {
+  it('drops the BUNDLE group werift writes anyway (an answer may not add one) and keeps each section', () => {
+    const answer =
+      'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n';
+    const finished = finishAnswer(answer, false);
+    expect(finished).not.toContain('a=group');
+    expect(finished).toContain('m=audio');
+    expect(finished).toContain('m=video');
+  });
+});
