@@ -172,11 +172,6 @@ export class Ingest {
     this.vpx = { depacketizer, transcoder };
   }
 
-  /** The transcoding ffmpeg's pid while one runs (VP8/VP9 publishers), for CPU accounting. */
-  get transcoderPid(): number | undefined {
-    return this.vpx?.transcoder.pid;
-  }
-
   pushVideo(payload: Uint8Array, seq: number, ts: number, marker: boolean): void {
     if (this.closed) return;
     const now = this.touch();

@@ -345,11 +345,6 @@ export class LiveSession {
     this.opts.logger.info({ framesIn, framesOut, starts }, 'no VP8 viewer left: VP8 encoder stopped');
   }
 
-  /** Pids of the ffmpeg children this stream runs (VP8/VP9 ingest transcode, VP8 encoder), for CPU accounting. */
-  transcoderPids(): number[] {
-    return [this.ingest.transcoderPid, this.vp8?.encoder.pid].filter((p): p is number => p !== undefined);
-  }
-
   async update(params: Record<string, unknown>): Promise<void> {
     this.params = { ...params };
     this.paramsAt = this.now();
