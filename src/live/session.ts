@@ -386,6 +386,17 @@ export class LiveSession {
       input: { ...this.inputRate.read(), ...inputDataStatus(this.ingest, this.ingestPeer) },
       output: { ...this.outputRate.read(), segments: this.segmentsOut, ...outputDataStatus(this.output) },
       viewers: this.viewerCount,
+      codecs: {
+        publisher: this.ingestPeer?.videoCodecName ?? null,
+        vp8Viewers: this.vp8?.hub.viewerCount ?? 0,
+        vp8Encoder: this.vp8
+          ? {
+              framesIn: this.vp8.encoder.framesIn,
+              framesOut: this.vp8.encoder.framesOut,
+              starts: this.vp8.encoder.starts,
+            }
+          : null,
+      },
       latencyMs: this.latency.read(),
       firstFrameDelayMs: this.firstOutputAt === undefined ? null : this.firstOutputAt - this.startedAt,
       lastError: failure

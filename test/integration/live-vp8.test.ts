@@ -104,10 +104,19 @@ describe('VP8 publisher and viewers', () => {
       await waitFor(async () => (await ffmpegChildren('libvpx')) === 1, 'the VP8 encoder', 20_000);
       await waitFor(() => h264Viewer.frames.length >= 60, 'H.264 frames at the H.264 viewer', 20_000);
       await waitFor(() => vp8Viewer.videoPackets.length >= 60, 'VP8 packets at the VP8 viewer', 20_000);
+      const during = await gw.status('fx');
+      expect(during.viewers).toBe(2);
+      expect(during.codecs).toMatchObject({ publisher: 'vp8', vp8Viewers: 1, vp8Encoder: { starts: 1 } });
+      expect(during.codecs.vp8Encoder.framesOut).toBeGreaterThan(0);
       // The last VP8 viewer gone (while the stream goes on): its encoder stops, the ingest transcode does not.
       await vp8Viewer.close();
       await waitFor(async () => (await ffmpegChildren('libvpx')) === 0, 'the VP8 encoder to stop', 15_000);
       expect(await ffmpegChildren('libx264')).toBe(1);
+      await waitFor(
+        async () => (await gw.status('fx')).codecs.vp8Encoder === null,
+        'status without the encoder',
+        5000,
+      );
       const sent = await sending;
       expect(sent.videoFrames).toBe(vp8.length);
 
