@@ -23,6 +23,8 @@
 //   npm run bench:live -- --prepay-only --prepay-free
 //                                      the same with a free orchestrator (no tickets): the control, to tell
 //                                      what the prepayment costs from what the machine and stream starts cost
+//   npm run bench:live -- --vp8-only   only the VP8 phase: CPU of one VP8 publisher (gateway + its ffmpeg
+//                                      transcodes) with an H.264 viewer and a VP8 viewer; --no-vp8 skips it
 //   BENCH_DEBUG=1 npm run bench:live  also prints each frame's client-side latency (clip index:ms) to stderr
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -31,6 +33,7 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { keccak256, stringToBytes } from 'viem';
+import { IvfReader, packetizeVp8 } from '../src/media/index.ts';
 import { encryptKeystore } from '../src/payments/keystore.ts';
 import { type LocalChain, startLocalChain, TEST_SENDER_KEY } from '../test/helpers/local-chain.ts';
 import { h264DecodeReport, makeH264Clip } from '../test/helpers/media.ts';
@@ -71,6 +74,9 @@ interface BenchOptions {
   warmupMs: number;
   windowMs: number;
   viewersPerStream: number;
+  /** The VP8 publisher phase (transcode CPU); --no-vp8 skips it, --vp8-only runs only it. */
+  vp8: boolean;
+  vp8Only: boolean;
 }
 
 function parseArgs(argv: string[]): BenchOptions {
@@ -90,6 +96,8 @@ function parseArgs(argv: string[]): BenchOptions {
     warmupMs: 3000,
     windowMs: quick ? 5000 : 8000,
     viewersPerStream: 2,
+    vp8: !argv.includes('--no-vp8'),
+    vp8Only: argv.includes('--vp8-only'),
   };
   const number = (flag: string, min: number, max: number): number | undefined => {
     const i = argv.indexOf(flag);
@@ -112,7 +120,7 @@ function parseArgs(argv: string[]): BenchOptions {
   for (const arg of argv) {
     const known = [
       ...['--quick', '--cpu-prof', '--external-orch', '--streams', '--joins', '--viewers'],
-      ...['--prepay-only', '--no-prepay', '--prepay-free'],
+      ...['--prepay-only', '--no-prepay', '--prepay-free', '--no-vp8', '--vp8-only'],
     ];
     if (arg.startsWith('--') && !known.includes(arg)) {
       throw new Error(
@@ -464,7 +472,10 @@ async function closePeer(pc: { close(): Promise<void> }): Promise<void> {
 }
 
 /** Sends the clip in real time, looping it with continuous timestamps, until `stream.stopped`. */
-async function pump(stream: StreamClient, clip: Clip): Promise<void> {
+async function pump(
+  stream: StreamClient,
+  clip: Pick<Clip, 'video' | 'audio' | 'durationMs' | 'events'>,
+): Promise<void> {
   const { publisher } = stream;
   const videoLoopTicks = Math.round((clip.durationMs * 90000) / 1000);
   const audioLoopTicks = clip.audio.length * 960;
@@ -1444,6 +1455,135 @@ function summarizeProfile(dir: string): string[] {
 // ---------------------------------------------------------------------------------------------
 // Main
 
+// ---------------------------------------------------------------------------------------------
+// VP8 publisher: what a browser without H.264 costs (decode VP8 + encode H.264 in, encode VP8 out)
+
+interface Vp8Result {
+  seconds: number;
+  /** % of one core, over the window. */
+  gatewayCpuPct: number;
+  ingestFfmpegCpuPct: number;
+  vp8EncoderCpuPct: number;
+  h264ViewerFps: number;
+  vp8ViewerFps: number;
+  publisherFps: number;
+}
+
+/** Child processes of `pid` with their command lines, from /proc. */
+function childProcesses(pid: number): { pid: number; args: string }[] {
+  const out: { pid: number; args: string }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== pid) continue;
+      out.push({
+        pid: Number(entry),
+        args: readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' '),
+      });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+async function vp8Phase(gateway: Gateway, opts: BenchOptions, ticksPerSecond: number): Promise<Vp8Result> {
+  // 640x480 30 fps: what Firefox sends from a webcam by default.
+  const ivf = execFileSync(
+    'ffmpeg',
+    [
+      ...['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=640x480:rate=30'],
+      ...['-t', String(opts.clipSeconds), '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8'],
+      // Keyframe every second like the H.264 clip: the bench publisher cannot answer a PLI after a loss.
+      ...['-b:v', '1500k', '-g', '30', '-f', 'ivf', 'pipe:1'],
+    ],
+    { maxBuffer: 256 * 1024 * 1024 },
+  );
+  const video = new IvfReader()
+    .push(ivf)
+    .map((f, i) => ({ timestamp: i * 3000, payloads: packetizeVp8(f.data, i) }));
+  const durationMs = (video.length * 1000) / 30;
+  const audio = syntheticOpusFrames(Math.round(durationMs / 20));
+  const clip = {
+    video,
+    audio,
+    durationMs,
+    events: [
+      ...video.map((_, index) => ({ at: (index * 1000) / 30, kind: 'video' as const, index })),
+      ...audio.map((_, index) => ({ at: index * 20, kind: 'audio' as const, index })),
+    ].sort((a, b) => a.at - b.at),
+  };
+  const name = `bench-vp8-${Date.now() % 100000}`;
+  const stream: StreamClient = {
+    name,
+    publisher: new WeriftPublisher({ videoCodec: 'vp8' }),
+    viewers: [],
+    stopped: false,
+    videoFramesSent: 0,
+    sendTimes: new Float64Array(video.length),
+    latencies: [],
+  };
+  const counter = (peer: WeriftViewer): ViewerClient => ({
+    peer,
+    frames: 0,
+    windowStartFrames: 0,
+    maxGapMs: 0,
+  });
+  try {
+    const offer = await withTimeout(stream.publisher.createOffer(), 10_000, 'publisher ICE gathering');
+    const { answerSdp, resourceUrl } = await postSdp(
+      streamUrl(gateway.base, name, 'whip?model=passthrough'),
+      offer,
+    );
+    stream.resourceUrl = resourceUrl;
+    await stream.publisher.applyAnswer(answerSdp, 10_000);
+    const h264 = counter(new WeriftViewer());
+    const vp8 = counter(new WeriftViewer({ videoCodec: 'vp8' }));
+    h264.peer.onFrame(() => {
+      h264.frames++;
+      if (h264.peer.frames.length > 300) h264.peer.frames.length = 0;
+      if (h264.peer.packets.length > 5000) h264.peer.packets.length = 0;
+    });
+    stream.viewers.push(h264, vp8);
+    for (const v of stream.viewers) await connectViewer(gateway.base, stream, v);
+    stream.pump = pump(stream, clip);
+    await sleep(opts.warmupMs);
+    // VP8 frames at the VP8 viewer: one marker bit per frame.
+    const vp8Frames = () => vp8.peer.packets.filter((p) => p.kind === 'video' && p.marker).length;
+    const children = childProcesses(gateway.child.pid).filter((c) => c.args.includes('ffmpeg'));
+    const ingest = children.filter((c) => c.args.includes('libx264')).map((c) => c.pid);
+    const encoder = children.filter((c) => c.args.includes('libvpx')).map((c) => c.pid);
+    if (!ingest.length || !encoder.length)
+      throw new Error('the gateway runs no VP8 transcode (ffmpeg children not found)');
+    const ticks = (pids: number[]) => pids.reduce((n, pid) => n + processTicks(pid), 0);
+    const before = {
+      gw: processTicks(gateway.child.pid),
+      ingest: ticks(ingest),
+      encoder: ticks(encoder),
+      h264: h264.frames,
+      vp8: vp8Frames(),
+      sent: stream.videoFramesSent,
+      at: now(),
+    };
+    await sleep(opts.windowMs);
+    const seconds = (now() - before.at) / 1000;
+    const pct = (t: number) => (t / ticksPerSecond / seconds) * 100;
+    return {
+      seconds,
+      gatewayCpuPct: pct(processTicks(gateway.child.pid) - before.gw),
+      ingestFfmpegCpuPct: pct(ticks(ingest) - before.ingest),
+      vp8EncoderCpuPct: pct(ticks(encoder) - before.encoder),
+      h264ViewerFps: (h264.frames - before.h264) / seconds,
+      vp8ViewerFps: (vp8Frames() - before.vp8) / seconds,
+      publisherFps: (stream.videoFramesSent - before.sent) / seconds,
+    };
+  } finally {
+    await closeStream(gateway.base, stream);
+  }
+}
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   const started = Date.now();
@@ -1492,6 +1632,7 @@ async function main(): Promise<void> {
   const failures: string[] = [];
   let idle = Number.NaN;
   let prepay: PrepayResult | undefined;
+  let vp8Result: Vp8Result | undefined;
   try {
     if (gateway) await offChainPhases(gateway);
   } catch (err) {
@@ -1504,7 +1645,7 @@ async function main(): Promise<void> {
       await gateway.orchestrator?.stop();
     }
   }
-  if (opts.prepay || opts.prepayOnly) {
+  if ((opts.prepay || opts.prepayOnly) && !opts.vp8Only) {
     try {
       prepay = await prepayPhase(clip, opts, log);
       for (const e of prepay.errors) failures.push(`on chain: ${e}`);
@@ -1514,6 +1655,15 @@ async function main(): Promise<void> {
   }
 
   async function offChainPhases(gateway: Gateway): Promise<void> {
+    if (opts.vp8) {
+      log('VP8 publisher: one stream, an H.264 viewer and a VP8 viewer...');
+      try {
+        vp8Result = await vp8Phase(gateway, opts, ticksPerSecond);
+      } catch (err) {
+        failures.push(`VP8 publisher: ${(err as Error).message}`);
+      }
+      if (opts.vp8Only) return;
+    }
     idle = await idleCpu(gateway, 2000, ticksPerSecond);
 
     log(`time to first frame: ${opts.ttffRuns} runs...`);
@@ -1656,7 +1806,15 @@ async function main(): Promise<void> {
   } else if (opts.joins > 0) {
     out.push('| viewer join | failed |');
   }
-  if (!opts.prepayOnly) out.push(`| gateway CPU idle (no streams) | ${fmt(idle, 1)} % of one core |`);
+  if (!opts.prepayOnly && !opts.vp8Only)
+    out.push(`| gateway CPU idle (no streams) | ${fmt(idle, 1)} % of one core |`);
+  if (vp8Result) {
+    const v = vp8Result;
+    const total = v.gatewayCpuPct + v.ingestFfmpegCpuPct + v.vp8EncoderCpuPct;
+    out.push(
+      `| CPU per VP8 publisher (640x480 30 fps → H.264 for the orchestrator; 1 H.264 + 1 VP8 viewer): gateway + its ffmpegs | ${fmt(total, 1)} % of one core = gateway ${fmt(v.gatewayCpuPct, 1)} % + VP8→H.264 ffmpeg ${fmt(v.ingestFfmpegCpuPct, 1)} % + H.264→VP8 ffmpeg (shared by all VP8 viewers) ${fmt(v.vp8EncoderCpuPct, 1)} %; fps publisher / H.264 viewer / VP8 viewer ${fmt(v.publisherFps, 1)} / ${fmt(v.h264ViewerFps, 1)} / ${fmt(v.vp8ViewerFps, 1)} (${fmt(v.seconds, 1)} s window) |`,
+    );
+  }
   if (prepay) {
     const t = prepay.ticketsPerStart;
     const d = (w: DelayWindow) =>

@@ -14,7 +14,9 @@ import {
   OpusRtpDepacketizer,
   ReorderBuffer,
   TsMuxer,
+  VpxDepacketizer,
 } from '../media/index.ts';
+import { VpxToH264 } from '../transcode/index.ts';
 import type { SegmentWriter } from '../trickle/index.ts';
 
 /** PTS of the first frame: a little above zero so no decoder sees a negative DTS. */
@@ -88,6 +90,8 @@ type CachedFrame =
 export class Ingest {
   private readonly muxer = new TsMuxer({ video: true, audio: { channels: 2 } });
   private readonly video: H264Depacketizer;
+  /** A VP8/VP9 publisher: its frames are transcoded to H.264 (useVpx) before they reach onAccessUnit. */
+  private vpx?: { depacketizer: VpxDepacketizer; transcoder: VpxToH264 };
   /** DTS for B-frame streams (decode order ≠ presentation order); equals the PTS without B-frames. */
   private readonly dts = new DtsGenerator();
   private readonly audio = new OpusRtpDepacketizer();
@@ -123,7 +127,7 @@ export class Ingest {
       },
     });
     this.videoOrder = new ReorderBuffer({
-      onPacket: (p, seq) => this.video.push(p.payload, seq, p.ts, p.marker),
+      onPacket: (p, seq) => (this.vpx?.depacketizer ?? this.video).push(p.payload, seq, p.ts, p.marker),
       onLoss: () => this.requestKeyframeSoon(),
       maxPackets: VIDEO_REORDER_PACKETS,
       maxDelayMs: BASE_REORDER_WAIT_MS,
@@ -140,6 +144,32 @@ export class Ingest {
       this.videoOrder.poll(now);
       this.audioOrder.poll(now);
     }, 20);
+  }
+
+  /**
+   * The publisher sends VP8 or VP9: from now on its video RTP goes through one ffmpeg that makes
+   * H.264 with a keyframe per publisher keyframe and at most one GOP per segment. Call before media.
+   */
+  useVpx(codec: 'vp8' | 'vp9'): void {
+    if (this.vpx || this.closed) return;
+    const lost = () => {
+      if (this.segment) this.framesDroppedLoss++;
+      this.requestKeyframeSoon();
+    };
+    const transcoder = new VpxToH264({
+      gopMs: this.opts.minSegmentDurationMs,
+      onAccessUnit: (au) => {
+        if (!this.closed) this.onAccessUnit(au);
+      },
+      requestKeyframe: () => this.requestKeyframeNow(),
+      logger: this.opts.logger,
+    });
+    const depacketizer = new VpxDepacketizer({
+      codec,
+      onFrame: (f) => transcoder.push(f),
+      onFrameDropped: lost,
+    });
+    this.vpx = { depacketizer, transcoder };
   }
 
   pushVideo(payload: Uint8Array, seq: number, ts: number, marker: boolean): void {
@@ -228,6 +258,7 @@ export class Ingest {
     this.audioOrder.flush();
     this.video.flush();
     this.closed = true;
+    this.vpx?.transcoder.close();
     this.detach();
     this.gop = undefined;
   }

@@ -16,6 +16,7 @@ import {
   H264NalType,
   OPUS_CLOCK_RATE,
   packetizeH264,
+  packetizeVp8,
   type RtpPayload,
   RtpTimeline,
   splitAnnexB,
@@ -76,6 +77,13 @@ export interface OutputHubOptions {
   /** Ask upstream for a keyframe: a viewer needs one and no GOP is cached, or a viewer lost the picture. */
   requestKeyframe: () => void;
   limits?: Partial<OutputHubLimits>;
+  /**
+   * What this hub's viewers get: H.264 (default), or VP8 (frames' annexB then holds VP8 bytes, from
+   * an encoder fed by another hub's onVideoFrame).
+   */
+  videoCodec?: 'h264' | 'vp8';
+  /** Each video frame viewers get, after the switch logic (so a new source starts on a keyframe). */
+  onVideoFrame?: (frame: DemuxedVideo) => void;
   logger: Logger;
   /** Clock for tests. */
   now?: () => number;
@@ -197,6 +205,8 @@ export class OutputHub<P extends OutputPeer = OutputPeer> {
   /** While the new source replays frames viewers already saw: their DTS bound and squeeze base. */
   private catchUp?: { untilDts: number; basePts: number; baseRtp: number };
   private lastUpstreamRequest = Number.NEGATIVE_INFINITY;
+  /** VP8 picture id (15 bits), one per frame. */
+  private pictureId = 0;
   private closed = false;
   private paceTimer?: NodeJS.Timeout;
   /** The output's bitrate (bytes/s, video), measured per window; sets the pace. */
@@ -384,8 +394,11 @@ export class OutputHub<P extends OutputPeer = OutputPeer> {
     }
     const now = this.now();
     const timestamp = this.timestampFor(frame, now);
-    const nalus = this.withParameterSets(frame);
-    const packets = packetizeH264(nalus);
+    this.opts.onVideoFrame?.(frame);
+    const packets =
+      this.opts.videoCodec === 'vp8'
+        ? packetizeVp8(frame.annexB, this.pictureId++)
+        : packetizeH264(this.withParameterSets(frame));
     const firstSeq = this.videoTimeline.nextSequenceNumber();
     for (let i = 1; i < packets.length; i++) this.videoTimeline.nextSequenceNumber();
     const out: OutFrame = {

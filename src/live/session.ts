@@ -4,6 +4,7 @@
 // its commands. close() releases everything.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { H264ToVp8 } from '../transcode/index.ts';
 import type { SegmentWriter } from '../trickle/index.ts';
 import {
   checkOffer,
@@ -101,6 +102,11 @@ export class LiveSession {
   private readonly ingest: Ingest;
   /** The one owner of the viewers and their peers. */
   private readonly output: OutputHub<EgressPeer>;
+  /**
+   * Viewers that offered no H.264: one VP8 encoder fed by the H.264 hub and one hub of their own,
+   * made with the first such viewer and closed once none is left.
+   */
+  private vp8?: { hub: OutputHub<EgressPeer>; encoder: H264ToVp8 };
   private timer?: NodeJS.Timeout;
   private readonly startedAt: number;
   private params: Record<string, unknown>;
@@ -169,6 +175,7 @@ export class LiveSession {
     });
     this.output = new OutputHub({
       requestKeyframe: () => this.ingest.requestKeyframeNow(),
+      onVideoFrame: (frame) => this.vp8?.encoder.push(frame),
       onFrame: (bytes, pts, at) => {
         this.outputRate.add(bytes);
         this.latency.frameOut(pts, at);
@@ -211,6 +218,7 @@ export class LiveSession {
     // stop() may have run while we were waiting.
     if (this.ended) throw new LiveError(409, 'STREAM_ENDED', 'stream ended while starting');
     const ingestPeer = peer.value;
+    if (ingestPeer.videoCodecName !== 'h264') this.ingest.useVpx(ingestPeer.videoCodecName);
     ingestPeer.onVideoRtp((payload, seq, ts, marker) => this.ingest.pushVideo(payload, seq, ts, marker));
     ingestPeer.onAudioRtp((payload, seq, ts) => this.ingest.pushAudio(payload, seq, ts));
     ingestPeer.onStateChange((state) => {
@@ -232,7 +240,7 @@ export class LiveSession {
 
   async addViewer(offerSdp: string): Promise<{ viewerId: string; answerSdp: string; etag: string }> {
     if (this.ended) throw new LiveError(404, 'NO_SUCH_STREAM', `stream "${this.opts.stream}" has ended`);
-    if (this.output.viewerCount >= this.opts.limits.maxViewers) {
+    if (this.viewerCount >= this.opts.limits.maxViewers) {
       throw new LiveError(
         429,
         'TOO_MANY_VIEWERS',
@@ -248,7 +256,7 @@ export class LiveSession {
         throw peerError(err);
       },
     );
-    if (this.ended || this.output.viewerCount >= this.opts.limits.maxViewers) {
+    if (this.ended || this.viewerCount >= this.opts.limits.maxViewers) {
       await peer.close();
       if (this.ended) throw new LiveError(404, 'NO_SUCH_STREAM', `stream "${this.opts.stream}" has ended`);
       throw new LiveError(
@@ -257,8 +265,12 @@ export class LiveSession {
         `stream "${this.opts.stream}" has its ${this.opts.limits.maxViewers} viewers`,
       );
     }
-    this.output.addViewer(viewerId, peer);
-    this.opts.logger.info({ viewerId, viewers: this.output.viewerCount }, 'viewer joined');
+    if (peer.videoCodecName === 'vp8') this.vp8Hub().addViewer(viewerId, peer);
+    else this.output.addViewer(viewerId, peer);
+    this.opts.logger.info(
+      { viewerId, viewers: this.viewerCount, codec: peer.videoCodecName },
+      'viewer joined',
+    );
     return { viewerId, answerSdp: peer.answerSdp, etag: peer.etag };
   }
 
@@ -277,7 +289,7 @@ export class LiveSession {
         ? resource.id === this.sessionId && !this.ended
           ? this.ingestPeer
           : undefined
-        : this.output.peerOf(resource.id);
+        : (this.output.peerOf(resource.id) ?? this.vp8?.hub.peerOf(resource.id));
     if (!peer) {
       throw new LiveError(404, 'NO_SUCH_SESSION', `no ${resource.kind.toUpperCase()} session ${resource.id}`);
     }
@@ -290,9 +302,47 @@ export class LiveSession {
   }
 
   async removeViewer(viewerId: string): Promise<void> {
-    if (!(await this.output.removeViewer(viewerId))) {
-      throw new LiveError(404, 'NO_SUCH_VIEWER', `no WHEP session ${viewerId}`);
-    }
+    const removed =
+      (await this.output.removeViewer(viewerId)) || (await this.vp8?.hub.removeViewer(viewerId)) === true;
+    this.stopVp8IfUnwatched();
+    if (!removed) throw new LiveError(404, 'NO_SUCH_VIEWER', `no WHEP session ${viewerId}`);
+  }
+
+  /** Viewers of either codec. */
+  private get viewerCount(): number {
+    return this.output.viewerCount + (this.vp8?.hub.viewerCount ?? 0);
+  }
+
+  /** The VP8 viewers' hub, made (with its encoder) for the first of them. */
+  private vp8Hub(): OutputHub<EgressPeer> {
+    if (this.vp8) return this.vp8.hub;
+    const logger = this.opts.logger.child({ output: 'vp8' });
+    const encoder = new H264ToVp8({
+      onFrame: (frame) => hub.push([frame]),
+      requestKeyframe: () => this.ingest.requestKeyframeNow(),
+      logger,
+    });
+    const hub: OutputHub<EgressPeer> = new OutputHub({
+      videoCodec: 'vp8',
+      requestKeyframe: () => this.ingest.requestKeyframeNow(),
+      onFrame: () => {},
+      logger,
+    });
+    this.vp8 = { hub, encoder };
+    // The encoder starts on the next H.264 keyframe: ask for one now rather than wait a GOP.
+    this.ingest.requestKeyframeNow();
+    return hub;
+  }
+
+  /** The last VP8 viewer left: stop the encoder (a later one starts a new one). */
+  private stopVp8IfUnwatched(): void {
+    const vp8 = this.vp8;
+    if (!vp8 || vp8.hub.viewerCount > 0) return;
+    this.vp8 = undefined;
+    vp8.encoder.close();
+    void vp8.hub.close();
+    const { framesIn, framesOut, starts } = vp8.encoder;
+    this.opts.logger.info({ framesIn, framesOut, starts }, 'no VP8 viewer left: VP8 encoder stopped');
   }
 
   async update(params: Record<string, unknown>): Promise<void> {
@@ -335,7 +385,18 @@ export class LiveSession {
       startedAt: new Date(this.startedAt).toISOString(),
       input: { ...this.inputRate.read(), ...inputDataStatus(this.ingest, this.ingestPeer) },
       output: { ...this.outputRate.read(), segments: this.segmentsOut, ...outputDataStatus(this.output) },
-      viewers: this.output.viewerCount,
+      viewers: this.viewerCount,
+      codecs: {
+        publisher: this.ingestPeer?.videoCodecName ?? null,
+        vp8Viewers: this.vp8?.hub.viewerCount ?? 0,
+        vp8Encoder: this.vp8
+          ? {
+              framesIn: this.vp8.encoder.framesIn,
+              framesOut: this.vp8.encoder.framesOut,
+              starts: this.vp8.encoder.starts,
+            }
+          : null,
+      },
       latencyMs: this.latency.read(),
       firstFrameDelayMs: this.firstOutputAt === undefined ? null : this.firstOutputAt - this.startedAt,
       lastError: failure
@@ -503,6 +564,7 @@ export class LiveSession {
 
   private onTimer(): void {
     const now = this.now();
+    this.stopVp8IfUnwatched();
     if (now - this.lastPliAt >= this.opts.limits.pliIntervalMs) {
       this.lastPliAt = now;
       this.ingest.requestKeyframeNow();
@@ -688,7 +750,9 @@ export class LiveSession {
       this.ingestPeer?.close(),
       ...jobs.map((j) => j.session.close()),
       this.output.close(),
+      this.vp8?.hub.close(),
     ]);
+    this.vp8?.encoder.close();
   }
 }
 

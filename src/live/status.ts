@@ -37,6 +37,15 @@ export interface LiveStatus extends GoLivepeerStatus {
   input: { fps: number; bitrateKbps: number } & InputDataStatus;
   output: { fps: number; bitrateKbps: number; segments: number } & OutputDataStatus;
   viewers: number;
+  /**
+   * The publisher's video codec (VP8/VP9 are transcoded to H.264 once) and the VP8 viewers served
+   * by the stream's one VP8 encoder, with its frame counts (docs/codecs.md). null before the peer.
+   */
+  codecs: {
+    publisher: 'h264' | 'vp8' | 'vp9' | null;
+    vp8Viewers: number;
+    vp8Encoder: { framesIn: number; framesOut: number; starts: number } | null;
+  };
   /** Ingest arrival → egress send per frame, over recent frames (includes the orchestrator's time). */
   latencyMs: { p50: number; p95: number; frames: number } | null;
   /** WHIP offer → first processed frame sent to viewers. */

@@ -1,4 +1,4 @@
-// Media: RTP ⇄ H.264/Opus ⇄ MPEG-TS, in TypeScript, without I/O.
+// Media: RTP ⇄ H.264/VP8/VP9/Opus ⇄ MPEG-TS/IVF, in TypeScript, without I/O.
 export {
   codecStringFromSps,
   findStartCode,
@@ -19,6 +19,16 @@ export {
 } from './h264-depacketizer.ts';
 export { type H264PacketizerOptions, packetizeH264, type RtpPayload } from './h264-packetizer.ts';
 export { type H264SpsInfo, parseH264Sps } from './h264-sps.ts';
+export {
+  IVF_HEADER_BYTES,
+  type IvfFourcc,
+  type IvfFrame,
+  type IvfHeader,
+  IvfParseError,
+  IvfReader,
+  ivfFileHeader,
+  ivfFrameHeader,
+} from './ivf.ts';
 export { PTS_WRAP, StreamType } from './mpeg-ts.ts';
 export {
   OPUS_CLOCK_RATE,
@@ -53,3 +63,15 @@ export {
   type TsDemuxerStats,
 } from './ts-demuxer.ts';
 export { type TsAudioPacket, TsMuxer, type TsMuxerOptions, type TsVideoFrame } from './ts-muxer.ts';
+export {
+  packetizeVp8,
+  parseVp8Descriptor,
+  parseVp9Descriptor,
+  type Vp8RtpPayload,
+  type VpxCodec,
+  VpxDepacketizer,
+  type VpxDepacketizerOptions,
+  type VpxFrame,
+  vp8KeyframeSize,
+  vp9IsKeyframe,
+} from './vp8.ts';

@@ -1,4 +1,4 @@
-// WHEP egress: a sendonly werift peer; the caller supplies packetized H.264/Opus RTP payloads.
+// WHEP egress: a sendonly werift peer; the caller supplies packetized H.264 (or VP8)/Opus RTP payloads.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
@@ -80,6 +80,8 @@ class SendTrack {
 export class EgressPeer {
   readonly answerSdp: string;
   readonly videoCodec: NegotiatedCodec;
+  /** 'vp8' for a viewer that offered no H.264. */
+  readonly videoCodecName: 'h264' | 'vp8';
   readonly audioCodec: NegotiatedCodec | undefined;
   readonly #session: PeerSession;
   readonly #video: SendTrack;
@@ -101,6 +103,7 @@ export class EgressPeer {
     this.#video = video;
     this.#audio = audio;
     this.videoCodec = video.codec;
+    this.videoCodecName = video.codec.mimeType === 'video/VP8' ? 'vp8' : 'h264';
     this.audioCodec = audio?.codec;
     this.#log = log;
     const videoSender = video.transceiver.sender;
@@ -122,7 +125,9 @@ export class EgressPeer {
     const result = planOffer(offerSdp, 'view');
     if (!result.ok) throw new OfferRejectedError(result.status, result.reason);
     const { plan } = result;
-    const h264 = pickH264ForSending(plan.video.codecs, opts.h264ProfileLevelId);
+    // A viewer that offers no H.264 gets VP8 (planOffer picked it), encoded by the caller.
+    const vp8 = plan.video.codec === 'vp8';
+    const h264 = vp8 ? plan.video.codecs[0] : pickH264ForSending(plan.video.codecs, opts.h264ProfileLevelId);
     const opus = plan.audio?.codecs[0];
     const rewritten = rewriteOffer(plan, {
       video: { payloadTypes: [h264.payloadType], rtcpFeedback: VIDEO_FEEDBACK },
@@ -130,7 +135,7 @@ export class EgressPeer {
     });
     const videoCodec: NegotiatedCodec = {
       payloadType: h264.payloadType,
-      mimeType: 'video/H264',
+      mimeType: vp8 ? 'video/VP8' : 'video/H264',
       clockRate: 90000,
       fmtp: h264.fmtpLine,
     };

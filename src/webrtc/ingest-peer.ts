@@ -1,4 +1,4 @@
-// WHIP ingest: a recvonly werift peer that hands every H.264 and Opus RTP packet to the caller.
+// WHIP ingest: a recvonly werift peer that hands every video (H.264, VP8 or VP9) and Opus RTP packet to the caller.
 import type { Logger } from 'pino';
 import {
   GenericNack,
@@ -20,7 +20,9 @@ import {
   type StateListener,
   transceiverAt,
 } from './peer-session.ts';
-import { OfferRejectedError, planOffer, rewriteOffer } from './sdp.ts';
+import { OfferRejectedError, planOffer, rewriteOffer, type VideoCodecName } from './sdp.ts';
+
+const VIDEO_MIME: Record<VideoCodecName, string> = { h264: 'video/H264', vp8: 'video/VP8', vp9: 'video/VP9' };
 
 /** Called once per RTP packet, in arrival order (no reordering). */
 export type RtpListener = (payload: Buffer, seq: number, timestamp: number, marker: boolean) => void;
@@ -75,6 +77,8 @@ export class IngestPeer {
   readonly answerSdp: string;
   /** The video payload types accepted in the answer; the offerer sends one of them. */
   readonly videoCodecs: NegotiatedCodec[];
+  /** What the publisher sends: H.264 is used as is, VP8/VP9 need a transcode. */
+  readonly videoCodecName: VideoCodecName;
   readonly audioCodec: NegotiatedCodec | undefined;
   readonly #session: PeerSession;
   readonly #video: TrackTap;
@@ -89,6 +93,7 @@ export class IngestPeer {
     answerSdp: string,
     video: TrackTap,
     videoCodecs: NegotiatedCodec[],
+    codecName: VideoCodecName,
     audio: TrackTap | undefined,
     opts: IngestPeerOptions,
   ) {
@@ -96,6 +101,7 @@ export class IngestPeer {
     this.answerSdp = answerSdp;
     this.#video = video;
     this.videoCodecs = videoCodecs;
+    this.videoCodecName = codecName;
     this.#audio = audio;
     this.audioCodec = audio?.codec;
     this.#log = opts.logger;
@@ -118,7 +124,7 @@ export class IngestPeer {
     });
     const videoCodecs: NegotiatedCodec[] = plan.video.codecs.map((c) => ({
       payloadType: c.payloadType,
-      mimeType: 'video/H264',
+      mimeType: VIDEO_MIME[plan.video.codec],
       clockRate: c.clockRate,
       fmtp: c.fmtpLine,
     }));
@@ -150,7 +156,7 @@ export class IngestPeer {
       // werift routes incoming RTP by the SSRCs signalled in the offer only.
       opts.logger?.warn('webrtc: WHIP offer signals no a=ssrc for video; werift will drop its packets');
     }
-    return new IngestPeer(session, answerSdp, video, videoCodecs, audio, opts);
+    return new IngestPeer(session, answerSdp, video, videoCodecs, plan.video.codec, audio, opts);
   }
 
   get state(): PeerState {

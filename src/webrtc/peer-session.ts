@@ -177,7 +177,7 @@ export class PeerSession {
       const local = pc.localDescription;
       if (!local) throw new Error('werift produced no local description');
       session.#watch();
-      const answerSdp = finishAnswer(local.sdp);
+      const answerSdp = finishAnswer(local.sdp, /^a=group:BUNDLE/m.test(params.offerSdp));
       session.#ice = answerIceContext(answerSdp);
       return { session, answerSdp };
     } catch (err) {
@@ -531,6 +531,9 @@ export function answerCodecs(rewritten: RewrittenOffer): {
   return {
     video: [
       new RTCRtpCodecParameters({ mimeType: 'video/H264', clockRate: 90000 }),
+      // Only the codec planOffer chose is left in the rewritten offer; werift matches by mime type.
+      new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000 }),
+      new RTCRtpCodecParameters({ mimeType: 'video/VP9', clockRate: 90000 }),
       ...declinedCodecs(rewritten, 'video'),
     ],
     audio: [

@@ -35,6 +35,8 @@ export interface AcceptedMedia {
   /** Acceptable codecs as offered, e.g. `H264/90000 profile-level-id=42e01f;packetization-mode=1`. */
   codecs: string[];
   payloadTypes: number[];
+  /** Video only: the codec the answer uses. */
+  codec?: VideoCodecName;
 }
 
 export type OfferCheck =
@@ -53,6 +55,14 @@ export class OfferRejectedError extends Error {
 }
 
 export const ACCEPTED_VIDEO_DESCRIPTION = 'H264 (packetization-mode=1)';
+/** What each purpose takes: publishers' VP8/VP9 are transcoded to H.264, viewers without H.264 get VP8. */
+export const ACCEPTED_VIDEO_BY_PURPOSE: Record<OfferPurpose, string> = {
+  publish: `${ACCEPTED_VIDEO_DESCRIPTION}, VP8, VP9`,
+  view: `${ACCEPTED_VIDEO_DESCRIPTION}, VP8`,
+};
+
+/** The video codec an answer uses: H.264 passes through; VP8/VP9 go through an ffmpeg transcode. */
+export type VideoCodecName = 'h264' | 'vp8' | 'vp9';
 export const ACCEPTED_AUDIO_DESCRIPTION = 'opus/48000/2';
 
 /** Codecs that repair or wrap another codec; never the reason an offer is acceptable. */
@@ -67,6 +77,12 @@ export function isAcceptableH264(codec: SdpCodec): boolean {
     codec.clockRate === 90000 &&
     codec.fmtp['packetization-mode'] === '1'
   );
+}
+
+/** VP8, or VP9 profile 0 (8-bit 4:2:0, what browsers send unless asked otherwise). */
+export function isAcceptableVpx(codec: SdpCodec, name: 'vp8' | 'vp9'): boolean {
+  if (codec.name.toLowerCase() !== name || codec.clockRate !== 90000) return false;
+  return name === 'vp8' || (codec.fmtp['profile-id'] ?? '0') === '0';
 }
 
 export function isAcceptableOpus(codec: SdpCodec): boolean {
@@ -97,7 +113,7 @@ function describeOffered(sections: SdpMediaSection[]): string {
 /** The m-sections an answer will use, with their acceptable codecs in offer order. */
 export interface OfferPlan {
   parsed: ParsedSdp;
-  video: { section: SdpMediaSection; codecs: SdpCodec[] };
+  video: { section: SdpMediaSection; codecs: SdpCodec[]; codec: VideoCodecName };
   audio?: { section: SdpMediaSection; codecs: SdpCodec[] };
   /**
    * With a=group:BUNDLE: the BUNDLE-tag section, the first mid of the group that the answer accepts.
@@ -160,7 +176,7 @@ function plan(sdp: string, purpose: OfferPurpose): PlanResult {
   if (videoSections.length === 0) {
     const stray = active.find((m) => m.kind === 'video');
     if (stray) return refuse(400, `line ${stray.line}: the video m-section is outside the BUNDLE group`);
-    return refuse(406, `no video m-section offered; accepted ${ACCEPTED_VIDEO_DESCRIPTION}`);
+    return refuse(406, `no video m-section offered; accepted ${ACCEPTED_VIDEO_BY_PURPOSE[purpose]}`);
   }
   const usableVideo = videoSections.filter((m) => usable.has(m.direction));
   if (usableVideo.length === 0) {
@@ -169,18 +185,27 @@ function plan(sdp: string, purpose: OfferPurpose): PlanResult {
       `video m-section is ${videoSections[0].direction}; a ${purpose} offer must be able to ${verb} video`,
     );
   }
+  // H.264 anywhere wins (no transcode); then VP8, then (publishers only) VP9.
+  const fallbacks: ('vp8' | 'vp9')[] = purpose === 'publish' ? ['vp8', 'vp9'] : ['vp8'];
   let video: OfferPlan['video'] | undefined;
   for (const section of usableVideo) {
     const codecs = section.codecs.filter(isAcceptableH264);
     if (codecs.length > 0) {
-      video = { section, codecs: codecs.slice(0, MAX_VIDEO_CODECS) };
+      video = { section, codecs: codecs.slice(0, MAX_VIDEO_CODECS), codec: 'h264' };
       break;
+    }
+  }
+  for (const name of fallbacks) {
+    for (const section of usableVideo) {
+      if (video) break;
+      const codec = section.codecs.find((c) => isAcceptableVpx(c, name));
+      if (codec) video = { section, codecs: [codec], codec: name };
     }
   }
   if (!video) {
     return refuse(
       406,
-      `no acceptable video codec: offered ${describeOffered(usableVideo)}; accepted ${ACCEPTED_VIDEO_DESCRIPTION}`,
+      `no acceptable video codec: offered ${describeOffered(usableVideo)}; accepted ${ACCEPTED_VIDEO_BY_PURPOSE[purpose]}`,
     );
   }
   let audio: OfferPlan['audio'];
@@ -228,12 +253,17 @@ export function checkOffer(sdp: string, direction: OfferPurpose): OfferCheck {
   };
 }
 
-function accepted(media: { section: SdpMediaSection; codecs: SdpCodec[] }): AcceptedMedia {
+function accepted(media: {
+  section: SdpMediaSection;
+  codecs: SdpCodec[];
+  codec?: VideoCodecName;
+}): AcceptedMedia {
   return {
     index: media.section.index,
     mid: media.section.mid,
     codecs: media.codecs.map(describeCodec),
     payloadTypes: media.codecs.map((c) => c.payloadType),
+    codec: media.codec,
   };
 }
 
@@ -414,7 +444,12 @@ function transportLines(t: SdpTransport, withCandidates: boolean): string[] {
  * requires, and checks that the accepted bundled sections share one set of ICE and DTLS
  * parameters (werift runs one transport for them). Throws on an answer that does not.
  */
-export function finishAnswer(answerSdp: string): string {
+export function finishAnswer(answerSdp: string, offerBundled = true): string {
+  if (!offerBundled) {
+    // werift writes a BUNDLE group even when the offer had none, with one transport per section;
+    // an answer may not add one (RFC 8843 §7.3), so it goes.
+    return answerSdp.replace(/^a=group:BUNDLE[^\r\n]*\r?\n/gm, '');
+  }
   const parsed = parseSdp(answerSdp);
   if (parsed.bundle) {
     const bundled = new Set(parsed.bundle);

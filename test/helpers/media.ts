@@ -168,7 +168,7 @@ export async function decodeGray(
   ts: Buffer,
   width = 64,
   height = 48,
-  format: 'mpegts' | 'h264' = 'mpegts',
+  format: 'mpegts' | 'h264' | 'ivf' = 'mpegts',
 ): Promise<Uint8Array[]> {
   const dir = await mkdtemp(join(tmpdir(), 'lpgw-decode-'));
   try {

@@ -268,6 +268,8 @@ export interface TestPeerOptions {
   network?: PeerNetworkOptions;
   /** profile-level-id offered for H.264 (packetization-mode=1). Default 42e01f. */
   h264ProfileLevelId?: string;
+  /** Offer VP8 instead of H.264 (a browser without H.264, such as Firefox without OpenH264). */
+  videoCodec?: 'h264' | 'vp8';
   audio?: boolean;
   /** More werift configuration (e.g. ICE-TCP), applied over the network options. */
   rtcConfig?: Partial<RTCPeerConnectionConfig>;
@@ -281,12 +283,18 @@ function testPeer(opts: TestPeerOptions): RTCPeerConnection {
     bundlePolicy: 'max-bundle',
     codecs: {
       video: [
-        new RTCRtpCodecParameters({
-          mimeType: 'video/H264',
-          clockRate: 90000,
-          rtcpFeedback: [useNACK(), usePLI()],
-          parameters: `profile-level-id=${opts.h264ProfileLevelId ?? '42e01f'};packetization-mode=1;level-asymmetry-allowed=1`,
-        }),
+        opts.videoCodec === 'vp8'
+          ? new RTCRtpCodecParameters({
+              mimeType: 'video/VP8',
+              clockRate: 90000,
+              rtcpFeedback: [useNACK(), usePLI()],
+            })
+          : new RTCRtpCodecParameters({
+              mimeType: 'video/H264',
+              clockRate: 90000,
+              rtcpFeedback: [useNACK(), usePLI()],
+              parameters: `profile-level-id=${opts.h264ProfileLevelId ?? '42e01f'};packetization-mode=1;level-asymmetry-allowed=1`,
+            }),
       ],
       audio: [
         new RTCRtpCodecParameters({

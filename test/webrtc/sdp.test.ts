@@ -16,6 +16,8 @@ const chromeWhep = fixture('chrome-whep-offer.sdp');
 const firefoxWhip = fixture('firefox-whip-offer.sdp');
 const obsWhip = fixture('obs-whip-offer.sdp');
 const vp8Only = fixture('chrome-vp8-only-offer.sdp');
+/** The same offer with no video codec the gateway can take (AV1 is not depacketized). */
+const av1Only = vp8Only.replaceAll(/ VP[89]\/90000/g, ' AV1/90000');
 const h264Mode0 = fixture('chrome-h264-mode0-offer.sdp');
 const pcmuAudio = fixture('pcmu-audio-whip-offer.sdp');
 
@@ -80,17 +82,44 @@ describe('checkOffer', () => {
     expect(checkOffer(broken, 'publish')).toMatchObject({ ok: false, status: 400 });
   });
 
-  it('rejects VP8/VP9-only with 406 naming what was offered and what is accepted', () => {
-    const result = checkOffer(vp8Only, 'publish');
-    expect(result).toEqual({
+  it('accepts a VP8/VP9-only offer with VP8 (its payload type, for a transcode), for publishing and viewing', () => {
+    expect(checkOffer(vp8Only, 'publish')).toMatchObject({
+      ok: true,
+      video: { codec: 'vp8', payloadTypes: [96] },
+    });
+    const view = vp8Only.replaceAll('a=sendonly', 'a=recvonly');
+    expect(checkOffer(view, 'view')).toMatchObject({ ok: true, video: { codec: 'vp8', payloadTypes: [96] } });
+  });
+
+  it('takes VP9 from a publisher that offers no VP8, but gives a viewer only H.264 or VP8', () => {
+    const vp9Only = vp8Only.replace('a=rtpmap:96 VP8/90000', 'a=rtpmap:96 AV1/90000');
+    expect(checkOffer(vp9Only, 'publish')).toMatchObject({
+      ok: true,
+      video: { codec: 'vp9', payloadTypes: [98] },
+    });
+    expect(checkOffer(vp9Only.replaceAll('a=sendonly', 'a=recvonly'), 'view')).toEqual({
       ok: false,
       status: 406,
-      reason: 'no acceptable video codec: offered VP8, VP9; accepted H264 (packetization-mode=1)',
+      reason: 'no acceptable video codec: offered AV1, VP9; accepted H264 (packetization-mode=1), VP8',
     });
   });
 
-  it('rejects H.264 packetization-mode=0 only with 406', () => {
-    const result = checkOffer(h264Mode0, 'publish');
+  it('prefers H.264 over VP8 wherever it is offered (no transcode)', () => {
+    expect(checkOffer(chromeWhip, 'publish')).toMatchObject({ ok: true, video: { codec: 'h264' } });
+  });
+
+  it('rejects an offer with no codec it can take with 406 naming what was offered and what is accepted', () => {
+    const result = checkOffer(av1Only, 'publish');
+    expect(result).toEqual({
+      ok: false,
+      status: 406,
+      reason: 'no acceptable video codec: offered AV1; accepted H264 (packetization-mode=1), VP8, VP9',
+    });
+  });
+
+  it('takes VP8 over H.264 packetization-mode=0; with mode 0 alone answers 406', () => {
+    expect(checkOffer(h264Mode0, 'publish')).toMatchObject({ ok: true, video: { codec: 'vp8' } });
+    const result = checkOffer(h264Mode0.replaceAll(/ VP[89]\/90000/g, ' AV1/90000'), 'publish');
     expect(result).toMatchObject({ ok: false, status: 406 });
     expect(result.ok === false && result.reason).toContain('H264 (packetization-mode=0)');
   });
@@ -141,7 +170,7 @@ describe('checkOffer', () => {
       video: { payloadTypes: [102, 106, 127, 112] },
     });
     expect(checkOffer(chromeWhip, 'view')).toMatchObject({ ok: false, status: 400 });
-    expect(checkOffer(vp8Only.replaceAll('a=sendonly', 'a=recvonly'), 'view')).toMatchObject({
+    expect(checkOffer(av1Only.replaceAll('a=sendonly', 'a=recvonly'), 'view')).toMatchObject({
       ok: false,
       status: 406,
     });
@@ -239,7 +268,7 @@ describe('answers from realistic offers', () => {
   });
 
   it('IngestPeer.create throws OfferRejectedError with the status', async () => {
-    await expect(IngestPeer.create(vp8Only, opts)).rejects.toMatchObject({
+    await expect(IngestPeer.create(av1Only, opts)).rejects.toMatchObject({
       name: 'OfferRejectedError',
       status: 406,
     });
@@ -399,5 +428,16 @@ describe('BUNDLE (RFC 8843): the BUNDLE-tag section’s transport applies to the
       .replace('a=ice-ufrag:gLWo', 'a=ice-ufrag:rWfE')
       .replace('a=ice-pwd:Zwohbm0ABajYnuDNjbjSIO', 'a=ice-pwd:JeS1ANKYkVt9xwalWlIOcl');
     expect(finishAnswer(consistent)).toBe(consistent);
+  });
+});
+
+describe('finishAnswer without BUNDLE in the offer', () => {
+  it('drops the BUNDLE group werift writes anyway (an answer may not add one) and keeps each section', () => {
+    const answer =
+      'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n';
+    const finished = finishAnswer(answer, false);
+    expect(finished).not.toContain('a=group');
+    expect(finished).toContain('m=audio');
+    expect(finished).toContain('m=video');
   });
 });
