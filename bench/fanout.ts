@@ -1,0 +1,413 @@
+// Fan-out benchmark: how many WHEP viewers one core of the gateway carries on one 720p30 2 Mbit/s
+// stream. One werift publisher sends an ffmpeg-made clip (libx264 testsrc2, 2 Mbit/s) in real time;
+// the gateway runs effect `passthrough` against a local orchestrator in its own process; viewers are
+// light werift peers held by worker processes (bench/fanout-viewers.ts), so the gateway's CPU
+// (/proc/<pid>/stat) is its own. Viewers are added in steps; at each step the gateway's CPU and every
+// viewer's frame rate are measured over a window. The run stops when the median viewer falls below
+// 28 fps (or the gateway uses a whole core); viewers per core = viewers / gateway CPU fraction at the
+// last step at or above 28 fps.
+//
+//   npm run bench:fanout                          steps 10,25,50,100,150,200,300
+//   npm run bench:fanout -- --steps 10,50,100     other steps
+//   npm run bench:fanout -- --cpu-prof            profile the gateway (node --cpu-prof) at the last step
+//                                                 and print its top functions (CPU figures inflated)
+//   npm run bench:fanout -- --send-path werift    the gateway sends through werift's RTCRtpSender
+//                                                 (LPGW_EGRESS_SEND_PATH=werift), for a before/after
+//   npm run bench:fanout -- --workers 4           viewer processes (default 3)
+import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { h264Frames, type RtpFrame, WeriftPublisher } from '../test/helpers/webrtc-clients.ts';
+import { freePort, sleep, waitUntil, withTimeout } from './common.ts';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const MIN_FPS = 28;
+
+interface Options {
+  steps: number[];
+  workers: number;
+  warmupMs: number;
+  windowMs: number;
+  cpuProf: boolean;
+  sendPath: 'direct' | 'werift';
+}
+
+function parseArgs(argv: string[]): Options {
+  const opts: Options = {
+    steps: [10, 25, 50, 100, 150, 200, 300],
+    workers: 3,
+    warmupMs: 3000,
+    windowMs: 6000,
+    cpuProf: argv.includes('--cpu-prof'),
+    sendPath: 'direct',
+  };
+  const value = (flag: string) => {
+    const i = argv.indexOf(flag);
+    return i < 0 ? undefined : (argv[i + 1] ?? '');
+  };
+  const steps = value('--steps');
+  if (steps !== undefined) {
+    const list = steps.split(',').map(Number);
+    if (
+      !list.length ||
+      list.some((n, i) => !Number.isInteger(n) || n < 1 || n > 2000 || (i && n <= list[i - 1]))
+    ) {
+      throw new Error('--steps needs increasing viewer counts between 1 and 2000, e.g. 10,50,100');
+    }
+    opts.steps = list;
+  }
+  const workers = value('--workers');
+  if (workers !== undefined) {
+    const n = Number(workers);
+    if (!Number.isInteger(n) || n < 1 || n > 32)
+      throw new Error('--workers takes a whole number from 1 to 32');
+    opts.workers = n;
+  }
+  const path = value('--send-path');
+  if (path !== undefined) {
+    if (path !== 'direct' && path !== 'werift') throw new Error('--send-path is direct or werift');
+    opts.sendPath = path;
+  }
+  const known = ['--steps', '--workers', '--cpu-prof', '--send-path'];
+  for (const arg of argv) {
+    if (arg.startsWith('--') && !known.includes(arg))
+      throw new Error(`unknown option ${arg} (use ${known.join(', ')})`);
+  }
+  return opts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+class Child {
+  readonly lines: string[] = [];
+  exited = false;
+  readonly exit: Promise<void>;
+  constructor(
+    readonly name: string,
+    readonly proc: ChildProcess,
+  ) {
+    const collect = (chunk: Buffer) => {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (line.trim()) this.lines.push(line);
+        if (this.lines.length > 300) this.lines.splice(0, 100);
+      }
+    };
+    proc.stdout?.on('data', collect);
+    proc.stderr?.on('data', collect);
+    this.exit = new Promise((resolve) =>
+      proc.once('exit', () => {
+        this.exited = true;
+        resolve();
+      }),
+    );
+  }
+  get pid(): number {
+    if (this.proc.pid === undefined) throw new Error(`${this.name} has no pid`);
+    return this.proc.pid;
+  }
+  tail(n = 30): string {
+    return this.lines.slice(-n).join('\n');
+  }
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    this.proc.kill('SIGTERM');
+    if (!(await Promise.race([this.exit.then(() => true), sleep(15_000).then(() => false)]))) {
+      this.proc.kill('SIGKILL');
+      await this.exit;
+    }
+  }
+}
+
+function spawnTs(name: string, script: string, args: string[], nodeFlags: string[] = [], env = {}): Child {
+  const proc = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', script, ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_ENV: 'production', ...env },
+  });
+  return new Child(name, proc);
+}
+
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** utime + stime of a process (all its threads), in clock ticks. */
+function processTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+async function startGateway(opts: Options, profileDir: string | undefined) {
+  const httpPort = await freePort();
+  const orchPort = await freePort();
+  const secret = 'lp-gateway-bench';
+  const orchestrator = spawnTs('local orchestrator', 'src/local-orchestrator/main.ts', [
+    ...['-localOrchestratorServiceAddr', `127.0.0.1:${orchPort}`, '-localOrchestratorCapacity', '4'],
+    ...['-localOrchestratorSecret', secret, '-v', '0'],
+  ]);
+  await waitUntil(
+    () => {
+      if (orchestrator.exited) throw new Error(`the local orchestrator exited:\n${orchestrator.tail()}`);
+      return orchestrator.lines.some((l) => l.includes('listening on'));
+    },
+    30_000,
+    'the local orchestrator to listen',
+  );
+  const gateway = spawnTs(
+    'gateway',
+    'src/main.ts',
+    [
+      ...['-httpAddr', `127.0.0.1:${httpPort}`, '-v', '0'],
+      ...['-orchAddr', `https://127.0.0.1:${orchPort}`, '-orchSecret', secret],
+    ],
+    profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
+    { LPGW_EGRESS_SEND_PATH: opts.sendPath },
+  );
+  const base = `http://127.0.0.1:${httpPort}`;
+  await waitUntil(
+    async () => {
+      if (gateway.exited) throw new Error(`the gateway exited:\n${gateway.tail()}`);
+      try {
+        return (await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1000) })).ok;
+      } catch {
+        return false;
+      }
+    },
+    30_000,
+    `GET ${base}/healthz`,
+  );
+  return { gateway, orchestrator, base };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stream
+
+async function makeClip(): Promise<Buffer> {
+  // 720p30 at 2 Mbit/s, a keyframe every 2 s, baseline (no B-frames): what a WebRTC viewer gets.
+  return execFileSync(
+    'ffmpeg',
+    [
+      ...['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30'],
+      ...['-t', '10', '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'baseline'],
+      ...['-b:v', '2M', '-maxrate', '2M', '-bufsize', '2M', '-g', '60', '-keyint_min', '60'],
+      ...['-sc_threshold', '0', '-bf', '0', '-pix_fmt', 'yuv420p', '-f', 'h264', '-'],
+    ],
+    { maxBuffer: 64 * 1024 * 1024 },
+  );
+}
+
+/** Sends the clip in real time, looping with continuous timestamps, until stopped. */
+function pumpVideo(publisher: WeriftPublisher, frames: RtpFrame[], stopped: () => boolean): Promise<void> {
+  const loopTicks = frames.length * 3000;
+  const started = performance.now();
+  return (async () => {
+    for (let i = 0; !stopped(); i++) {
+      const wait = started + (i * 1000) / 30 - performance.now();
+      if (wait > 1) await sleep(wait);
+      const frame = frames[i % frames.length];
+      const timestamp = (frame.timestamp + Math.floor(i / frames.length) * loopTicks) >>> 0;
+      await publisher.send({ video: [{ timestamp, payloads: frame.payloads }], realtime: false });
+      if (publisher.sent.length > 2000) publisher.sent.length = 0;
+    }
+  })();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Viewer workers
+
+class ViewerWorker {
+  readonly child: Child;
+  readonly #proc: ChildProcess;
+  viewers = 0;
+  constructor(index: number) {
+    this.#proc = fork(join(ROOT, 'bench/fanout-viewers.ts'), [], {
+      cwd: ROOT,
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    this.child = new Child(`viewers ${index}`, this.#proc);
+  }
+  #ask<T>(message: object, ms: number): Promise<T> {
+    return withTimeout(
+      new Promise<T>((resolve, reject) => {
+        this.#proc.once('message', (m) => resolve(m as T));
+        this.child.exit.then(() => reject(new Error(`${this.child.name} exited:\n${this.child.tail()}`)));
+        this.#proc.send(message);
+      }),
+      ms,
+      `${this.child.name}: ${JSON.stringify(message).slice(0, 40)}`,
+    );
+  }
+  async add(n: number, url: string): Promise<void> {
+    const r = await this.#ask<{ added: number; failed: string[] }>({ add: n, url }, 60_000 + n * 3000);
+    this.viewers += r.added;
+    if (r.failed.length)
+      console.error(`${this.child.name}: ${r.failed.length} viewers failed: ${r.failed[0]}`);
+  }
+  async frames(): Promise<number[]> {
+    return (await this.#ask<{ frames: number[] }>({ report: true }, 30_000)).frames;
+  }
+  async close(): Promise<void> {
+    if (!this.child.exited) this.#proc.send({ close: true });
+    await Promise.race([this.child.exit, sleep(10_000)]);
+    await this.child.stop();
+  }
+}
+
+async function allFrames(workers: ViewerWorker[]): Promise<number[]> {
+  return (await Promise.all(workers.map((w) => w.frames()))).flat();
+}
+
+function quantile(sorted: number[], q: number): number {
+  if (!sorted.length) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profile summary
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+  children?: number[];
+}
+
+function summarizeProfile(dir: string, top = 25): string[] {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+  if (!files.length) return [`(no .cpuprofile in ${dir})`];
+  const { nodes } = files
+    .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as { nodes: ProfileNode[] })
+    .sort((a, b) => b.nodes.length - a.nodes.length)[0];
+  const where = (url: string) => {
+    if (!url) return '(native)';
+    const path = url.startsWith('file://') ? fileURLToPath(url) : url;
+    const nm = path.lastIndexOf('node_modules/');
+    return nm >= 0 ? path.slice(nm + 13) : path.startsWith('/') ? relative(ROOT, path) : path;
+  };
+  const name = (n: ProfileNode) =>
+    `${n.callFrame.functionName || '(anonymous)'} ${where(n.callFrame.url)}${n.callFrame.lineNumber > 0 ? `:${n.callFrame.lineNumber + 1}` : ''}`;
+  const self = new Map<string, number>();
+  let total = 0;
+  let idle = 0;
+  for (const n of nodes) {
+    const hits = n.hitCount ?? 0;
+    total += hits;
+    if (n.callFrame.functionName === '(idle)') idle += hits;
+    self.set(name(n), (self.get(name(n)) ?? 0) + hits);
+  }
+  const busy = total - idle;
+  const lines = [`busy samples: ${busy} of ${total}; top functions by self time (% of busy):`];
+  for (const [fn, hits] of [...self]
+    .filter(([fn]) => !fn.startsWith('(idle)'))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)) {
+    lines.push(`  ${((100 * hits) / busy).toFixed(1).padStart(5)}%  ${fn}`);
+  }
+  return lines;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const profileDir = opts.cpuProf ? mkdtempSync(join(os.tmpdir(), 'lpgw-fanout-prof-')) : undefined;
+  console.error('making the 720p30 2 Mbit/s clip…');
+  const clip = await makeClip();
+  const frames = h264Frames(clip, 30);
+  const bitrate = (clip.length * 8) / (frames.length / 30);
+  const packetsPerSecond = (frames.reduce((n, f) => n + f.payloads.length, 0) * 30) / frames.length;
+  const { gateway, orchestrator, base } = await startGateway(opts, profileDir);
+  const publisher = new WeriftPublisher({ audio: false });
+  const workers = Array.from({ length: opts.workers }, (_, i) => new ViewerWorker(i));
+  let stopped = false;
+  let pumping: Promise<void> | undefined;
+  const rows: string[] = [];
+  let best: { viewers: number; cpu: number } | undefined;
+  try {
+    const name = `fanout-${Date.now() % 100000}`;
+    const offer = await publisher.createOffer();
+    const res = await fetch(`${base}/live/video-to-video/${name}/whip?model=passthrough`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp' },
+      body: offer,
+    });
+    const answer = await res.text();
+    if (res.status !== 201) throw new Error(`WHIP: ${res.status} ${answer}`);
+    await publisher.applyAnswer(answer, 20_000);
+    pumping = pumpVideo(publisher, frames, () => stopped);
+    const whep = `${base}/live/video-to-video/${name}/whep`;
+    let viewers = 0;
+    for (const step of opts.steps) {
+      const add = step - viewers;
+      await Promise.all(
+        workers.map((w, i) => {
+          const share = Math.floor(add / workers.length) + (i < add % workers.length ? 1 : 0);
+          return share ? w.add(share, whep) : undefined;
+        }),
+      );
+      viewers = workers.reduce((n, w) => n + w.viewers, 0);
+      await sleep(opts.warmupMs);
+      const f0 = await allFrames(workers);
+      const t0 = performance.now();
+      const c0 = processTicks(gateway.pid);
+      const load0 = os.loadavg()[0];
+      await sleep(opts.windowMs);
+      const c1 = processTicks(gateway.pid);
+      const f1 = await allFrames(workers);
+      const seconds = (performance.now() - t0) / 1000;
+      const cpu = (c1 - c0) / CLK_TCK / seconds;
+      const fps = f1.map((n, i) => (n - (f0[i] ?? 0)) / seconds).sort((a, b) => a - b);
+      const median = quantile(fps, 0.5);
+      const perCore = cpu > 0 ? viewers / cpu : Number.NaN;
+      const row =
+        `| ${viewers} | ${(cpu * 100).toFixed(1)}% | ${median.toFixed(1)} | ${quantile(fps, 0.1).toFixed(1)} | ` +
+        `${fps[0]?.toFixed(1)} | ${Math.round(perCore)} | ${((cpu * 1e6) / (viewers * packetsPerSecond)).toFixed(1)} | ` +
+        `${load0.toFixed(1)} |`;
+      rows.push(row);
+      console.error(row);
+      if (median < MIN_FPS) break;
+      best = { viewers, cpu };
+      if (cpu > 0.95) break;
+    }
+  } finally {
+    stopped = true;
+    await pumping?.catch(() => {});
+    await Promise.allSettled(workers.map((w) => w.close()));
+    await publisher.close().catch(() => {});
+    await gateway.stop();
+    await orchestrator.stop();
+  }
+  const out = [
+    `## lp-gateway fan-out benchmark${opts.cpuProf ? ' (gateway under --cpu-prof: CPU figures inflated)' : ''}`,
+    '',
+    `One 1280×720 30 fps H.264 stream (${(bitrate / 1e6).toFixed(2)} Mbit/s, ${packetsPerSecond.toFixed(0)} RTP packets/s), ` +
+      `effect \`passthrough\`, local orchestrator in its own process, send path \`${opts.sendPath}\`, ` +
+      `${opts.workers} viewer processes; ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), all on 127.0.0.1.`,
+    '',
+    '| viewers | gateway CPU (of one core) | median fps | p10 fps | min fps | viewers per core | µs per packet per viewer | load avg |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows,
+    '',
+    best
+      ? `Viewers per core at the last step at or above ${MIN_FPS} fps: **${Math.round(best.viewers / best.cpu)}** ` +
+        `(${best.viewers} viewers, gateway at ${(best.cpu * 100).toFixed(1)}% of a core).`
+      : `No step kept the median viewer at ${MIN_FPS} fps.`,
+  ];
+  if (profileDir) out.push('', '```', ...summarizeProfile(profileDir), '```');
+  console.log(out.join('\n'));
+  process.exit(0);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
