@@ -14,6 +14,10 @@
 //   npm run bench:fanout -- --send-path werift    the gateway sends through werift's RTCRtpSender
 //                                                 (LPGW_EGRESS_SEND_PATH=werift), for a before/after
 //   npm run bench:fanout -- --workers 4           viewer processes (default 3)
+//   npm run bench:fanout -- --send-only           no gateway: this process answers WHEP with EgressPeers
+//                                                 itself and sends the clip's packets to every viewer
+//                                                 (as the output hub does), so its CPU is the send path
+//                                                 alone, with nothing upstream to starve on a busy box
 //   npm run bench:fanout -- --keep-going          run every step even below 28 fps (on a machine
 //                                                 loaded by others the frame rate falls for reasons
 //                                                 of its own; the CPU per packet stays meaningful)
@@ -24,9 +28,12 @@
 // orchestrator's trickle and the rest that does not grow with viewers.
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { EgressPeer, LOOPBACK_NETWORK } from '../src/webrtc/index.ts';
 import { h264Frames, type RtpFrame, WeriftPublisher } from '../test/helpers/webrtc-clients.ts';
 import { freePort, sleep, waitUntil, withTimeout } from './common.ts';
 
@@ -41,6 +48,7 @@ interface Options {
   cpuProf: boolean;
   sendPath: 'direct' | 'werift';
   keepGoing: boolean;
+  sendOnly: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -52,6 +60,7 @@ function parseArgs(argv: string[]): Options {
     cpuProf: argv.includes('--cpu-prof'),
     sendPath: 'direct',
     keepGoing: argv.includes('--keep-going'),
+    sendOnly: argv.includes('--send-only'),
   };
   const value = (flag: string) => {
     const i = argv.indexOf(flag);
@@ -80,7 +89,7 @@ function parseArgs(argv: string[]): Options {
     if (path !== 'direct' && path !== 'werift') throw new Error('--send-path is direct or werift');
     opts.sendPath = path;
   }
-  const known = ['--steps', '--workers', '--cpu-prof', '--send-path', '--keep-going'];
+  const known = ['--steps', '--workers', '--cpu-prof', '--send-path', '--keep-going', '--send-only'];
   for (const arg of argv) {
     if (arg.startsWith('--') && !known.includes(arg))
       throw new Error(`unknown option ${arg} (use ${known.join(', ')})`);
@@ -339,6 +348,91 @@ function summarizeProfile(dir: string, top = 25): string[] {
 
 // ---------------------------------------------------------------------------------------------
 
+/** The egress alone: a WHEP endpoint of bare EgressPeers in this process, fed the clip's packets. */
+async function sendOnly(opts: Options, frames: RtpFrame[], packetsPerSecond: number): Promise<string[]> {
+  process.env.LPGW_EGRESS_SEND_PATH = opts.sendPath;
+  const peers: EgressPeer[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', async () => {
+      try {
+        const peer = await EgressPeer.create(Buffer.concat(chunks).toString('utf8'), LOOPBACK_NETWORK);
+        peers.push(peer);
+        res.writeHead(201, { 'content-type': 'application/sdp', location: `/whep/${peers.length}` });
+        res.end(peer.answerSdp);
+      } catch (err) {
+        res.writeHead(400).end(String(err));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/whep`;
+  const workers = Array.from({ length: opts.workers }, (_, i) => new ViewerWorker(i));
+  let stopped = false;
+  let sent = 0;
+  // One packet list per frame, sent to every viewer with shared seq/timestamps, 30 frames a second.
+  const pumping = (async () => {
+    const started = performance.now();
+    let seq = 0;
+    for (let i = 0; !stopped; i++) {
+      const wait = started + (i * 1000) / 30 - performance.now();
+      if (wait > 1) await sleep(wait);
+      const frame = frames[i % frames.length];
+      const timestamp = (i * 3000) >>> 0;
+      for (const peer of peers) {
+        if (!peer.canSend) continue;
+        const { payloads } = frame;
+        for (let k = 0; k < payloads.length; k++) {
+          if (peer.sendVideo(payloads[k].payload, (seq + k) & 0xffff, timestamp, payloads[k].marker)) sent++;
+        }
+      }
+      seq = (seq + frame.payloads.length) & 0xffff;
+    }
+  })();
+  const rows: string[] = [];
+  try {
+    for (const step of opts.steps) {
+      const add = step - peers.length;
+      await Promise.all(
+        workers.map((w, i) => {
+          const share = Math.floor(add / workers.length) + (i < add % workers.length ? 1 : 0);
+          return share ? w.add(share, url) : undefined;
+        }),
+      );
+      await sleep(opts.warmupMs);
+      const f0 = await allFrames(workers);
+      const cpu0 = process.cpuUsage();
+      const sent0 = sent;
+      const t0 = performance.now();
+      await sleep(opts.windowMs);
+      const cpu1 = process.cpuUsage(cpu0);
+      const sentPackets = sent - sent0;
+      const f1 = await allFrames(workers);
+      const seconds = (performance.now() - t0) / 1000;
+      const cpu = (cpu1.user + cpu1.system) / 1e6 / seconds;
+      const fps = f1.map((n, i) => (n - (f0[i] ?? 0)) / seconds).sort((a, b) => a - b);
+      const row =
+        `| ${peers.length} | ${(cpu * 100).toFixed(1)}% | ${quantile(fps, 0.5).toFixed(1)} | ${fps[0]?.toFixed(1)} | ` +
+        `${Math.round(sentPackets / seconds)} | ${((cpu * seconds * 1e6) / sentPackets).toFixed(1)} | ` +
+        `${Math.round(1e6 / (((cpu * seconds * 1e6) / sentPackets) * packetsPerSecond))} | ${os.loadavg()[0].toFixed(1)} |`;
+      rows.push(row);
+      console.error(row);
+    }
+  } finally {
+    stopped = true;
+    await pumping;
+    await Promise.allSettled(workers.map((w) => w.close()));
+    await Promise.allSettled(peers.map((p) => p.close()));
+    server.close();
+  }
+  return [
+    '| viewers | sender CPU (of one core) | median fps | min fps | packets sent/s | µs per packet per viewer | viewers per core | load avg |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows,
+  ];
+}
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   const profileDir = opts.cpuProf ? mkdtempSync(join(os.tmpdir(), 'lpgw-fanout-prof-')) : undefined;
@@ -347,6 +441,21 @@ async function main(): Promise<void> {
   const frames = h264Frames(clip, 30);
   const bitrate = (clip.length * 8) / (frames.length / 30);
   const packetsPerSecond = (frames.reduce((n, f) => n + f.payloads.length, 0) * 30) / frames.length;
+  if (opts.sendOnly) {
+    const table = await sendOnly(opts, frames, packetsPerSecond);
+    console.log(
+      [
+        `## lp-gateway fan-out benchmark, send path only (\`${opts.sendPath}\`)`,
+        '',
+        `EgressPeers in the benchmark process send a 1280×720 30 fps H.264 clip (${(bitrate / 1e6).toFixed(2)} Mbit/s, ` +
+          `${packetsPerSecond.toFixed(0)} RTP packets/s) to werift viewers in ${opts.workers} other processes; ` +
+          `${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), all on 127.0.0.1.`,
+        '',
+        ...table,
+      ].join('\n'),
+    );
+    process.exit(0);
+  }
   const { gateway, orchestrator, base } = await startGateway(opts, profileDir);
   const publisher = new WeriftPublisher({ audio: false });
   const workers = Array.from({ length: opts.workers }, (_, i) => new ViewerWorker(i));
@@ -409,6 +518,11 @@ async function main(): Promise<void> {
       if (!opts.keepGoing && (median < MIN_FPS || cpu > 0.95)) break;
     }
   } finally {
+    const problems = gateway.lines.filter((l) => /"level":(40|50|60)/.test(l));
+    if (problems.length)
+      console.error(
+        `gateway warnings/errors (${problems.length}, last 8):\n${problems.slice(-8).join('\n')}`,
+      );
     stopped = true;
     await pumping?.catch(() => {});
     await Promise.allSettled(workers.map((w) => w.close()));
