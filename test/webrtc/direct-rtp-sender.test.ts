@@ -3,6 +3,7 @@
 // frames that arrive and decode prove the keys, IVs, rollover counter and tags are right, for both
 // SRTP profiles werift negotiates. Not timed.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DirectRtpSender } from '../../src/webrtc/direct-rtp-sender.ts';
 import { EgressPeer, LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
 import {
   decodedFrameHashes,
@@ -125,5 +126,32 @@ describe('DirectRtpSender (EgressPeer send path)', () => {
     const packets = await sendClip(egress, 1000);
     expect(egress.videoSendPath).toBe('werift');
     await expectDecodesLikeTheClip(viewer, packets);
+  });
+});
+
+describe('DirectRtpSender.create', () => {
+  const sender = (extra: object) =>
+    ({
+      ssrc: 1,
+      mid: '0',
+      headerExtensions: [{ id: 1, uri: 'urn:ietf:params:rtp-hdrext:sdes:mid' }],
+      runRtcp: async () => {},
+      ...extra,
+    }) as unknown as Parameters<typeof DirectRtpSender.create>[0];
+
+  it('takes a sender with only the mid extension', () => {
+    expect(DirectRtpSender.create(sender({}), 96)).toBeInstanceOf(DirectRtpSender);
+  });
+
+  it.each([
+    [
+      'another header extension',
+      { headerExtensions: [{ id: 3, uri: 'http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time' }] },
+    ],
+    ['RED', { redRedundantPayloadType: 63 }],
+    ['a werift without runRtcp (its sender reports)', { runRtcp: undefined }],
+    ['a mid too long for a one-byte extension', { mid: 'x'.repeat(17) }],
+  ])('leaves %s to werift', (_what, extra) => {
+    expect(DirectRtpSender.create(sender(extra), 96)).toBeUndefined();
   });
 });
