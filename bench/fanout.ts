@@ -18,6 +18,11 @@
 //                                                 itself and sends the clip's packets to every viewer
 //                                                 (as the output hub does), so its CPU is the send path
 //                                                 alone, with nothing upstream to starve on a busy box
+//   npm run bench:fanout -- --per-packet          the CPU cost of one packet to one viewer on each path,
+//                                                 A/B in one process: 2 × 10 viewers (werift's path,
+//                                                 the direct path), alternate rounds of the clip sent
+//                                                 frame by frame, process CPU time per packet (robust
+//                                                 to a loaded machine: CPU time, not wall time)
 //   npm run bench:fanout -- --keep-going          run every step even below 28 fps (on a machine
 //                                                 loaded by others the frame rate falls for reasons
 //                                                 of its own; the CPU per packet stays meaningful)
@@ -49,6 +54,7 @@ interface Options {
   sendPath: 'direct' | 'werift';
   keepGoing: boolean;
   sendOnly: boolean;
+  perPacket: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -61,6 +67,7 @@ function parseArgs(argv: string[]): Options {
     sendPath: 'direct',
     keepGoing: argv.includes('--keep-going'),
     sendOnly: argv.includes('--send-only'),
+    perPacket: argv.includes('--per-packet'),
   };
   const value = (flag: string) => {
     const i = argv.indexOf(flag);
@@ -89,7 +96,15 @@ function parseArgs(argv: string[]): Options {
     if (path !== 'direct' && path !== 'werift') throw new Error('--send-path is direct or werift');
     opts.sendPath = path;
   }
-  const known = ['--steps', '--workers', '--cpu-prof', '--send-path', '--keep-going', '--send-only'];
+  const known = [
+    '--steps',
+    '--workers',
+    '--cpu-prof',
+    '--send-path',
+    '--keep-going',
+    '--send-only',
+    '--per-packet',
+  ];
   for (const arg of argv) {
     if (arg.startsWith('--') && !known.includes(arg))
       throw new Error(`unknown option ${arg} (use ${known.join(', ')})`);
@@ -348,6 +363,92 @@ function summarizeProfile(dir: string, top = 25): string[] {
 
 // ---------------------------------------------------------------------------------------------
 
+/** CPU time per packet per viewer on each send path, alternating rounds in one process. */
+async function perPacketCost(opts: Options, frames: RtpFrame[]): Promise<string[]> {
+  const viewersPerPath = opts.steps[0];
+  const peers: EgressPeer[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', async () => {
+      try {
+        const peer = await EgressPeer.create(Buffer.concat(chunks).toString('utf8'), LOOPBACK_NETWORK);
+        peers.push(peer);
+        res.writeHead(201, { 'content-type': 'application/sdp', location: `/whep/${peers.length}` });
+        res.end(peer.answerSdp);
+      } catch (err) {
+        res.writeHead(400).end(String(err));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/whep`;
+  const workers = Array.from({ length: opts.workers }, (_, i) => new ViewerWorker(i));
+  const groups: Record<'werift' | 'direct', EgressPeer[]> = { werift: [], direct: [] };
+  let seq = 0;
+  let timestamp = 0;
+  /** One pass over the clip, frame by frame, to every peer of a group; returns packets sent. */
+  const round = async (group: EgressPeer[]) => {
+    let sent = 0;
+    for (const frame of frames) {
+      timestamp = (timestamp + 3000) >>> 0;
+      for (const peer of group) {
+        const { payloads } = frame;
+        for (let k = 0; k < payloads.length; k++) {
+          if (peer.sendVideo(payloads[k].payload, (seq + k) & 0xffff, timestamp, payloads[k].marker)) sent++;
+        }
+      }
+      seq = (seq + frame.payloads.length) & 0xffff;
+      // Let the sockets drain and RTCP be read, as between frames of a live stream.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    return sent;
+  };
+  const costs: Record<'werift' | 'direct', number[]> = { werift: [], direct: [] };
+  try {
+    for (const path of ['werift', 'direct'] as const) {
+      const before = peers.length;
+      await Promise.all(
+        workers.map((w, i) => {
+          const share =
+            Math.floor(viewersPerPath / workers.length) + (i < viewersPerPath % workers.length ? 1 : 0);
+          return share ? w.add(share, url) : undefined;
+        }),
+      );
+      groups[path] = peers.slice(before);
+      // The path is chosen at a track's first send.
+      process.env.LPGW_EGRESS_SEND_PATH = path;
+      await round(groups[path]);
+      if (groups[path].some((p) => p.videoSendPath !== path))
+        throw new Error(`not every peer took the ${path} path`);
+    }
+    for (let r = 0; r < 6; r++) {
+      for (const path of ['werift', 'direct'] as const) {
+        const cpu0 = process.cpuUsage();
+        const sent = await round(groups[path]);
+        const cpu = process.cpuUsage(cpu0);
+        costs[path].push((cpu.user + cpu.system) / sent);
+      }
+    }
+  } finally {
+    await Promise.allSettled(workers.map((w) => w.close()));
+    await Promise.allSettled(peers.map((p) => p.close()));
+    server.close();
+  }
+  const median = (xs: number[]) =>
+    quantile(
+      [...xs].sort((a, b) => a - b),
+      0.5,
+    );
+  const fmt = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(', ');
+  return [
+    '| path | viewers | µs CPU per packet per viewer (median of 6 rounds) | rounds |',
+    '|---|---|---|---|',
+    `| werift (RTCRtpSender.sendRtp) | ${groups.werift.length} | **${median(costs.werift).toFixed(1)}** | ${fmt(costs.werift)} |`,
+    `| direct (DirectRtpSender) | ${groups.direct.length} | **${median(costs.direct).toFixed(1)}** | ${fmt(costs.direct)} |`,
+  ];
+}
+
 /** The egress alone: a WHEP endpoint of bare EgressPeers in this process, fed the clip's packets. */
 async function sendOnly(opts: Options, frames: RtpFrame[], packetsPerSecond: number): Promise<string[]> {
   process.env.LPGW_EGRESS_SEND_PATH = opts.sendPath;
@@ -441,6 +542,21 @@ async function main(): Promise<void> {
   const frames = h264Frames(clip, 30);
   const bitrate = (clip.length * 8) / (frames.length / 30);
   const packetsPerSecond = (frames.reduce((n, f) => n + f.payloads.length, 0) * 30) / frames.length;
+  if (opts.perPacket) {
+    const table = await perPacketCost(opts, frames);
+    console.log(
+      [
+        '## lp-gateway fan-out: CPU per packet per viewer, werift path vs direct path',
+        '',
+        `The 1280×720 30 fps 2 Mbit/s clip (${packetsPerSecond.toFixed(0)} RTP packets/s), sent frame by frame to werift ` +
+          `viewers in ${opts.workers} other processes; ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), load ` +
+          `average ${os.loadavg()[0].toFixed(1)}, all on 127.0.0.1.`,
+        '',
+        ...table,
+      ].join('\n'),
+    );
+    process.exit(0);
+  }
   if (opts.sendOnly) {
     const table = await sendOnly(opts, frames, packetsPerSecond);
     console.log(
