@@ -10,6 +10,7 @@ import {
   RtpPacket,
   useSdesMid,
 } from 'werift';
+import { DirectRtpSender } from './direct-rtp-sender.ts';
 import type { IcePatchResult } from './ice-patch.ts';
 import {
   answerCodecs,
@@ -42,7 +43,7 @@ export interface EgressTrackStats {
   /** Packets handed to send*() before DTLS was up (or after close); werift drops them. */
   packetsDropped: number;
   nacksReceived: number;
-  /** Packets werift resent from its 128-packet history in answer to NACKs. */
+  /** Packets resent in answer to NACKs (from the direct path's history, or werift's). */
   retransmittedPackets: number;
   /** From the viewer's receiver reports, when one has arrived. */
   remotePacketsLost?: number;
@@ -66,11 +67,23 @@ function firTargets(feedback: object): number[] {
   return Array.isArray(entries) ? entries.map((entry) => entry.ssrc) : [];
 }
 
+/**
+ * Which path RTP takes to the viewer: `direct` (our SRTP send, src/webrtc/direct-rtp-sender.ts,
+ * falling back to werift's where it cannot) or `werift` (RTCRtpSender.sendRtp), from
+ * LPGW_EGRESS_SEND_PATH; for benchmarks and as an escape hatch.
+ */
+export function egressSendPath(): 'direct' | 'werift' {
+  return process.env.LPGW_EGRESS_SEND_PATH === 'werift' ? 'werift' : 'direct';
+}
+
 class SendTrack {
   packets = 0;
   bytes = 0;
   dropped = 0;
   nacks = 0;
+  /** Created on the first send (werift knows the negotiated extensions by then). */
+  direct: DirectRtpSender | undefined | null = null;
+  lastPath: 'direct' | 'werift' | undefined;
   constructor(
     readonly transceiver: RTCRtpTransceiver,
     readonly codec: NegotiatedCodec,
@@ -107,11 +120,14 @@ export class EgressPeer {
     this.audioCodec = audio?.codec;
     this.#log = log;
     const videoSender = video.transceiver.sender;
-    videoSender.onGenericNack.subscribe(() => {
+    // werift's sender answers NACKs only from its own history, which the direct path leaves empty.
+    videoSender.onGenericNack.subscribe((nack) => {
       video.nacks++;
+      video.direct?.resend(nack.lost);
     });
-    audio?.transceiver.sender.onGenericNack.subscribe(() => {
+    audio?.transceiver.sender.onGenericNack.subscribe((nack) => {
       audio.nacks++;
+      audio.direct?.resend(nack.lost);
     });
     // werift routes PLI by the viewer's SSRC first and FIR not at all, so read feedback off the transport.
     videoSender.dtlsTransport.onRtcp.subscribe((packet: RtcpPacket) => this.#onRtcp(packet));
@@ -205,6 +221,11 @@ export class EgressPeer {
     return this.#video.transceiver.sender.ssrc;
   }
 
+  /** The path video RTP took on the last send: ours, werift's, or none yet. */
+  get videoSendPath(): 'direct' | 'werift' | undefined {
+    return this.#video.lastPath;
+  }
+
   get audioSsrc(): number | undefined {
     return this.#audio?.transceiver.sender.ssrc;
   }
@@ -272,6 +293,16 @@ export class EgressPeer {
       track.dropped++;
       return false;
     }
+    if (track.direct === null) {
+      track.direct =
+        egressSendPath() === 'direct' ? DirectRtpSender.create(sender, track.codec.payloadType) : undefined;
+    }
+    if (track.direct?.send(payload, seq, timestamp, marker)) {
+      track.lastPath = 'direct';
+      track.packets++;
+      track.bytes += payload.byteLength;
+      return true;
+    }
     const body = Buffer.isBuffer(payload)
       ? payload
       : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
@@ -282,6 +313,7 @@ export class EgressPeer {
       payloadType: track.codec.payloadType,
       ssrc: sender.ssrc,
     });
+    track.lastPath = 'werift';
     track.packets++;
     track.bytes += body.length;
     sender.sendRtp(new RtpPacket(header, body)).catch((err: unknown) => {
@@ -326,7 +358,7 @@ export class EgressPeer {
       bytesSent: track.bytes,
       packetsDropped: track.dropped,
       nacksReceived: track.nacks,
-      retransmittedPackets: outbound?.retransmittedPacketsSent ?? 0,
+      retransmittedPackets: (outbound?.retransmittedPacketsSent ?? 0) + (track.direct?.retransmitted ?? 0),
       remotePacketsLost: remote?.packetsLost,
       remoteFractionLost: remote?.fractionLost,
       roundTripTimeSeconds: remote?.roundTripTime,

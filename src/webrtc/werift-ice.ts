@@ -175,6 +175,11 @@ export class MuxStunProtocol extends StunProtocol {
     (this as unknown as { datagramReceived(d: Buffer, a: Address): void }).datagramReceived(data, addr);
   }
 
+  /** Sends at once, without a promise: the egress hot path (DirectRtpSender) sends SRTP this way. */
+  sendDatagram(data: Buffer, addr: Address): void {
+    if (!this.#closed) this.#sink.send(data, addr);
+  }
+
   override async sendStun(message: Message, addr: Address): Promise<void> {
     // Requests only: ours are checks and consent; the responses must find their way back here.
     if (message.messageClass === 0) this.#sink.expectResponse(message.transactionIdHex, this);

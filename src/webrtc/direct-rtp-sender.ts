@@ -1,0 +1,315 @@
+// The egress hot path: one RTP packet → SRTP → the viewer's UDP socket, with werift's negotiated keys
+// but without werift's per-packet work. werift's RTCRtpSender.sendRtp builds an RtpHeader and
+// RtpPacket, rebuilds the header extensions with map/filter/sort, computes an NTP time through a
+// string split and BigInts, feeds its bandwidth estimator, and goes through four async functions
+// (four promises) down to dgram's send(); profiled under fan-out that was most of the gateway's CPU
+// besides the syscall and the cipher itself (docs/performance.md). Here a packet costs a header
+// written into the output buffer, one node:crypto cipher (AES-GCM, or AES-CTR + HMAC-SHA1) and one
+// send().
+//
+// What werift's sender still does for us: RTCP (sender reports are fed the same counters, so RTT
+// and receiver reports keep working), PLI/FIR/NACK parsing. NACKs are answered here from our own
+// history, since werift's history stays empty. Anything we cannot do the same way (another SRTP
+// profile, header extensions besides mid, RED) makes create() return undefined: the caller then
+// keeps werift's path.
+import { createCipheriv, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
+import type { Socket } from 'node:dgram';
+import { isIP } from 'node:net';
+import type { RTCRtpSender } from 'werift';
+import { MuxStunProtocol } from './werift-ice.ts';
+
+/** werift's numbers for the two SRTP profiles it negotiates (RFC 5764 / RFC 7714). */
+const PROFILE_AES128_CM_HMAC_SHA1_80 = 1;
+const PROFILE_AEAD_AES_128_GCM = 7;
+const SDES_MID_URI = 'urn:ietf:params:rtp-hdrext:sdes:mid';
+/** Packets kept for NACKs: about 2 s of a 2 Mbit/s stream (werift keeps 128). */
+const HISTORY = 512;
+/** NTP seconds at the Unix epoch. */
+const NTP_EPOCH_OFFSET = 2_208_988_800;
+
+type Address = [string, number];
+
+/** The parts of werift's private state this path reads or feeds (werift 0.24). */
+interface WeriftSenderInternals {
+  ssrc: number;
+  mid?: string;
+  headerExtensions: { id: number; uri: string }[];
+  redRedundantPayloadType?: number;
+  ntpTimestamp: bigint;
+  rtpTimestamp: number;
+  octetCount: number;
+  packetCount: number;
+  runRtcp(): Promise<void>;
+  dtlsTransport: {
+    state: string;
+    srtp?: {
+      localContext?: {
+        profile: number;
+        cipher: {
+          srtpSessionKey: Buffer;
+          srtpSessionSalt: Buffer;
+          srtpSessionAuthTag?: Buffer;
+        };
+      };
+    };
+    iceTransport: { connection: IceConnection };
+  };
+}
+
+interface IceConnection {
+  nominated?: { protocol: DatagramProtocol; remoteAddr: Address; packetsSent: number; bytesSent: number };
+  canSendApplicationData?: () => boolean;
+}
+
+interface DatagramProtocol {
+  transport?: { socket?: Socket; closed?: boolean };
+  sendData(data: Buffer, addr: Address): Promise<void>;
+}
+
+/** SRTP for one SSRC with keys from one DTLS handshake. */
+interface Keys {
+  source: object;
+  profile: number;
+  key: KeyObject;
+  salt: Buffer;
+  authKey: KeyObject | undefined;
+  tagLength: number;
+}
+
+/** werift's ntpTime() as a proper 64-bit NTP timestamp, recomputed at most once a millisecond. */
+let ntpMs = -1;
+let ntpValue = 0n;
+function ntpNow(): bigint {
+  const ms = Math.floor(performance.timeOrigin + performance.now());
+  if (ms !== ntpMs) {
+    ntpMs = ms;
+    const seconds = Math.floor(ms / 1000);
+    const fraction = Math.floor(((ms % 1000) / 1000) * 2 ** 32);
+    ntpValue = (BigInt(seconds + NTP_EPOCH_OFFSET) << 32n) | BigInt(fraction);
+  }
+  return ntpValue;
+}
+
+export class DirectRtpSender {
+  /** Packets resent in answer to NACKs. */
+  retransmitted = 0;
+  readonly #sender: WeriftSenderInternals;
+  readonly #payloadType: number;
+  readonly #extension: Buffer;
+  #keys: Keys | undefined;
+  #roc = 0;
+  #lastSeq = -1;
+  readonly #iv = Buffer.alloc(16);
+  readonly #rocBytes = Buffer.alloc(4);
+  readonly #history: (Uint8Array | undefined)[] = new Array(HISTORY);
+  readonly #historySeq = new Int32Array(HISTORY).fill(-1);
+  readonly #historyTimestamp = new Uint32Array(HISTORY);
+  readonly #historyMarker = new Uint8Array(HISTORY);
+  readonly #historyRoc = new Uint32Array(HISTORY);
+  #pair: IceConnection['nominated'];
+  #send: ((data: Buffer) => void) | undefined;
+
+  private constructor(sender: WeriftSenderInternals, payloadType: number, extension: Buffer) {
+    this.#sender = sender;
+    this.#payloadType = payloadType;
+    this.#extension = extension;
+  }
+
+  /** A direct path for this werift sender, or undefined when its setup needs werift's own. */
+  static create(sender: RTCRtpSender, payloadType: number): DirectRtpSender | undefined {
+    const s = sender as unknown as WeriftSenderInternals;
+    if (s.redRedundantPayloadType !== undefined || typeof s.runRtcp !== 'function') return undefined;
+    const extensions = s.headerExtensions ?? [];
+    if (extensions.some((e) => e.uri !== SDES_MID_URI)) return undefined;
+    const mid = extensions.length && s.mid ? Buffer.from(s.mid) : undefined;
+    if (mid && (mid.length > 16 || extensions[0].id < 1 || extensions[0].id > 14)) return undefined;
+    return new DirectRtpSender(
+      s,
+      payloadType,
+      mid ? oneByteExtension(extensions[0].id, mid) : Buffer.alloc(0),
+    );
+  }
+
+  /**
+   * Encrypts and sends one packet. false: this path cannot send now (no SRTP keys it knows, no
+   * nominated pair); the caller may hand the packet to werift instead.
+   */
+  send(payload: Uint8Array, seq: number, timestamp: number, marker: boolean): boolean {
+    const keys = this.#currentKeys();
+    if (!keys || this.#sender.dtlsTransport.state !== 'connected' || !this.#canTransmit()) return false;
+    seq &= 0xffff;
+    // RFC 3711 3.3.1: our own sequence numbers only go forward (retransmits use the stored ROC).
+    if (this.#lastSeq >= 0 && seq < this.#lastSeq && this.#lastSeq - seq > 0x8000)
+      this.#roc = (this.#roc + 1) >>> 0;
+    this.#lastSeq = seq;
+    const slot = seq % HISTORY;
+    this.#history[slot] = payload;
+    this.#historySeq[slot] = seq;
+    this.#historyTimestamp[slot] = timestamp;
+    this.#historyMarker[slot] = marker ? 1 : 0;
+    this.#historyRoc[slot] = this.#roc;
+    this.#transmit(this.#protect(keys, payload, seq, timestamp, marker, this.#roc));
+    const s = this.#sender;
+    s.ntpTimestamp = ntpNow();
+    s.rtpTimestamp = timestamp;
+    s.octetCount += payload.length;
+    s.packetCount = (s.packetCount + 1) >>> 0;
+    // Starts werift's sender reports once (it returns at once while they run).
+    if (s.packetCount === 1) s.runRtcp().catch(() => {});
+    return true;
+  }
+
+  /** Answers a NACK: resends the packets still in the history. */
+  resend(lost: readonly number[]): void {
+    const keys = this.#currentKeys();
+    if (!keys || !this.#canTransmit()) return;
+    for (const seq of lost) {
+      const slot = seq % HISTORY;
+      const payload = this.#history[slot];
+      if (!payload || this.#historySeq[slot] !== seq) continue;
+      const marker = this.#historyMarker[slot] === 1;
+      this.#transmit(
+        this.#protect(keys, payload, seq, this.#historyTimestamp[slot], marker, this.#historyRoc[slot]),
+      );
+      this.retransmitted++;
+    }
+  }
+
+  #protect(
+    keys: Keys,
+    payload: Uint8Array,
+    seq: number,
+    timestamp: number,
+    marker: boolean,
+    roc: number,
+  ): Buffer {
+    const ext = this.#extension;
+    const headerLength = 12 + ext.length;
+    const out = Buffer.allocUnsafe(headerLength + payload.length + keys.tagLength);
+    out[0] = ext.length ? 0x90 : 0x80;
+    out[1] = (marker ? 0x80 : 0) | this.#payloadType;
+    out.writeUInt16BE(seq, 2);
+    out.writeUInt32BE(timestamp >>> 0, 4);
+    const ssrc = this.#sender.ssrc >>> 0;
+    out.writeUInt32BE(ssrc, 8);
+    if (ext.length) ext.copy(out, 12);
+    const header = out.subarray(0, headerLength);
+    const iv = this.#iv;
+    const salt = keys.salt;
+    iv.fill(0);
+    if (keys.profile === PROFILE_AEAD_AES_128_GCM) {
+      // RFC 7714 8.1: IV = (00 00 || SSRC || ROC || SEQ) XOR salt, 12 bytes.
+      iv.writeUInt32BE(ssrc, 2);
+      iv.writeUInt32BE(roc, 6);
+      iv.writeUInt16BE(seq, 10);
+      for (let i = 0; i < 12; i++) iv[i] ^= salt[i];
+      const cipher = createCipheriv('aes-128-gcm', keys.key, iv.subarray(0, 12));
+      cipher.setAAD(header);
+      cipher.update(payload).copy(out, headerLength);
+      cipher.final();
+      cipher.getAuthTag().copy(out, headerLength + payload.length);
+      return out;
+    }
+    // RFC 3711 4.1.1: counter = (salt * 2^16) XOR (SSRC * 2^64) XOR (index * 2^16).
+    iv.writeUInt32BE(ssrc, 4);
+    iv.writeUInt32BE(roc, 8);
+    iv.writeUInt16BE(seq, 12);
+    for (let i = 0; i < 14; i++) iv[i] ^= salt[i];
+    const cipher = createCipheriv('aes-128-ctr', keys.key, iv);
+    cipher.update(payload).copy(out, headerLength);
+    const body = out.subarray(0, headerLength + payload.length);
+    this.#rocBytes.writeUInt32BE(roc, 0);
+    const tag = createHmac('sha1', keys.authKey as KeyObject)
+      .update(body)
+      .update(this.#rocBytes)
+      .digest();
+    tag.copy(out, body.length, 0, keys.tagLength);
+    return out;
+  }
+
+  /** The keys of the current SRTP session (re-read when werift makes a new one). */
+  #currentKeys(): Keys | undefined {
+    const context = this.#sender.dtlsTransport.srtp?.localContext;
+    if (!context) return undefined;
+    if (this.#keys?.source === context) return this.#keys;
+    const { profile, cipher } = context;
+    if (profile === PROFILE_AEAD_AES_128_GCM) {
+      this.#keys = {
+        source: context,
+        profile,
+        key: createSecretKey(cipher.srtpSessionKey),
+        salt: Buffer.from(cipher.srtpSessionSalt),
+        authKey: undefined,
+        tagLength: 16,
+      };
+    } else if (profile === PROFILE_AES128_CM_HMAC_SHA1_80 && cipher.srtpSessionAuthTag) {
+      this.#keys = {
+        source: context,
+        profile,
+        key: createSecretKey(cipher.srtpSessionKey),
+        salt: Buffer.from(cipher.srtpSessionSalt),
+        authKey: createSecretKey(cipher.srtpSessionAuthTag),
+        tagLength: 10,
+      };
+    } else {
+      this.#keys = undefined;
+      return undefined;
+    }
+    // A new SRTP session starts its rollover count again.
+    this.#roc = 0;
+    this.#lastSeq = -1;
+    this.#historySeq.fill(-1);
+    return this.#keys;
+  }
+
+  /** Whether a nominated pair can carry data now; resolves its send function after an ICE restart. */
+  #canTransmit(): boolean {
+    const connection = this.#sender.dtlsTransport.iceTransport.connection;
+    const pair = connection.nominated;
+    if (!pair) return false;
+    // RFC 7675: no application data once consent has expired.
+    if (connection.canSendApplicationData && !connection.canSendApplicationData()) return false;
+    if (pair !== this.#pair) {
+      this.#pair = pair;
+      this.#send = sendFunction(pair.protocol, pair.remoteAddr);
+    }
+    return this.#send !== undefined;
+  }
+
+  #transmit(data: Buffer): void {
+    this.#send?.(data);
+    const pair = this.#pair;
+    if (pair) {
+      pair.packetsSent++;
+      pair.bytesSent += data.length;
+    }
+  }
+}
+
+function sendFunction(protocol: DatagramProtocol, addr: Address): ((data: Buffer) => void) | undefined {
+  const [host, port] = addr;
+  if (protocol instanceof MuxStunProtocol) return (data) => protocol.sendDatagram(data, addr);
+  const transport = protocol.transport;
+  const socket = transport?.socket;
+  if (socket && typeof socket.send === 'function' && isIP(host) !== 0) {
+    // werift's own UdpTransport does the same (no callback: no event-loop turn per packet).
+    return (data) => {
+      if (!transport.closed) socket.send(data, port, host);
+    };
+  }
+  // ICE-TCP and anything else: the protocol frames it.
+  return (data) => {
+    protocol.sendData(data, addr).catch(() => {});
+  };
+}
+
+/** An RFC 8285 one-byte header extension block holding a single element. */
+function oneByteExtension(id: number, data: Buffer): Buffer {
+  const length = Math.ceil((1 + data.length) / 4);
+  const out = Buffer.alloc(4 + length * 4);
+  out.writeUInt16BE(0xbede, 0);
+  out.writeUInt16BE(length, 2);
+  out[4] = (id << 4) | (data.length - 1);
+  data.copy(out, 5);
+  return out;
+}

@@ -1,0 +1,157 @@
+// The egress's own SRTP send path (src/webrtc/direct-rtp-sender.ts) against werift viewers on
+// 127.0.0.1: werift's receiver authenticates every SRTP packet and drops the ones that fail, so
+// frames that arrive and decode prove the keys, IVs, rollover counter and tags are right, for both
+// SRTP profiles werift negotiates. Not timed.
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DirectRtpSender } from '../../src/webrtc/direct-rtp-sender.ts';
+import { EgressPeer, LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
+import {
+  decodedFrameHashes,
+  h264Frames,
+  makeH264Clip,
+  type RtpFrame,
+  sleep,
+  WeriftViewer,
+  waitFor,
+} from '../helpers/webrtc-clients.ts';
+
+let clip: Buffer;
+let video: RtpFrame[];
+const cleanups: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  clip = await makeH264Clip({ seconds: 1 });
+  video = h264Frames(clip, 30);
+});
+
+afterEach(async () => {
+  delete process.env.LPGW_EGRESS_SEND_PATH;
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** werift's SRTP profile numbers: 1 AES128_CM_HMAC_SHA1_80, 7 AEAD_AES_128_GCM. */
+async function connect(srtpProfiles?: number[]) {
+  const viewer = new WeriftViewer({ audio: false });
+  cleanups.push(() => viewer.close());
+  const offer = await viewer.createOffer();
+  if (srtpProfiles) {
+    // werift offers both profiles to everyone; the DTLS handshake takes what both sides list.
+    for (const transceiver of viewer.pc.getTransceivers()) {
+      (transceiver.receiver.dtlsTransport as unknown as { srtpProfiles: number[] }).srtpProfiles =
+        srtpProfiles;
+    }
+  }
+  const egress = await EgressPeer.create(offer, LOOPBACK_NETWORK);
+  cleanups.push(() => egress.close());
+  await viewer.applyAnswer(egress.answerSdp);
+  await waitFor(() => egress.canSend, 15_000, 'egress DTLS up');
+  return { viewer, egress };
+}
+
+async function sendClip(egress: EgressPeer, firstSeq: number): Promise<number> {
+  let seq = firstSeq;
+  let packets = 0;
+  for (const frame of video) {
+    for (const { payload, marker } of frame.payloads) {
+      expect(egress.sendVideo(payload, seq, 90_000 + frame.timestamp, marker)).toBe(true);
+      seq = (seq + 1) & 0xffff;
+      packets++;
+    }
+    await sleep(5);
+  }
+  return packets;
+}
+
+/** The SRTP profile the viewer's DTLS handshake settled on. */
+function negotiatedProfile(viewer: WeriftViewer): number | undefined {
+  const [transceiver] = viewer.pc.getTransceivers();
+  const dtls = transceiver.receiver.dtlsTransport as unknown as {
+    srtp?: { localContext?: { profile: number } };
+  };
+  return dtls.srtp?.localContext?.profile;
+}
+
+async function expectDecodesLikeTheClip(viewer: WeriftViewer, packets: number) {
+  await waitFor(() => viewer.videoPackets.length >= packets, 10_000, `${packets} packets at the viewer`);
+  expect(viewer.frames).toHaveLength(video.length);
+  expect(viewer.framesDropped).toBe(0);
+  expect(await decodedFrameHashes(viewer.annexB())).toEqual(await decodedFrameHashes(clip));
+}
+
+describe('DirectRtpSender (EgressPeer send path)', () => {
+  it.each([
+    ['AEAD_AES_128_GCM', [7]],
+    ['AES128_CM_HMAC_SHA1_80', [1]],
+  ])('%s: a werift viewer authenticates every packet and decodes every frame', async (_name, profiles) => {
+    const { viewer, egress } = await connect(profiles);
+    // Starting just below the wrap: the second half of the clip needs rollover counter 1.
+    const packets = await sendClip(egress, 65_500);
+    expect(egress.videoSendPath).toBe('direct');
+    expect(negotiatedProfile(viewer)).toBe(profiles[0]);
+    await expectDecodesLikeTheClip(viewer, packets);
+    expect(egress.stats().video).toMatchObject({ packetsSent: packets, packetsDropped: 0 });
+  });
+
+  it('answers a NACK from its own history, with the rollover counter of the original packet', async () => {
+    const { viewer, egress } = await connect();
+    const packets = await sendClip(egress, 65_530);
+    await viewer.waitForVideoPackets(packets, 10_000);
+    // One sent before the wrap (ROC 0) and one after (ROC 1).
+    for (const seq of [65_532, 3]) await viewer.sendNack([seq]);
+    await waitFor(
+      () => [65_532, 3].every((seq) => viewer.videoPackets.filter((p) => p.seq === seq).length === 2),
+      5000,
+      'both retransmissions',
+    );
+    expect(egress.videoSendPath).toBe('direct');
+    expect(egress.stats().video).toMatchObject({ nacksReceived: 2, retransmittedPackets: 2 });
+  });
+
+  it('feeds werift sender reports, so the round-trip time is measured', async () => {
+    const { viewer, egress } = await connect();
+    await sendClip(egress, 100);
+    expect(egress.videoSendPath).toBe('direct');
+    await waitFor(
+      () => egress.stats().video.roundTripTimeSeconds !== undefined,
+      15_000,
+      'an RTT from a receiver report',
+    );
+    expect(egress.stats().video.roundTripTimeSeconds).toBeGreaterThanOrEqual(0);
+    expect(viewer.frames.length).toBe(video.length);
+  });
+
+  it('LPGW_EGRESS_SEND_PATH=werift keeps werift’s RTCRtpSender path, which delivers the same', async () => {
+    process.env.LPGW_EGRESS_SEND_PATH = 'werift';
+    const { viewer, egress } = await connect();
+    const packets = await sendClip(egress, 1000);
+    expect(egress.videoSendPath).toBe('werift');
+    await expectDecodesLikeTheClip(viewer, packets);
+  });
+});
+
+describe('DirectRtpSender.create', () => {
+  const sender = (extra: object) =>
+    ({
+      ssrc: 1,
+      mid: '0',
+      headerExtensions: [{ id: 1, uri: 'urn:ietf:params:rtp-hdrext:sdes:mid' }],
+      runRtcp: async () => {},
+      ...extra,
+    }) as unknown as Parameters<typeof DirectRtpSender.create>[0];
+
+  it('takes a sender with only the mid extension', () => {
+    expect(DirectRtpSender.create(sender({}), 96)).toBeInstanceOf(DirectRtpSender);
+  });
+
+  it.each([
+    [
+      'another header extension',
+      { headerExtensions: [{ id: 3, uri: 'http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time' }] },
+    ],
+    ['RED', { redRedundantPayloadType: 63 }],
+    ['a werift without runRtcp (its sender reports)', { runRtcp: undefined }],
+    ['a mid too long for a one-byte extension', { mid: 'x'.repeat(17) }],
+  ])('leaves %s to werift', (_what, extra) => {
+    expect(DirectRtpSender.create(sender(extra), 96)).toBeUndefined();
+  });
+});
