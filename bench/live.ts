@@ -916,7 +916,7 @@ async function loopLag(base: string): Promise<{ maxMs: number; p99Ms: number }> 
   const text = await (await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
   const gauge = (name: string) =>
     Number(
-      new RegExp(`^livepeer_gateway_process_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(
+      new RegExp(`^livepeer_gateway_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(
         text,
       )?.[1],
     ) * 1000;
@@ -1114,7 +1114,7 @@ async function scrapeEventLoop(base: string): Promise<{ p99: number; max: number
     const text = await res.text();
     const read = (name: string) => {
       const m = new RegExp(
-        `^livepeer_gateway_process_nodejs_eventloop_lag_${name}_seconds (\\S+)$`,
+        `^livepeer_gateway_nodejs_eventloop_lag_${name}_seconds (\\S+)$`,
         'm',
       ).exec(text);
       return m ? Math.max(0, Number(m[1]) * 1000 - ELD_RESOLUTION_MS) : Number.NaN;
@@ -1758,7 +1758,7 @@ async function main(): Promise<void> {
     out.push(
       `Worst cases: test/helpers/sdp-worst-cases.ts (${[...new Set(storm.worst.offers.map((o) => o.name))].join(', ')}). ` +
         `Each burst is POSTed at the start of a ${opts.windowMs / 1000} s window; the gateway's event-loop delay comes from its ` +
-        '/metrics (livepeer_gateway_process_nodejs_eventloop_lag_*, reset at each window start). A 201 is a new stream (WHIP) ' +
+        '/metrics (livepeer_gateway_nodejs_eventloop_lag_*, reset at each window start). A 201 is a new stream (WHIP) ' +
         "or viewer (WHEP) with the offer's unreachable candidates, deleted after its window. Target: viewers keep ≥ 28 fps.",
     );
   }
