@@ -916,9 +916,7 @@ async function loopLag(base: string): Promise<{ maxMs: number; p99Ms: number }> 
   const text = await (await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
   const gauge = (name: string) =>
     Number(
-      new RegExp(`^livepeer_gateway_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(
-        text,
-      )?.[1],
+      new RegExp(`^livepeer_gateway_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text)?.[1],
     ) * 1000;
   return { maxMs: gauge('max'), p99Ms: gauge('p99') };
 }
@@ -1113,10 +1111,7 @@ async function scrapeEventLoop(base: string): Promise<{ p99: number; max: number
     const res = await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(2000) });
     const text = await res.text();
     const read = (name: string) => {
-      const m = new RegExp(
-        `^livepeer_gateway_nodejs_eventloop_lag_${name}_seconds (\\S+)$`,
-        'm',
-      ).exec(text);
+      const m = new RegExp(`^livepeer_gateway_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text);
       return m ? Math.max(0, Number(m[1]) * 1000 - ELD_RESOLUTION_MS) : Number.NaN;
     };
     return { p99: read('p99'), max: read('max') };
