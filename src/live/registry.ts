@@ -13,6 +13,7 @@ import { LivePayments, type LivePaymentsOptions } from './live-payer.ts';
 import { LoopDelayMonitor, type LoopDelaySource } from './loop-delay.ts';
 import type { LivePaymentBackend } from './payment-backend.ts';
 import { POLICY_DEFAULTS } from './policy.ts';
+import type { FeedPublisher } from './publisher.ts';
 import { LiveSession, type LiveSessionLimits, type LiveStatus, type SwapRecord } from './session.ts';
 import { StreamEvents, StreamTracer } from './stream-events.ts';
 
@@ -110,6 +111,42 @@ export class LiveStreams {
     offerSdp: string,
     job: PublishOptions,
   ): Promise<{ sessionId: string; answerSdp: string; etag: string }> {
+    const { session, sessionId } = this.open(stream, job);
+    try {
+      const answerSdp = await session.start(offerSdp);
+      this.opts.metrics?.attempt('started');
+      return { sessionId, answerSdp, etag: session.publisherEtag ?? `"${sessionId}"` };
+    } catch (err) {
+      this.opts.metrics?.attempt(err instanceof LiveError && err.status < 500 ? 'refused' : 'failed');
+      await session.stop(`start failed: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
+  /**
+   * A stream from a feed publisher (RTMP). The name is claimed and the feed attached before this
+   * returns its promise, which settles when the first orchestrator job runs (or the start fails,
+   * and the stream has then ended).
+   */
+  async publishFeed(stream: string, feed: FeedPublisher, job: PublishOptions): Promise<{ sessionId: string }> {
+    const { session, sessionId } = this.open(stream, job, feed.audioCodec);
+    try {
+      await session.startFeed(feed);
+      this.opts.metrics?.attempt('started');
+      return { sessionId };
+    } catch (err) {
+      this.opts.metrics?.attempt(err instanceof LiveError && err.status < 500 ? 'refused' : 'failed');
+      await session.stop(`start failed: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
+  /** Creates a stream's session and claims its name (no await before the claim). */
+  private open(
+    stream: string,
+    job: PublishOptions,
+    audioCodec?: 'opus' | 'aac',
+  ): { session: LiveSession; sessionId: string } {
     this.checkRoom(stream);
     const sessionId = randomBytes(12).toString('hex');
     const tracer = new StreamTracer(this.events, {
@@ -124,6 +161,7 @@ export class LiveStreams {
       streamId: job.streamId,
       sessionId,
       tracer,
+      audioCodec,
       whepUrl: job.whepUrl,
       modelId: job.modelId,
       params: job.params,
@@ -167,15 +205,7 @@ export class LiveStreams {
       timestamp: job.receivedAt ?? Date.now(),
       pipeline: job.modelId,
     });
-    try {
-      const answerSdp = await session.start(offerSdp);
-      this.opts.metrics?.attempt('started');
-      return { sessionId, answerSdp, etag: session.publisherEtag ?? `"${sessionId}"` };
-    } catch (err) {
-      this.opts.metrics?.attempt(err instanceof LiveError && err.status < 500 ? 'refused' : 'failed');
-      await session.stop(`start failed: ${(err as Error).message}`);
-      throw err;
-    }
+    return { session, sessionId };
   }
 
   /** Throws the 409 or 503 a publish of `stream` would get now (before asking anyone else). */
