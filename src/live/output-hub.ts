@@ -76,6 +76,8 @@ export interface OutputHubOptions {
   /** Ask upstream for a keyframe: a viewer needs one and no GOP is cached, or a viewer lost the picture. */
   requestKeyframe: () => void;
   limits?: Partial<OutputHubLimits>;
+  /** Every output byte as it arrives, before demuxing (RTMP outputs take the MPEG-TS as is). */
+  onBytes?: (chunk: Uint8Array) => void;
   logger: Logger;
   /** Clock for tests. */
   now?: () => number;
@@ -306,7 +308,10 @@ export class OutputHub<P extends OutputPeer = OutputPeer> {
    */
   async pushSegment(body: Readable, source?: string): Promise<void> {
     const demuxer = new TsDemuxer();
-    for await (const chunk of body) this.push(demuxer.push(chunk as Uint8Array), source);
+    for await (const chunk of body) {
+      this.opts.onBytes?.(chunk as Uint8Array);
+      this.push(demuxer.push(chunk as Uint8Array), source);
+    }
     this.push(demuxer.flush(), source);
   }
 

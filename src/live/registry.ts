@@ -6,6 +6,7 @@ import type { Secret } from '../config/index.ts';
 import { liveKind } from '../orchestrators/capabilities.ts';
 import type { OrchestratorPool } from '../orchestrators/pool.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
+import { RtmpOutput } from '../rtmp/output.ts';
 import type { IcePatchResult, PeerNetworkOptions } from '../webrtc/index.ts';
 import { addTotals, type DataPlaneTotals, emptyTotals } from './data-status.ts';
 import { LiveError } from './errors.ts';
@@ -37,6 +38,10 @@ export interface LiveStreamsOptions {
   payments?: LivePaymentsOptions | LivePaymentBackend;
   /** The gateway's event-loop delay; default: a monitor of this process's loop. */
   loopDelay?: LoopDelaySource;
+  /** Every stream's output is pushed here over RTMP unless the stream has its own (-liveRtmpOutput). */
+  rtmpOutputUrl?: string;
+  /** Starts an RTMP output (default: an ffmpeg push, src/rtmp/output.ts). */
+  startRtmpOutput?: (url: string, logger: Logger) => RtmpOutputHandle;
   /** Where every stream's events go (the events webhook and /live/events subscribe); default: a new emitter. */
   events?: StreamEvents;
 }
@@ -58,8 +63,16 @@ export interface PublishOptions {
   receivedAt?: number;
 }
 
+/** An RTMP push of a stream's output (src/rtmp/output.ts). */
+export interface RtmpOutputHandle {
+  write(chunk: Uint8Array): void;
+  status(): NonNullable<LiveStatus['rtmpOutputs']>[number];
+  close(): void;
+}
+
 /** A live stream and what the registry keeps beside it. */
 interface Entry {
+  outputs: RtmpOutputHandle[];
   session: LiveSession;
   /** go-livepeer's stream id, else the stream name: what the heartbeat and events call it. */
   id: string;
@@ -128,7 +141,11 @@ export class LiveStreams {
    * returns its promise, which settles when the first orchestrator job runs (or the start fails,
    * and the stream has then ended).
    */
-  async publishFeed(stream: string, feed: FeedPublisher, job: PublishOptions): Promise<{ sessionId: string }> {
+  async publishFeed(
+    stream: string,
+    feed: FeedPublisher,
+    job: PublishOptions,
+  ): Promise<{ sessionId: string }> {
     const { session, sessionId } = this.open(stream, job, feed.audioCodec);
     try {
       await session.startFeed(feed);
@@ -178,10 +195,14 @@ export class LiveStreams {
       loopDelay: this.loopDelay,
       onFirstOutput: (ms) => this.opts.metrics?.firstOutput(ms),
       onSwap: (record) => this.opts.metrics?.swap(record),
+      onOutputBytes: (chunk) => {
+        for (const o of entry.outputs) o.write(chunk);
+      },
       onEnd: () => {
+        for (const o of entry.outputs) o.close();
         if (this.sessions.get(stream)?.session !== session) return;
         this.sessions.delete(stream);
-        const final = session.status();
+        const final = this.statusOf(entry);
         addTotals(this.endedTotals, final);
         this.remember(stream, {
           status: final,
@@ -192,7 +213,11 @@ export class LiveStreams {
         });
       },
     });
+    const outputUrl = job.rtmpOutputUrl ?? this.opts.rtmpOutputUrl;
+    const startOutput =
+      this.opts.startRtmpOutput ?? ((url: string, logger: Logger) => new RtmpOutput({ url, logger }));
     const entry: Entry = {
+      outputs: outputUrl ? [startOutput(outputUrl, this.opts.logger.child({ stream }))] : [],
       session,
       id: job.streamId || stream,
       credential: job.credential,
@@ -257,7 +282,7 @@ export class LiveStreams {
    */
   status(key: string): LiveStatus {
     const live = this.lookup(key);
-    if (live) return live.session.status();
+    if (live) return this.statusOf(live);
     const ended = this.endedLookup(key);
     if (ended) return ended.status;
     throw new LiveError(404, 'NO_SUCH_STREAM', `no live stream "${key}"`);
@@ -281,7 +306,7 @@ export class LiveStreams {
   list(opts: { open?: boolean } = {}): LiveStatus[] {
     return [...this.sessions.values()]
       .filter((e) => !opts.open || !e.credential)
-      .map((e) => e.session.status());
+      .map((e) => this.statusOf(e));
   }
 
   /** Each live stream's id as the heartbeat posts it: go-livepeer's stream id, else its name. */
@@ -320,6 +345,15 @@ export class LiveStreams {
 
   get liveCount(): number {
     return this.sessions.size;
+  }
+
+  /** The session's status with what the registry adds: the feed publisher, the RTMP outputs. */
+  private statusOf(entry: Entry): LiveStatus {
+    const status = entry.session.status();
+    const publisher = entry.session.feedStatus();
+    if (publisher) status.publisher = publisher;
+    if (entry.outputs.length) status.rtmpOutputs = entry.outputs.map((o) => o.status());
+    return status;
   }
 
   private remember(stream: string, ended: Ended): void {

@@ -18,7 +18,6 @@ import { type Failure, failureOf } from './cause.ts';
 import { inputDataStatus, outputDataStatus } from './data-status.ts';
 import { LiveError } from './errors.ts';
 import { Ingest } from './ingest.ts';
-import type { FeedPublisher } from './publisher.ts';
 import { type JobStartOptions, startJob } from './job-start.ts';
 import { FrameLatency } from './latency.ts';
 import { newTally, type PaymentTally, paymentStatus } from './live-payer.ts';
@@ -35,6 +34,7 @@ import {
   step,
   swapsInWindow,
 } from './policy.ts';
+import type { FeedPublisher } from './publisher.ts';
 import { RateMeter } from './rate-meter.ts';
 import { type LiveStatus, type SwapRecord, statusRecord } from './status.ts';
 import { goLivepeerStatus } from './status-compat.ts';
@@ -79,6 +79,8 @@ export interface LiveSessionOptions extends Omit<JobStartOptions, 'tally'> {
   whepUrl?: string;
   /** Wall clock, ms; default Date.now (tests drive it). */
   now?: () => number;
+  /** The orchestrator's output MPEG-TS as it arrives (for RTMP outputs). */
+  onOutputBytes?: (chunk: Uint8Array) => void;
   /** A feed publisher's audio codec (RTMP: AAC); default Opus from WebRTC. */
   audioCodec?: 'opus' | 'aac';
 }
@@ -175,6 +177,7 @@ export class LiveSession {
     });
     this.output = new OutputHub({
       requestKeyframe: () => this.ingest.requestKeyframeNow(),
+      onBytes: opts.onOutputBytes,
       onFrame: (bytes, pts, at) => {
         this.outputRate.add(bytes);
         this.latency.frameOut(pts, at);
