@@ -121,6 +121,7 @@ class RtmpFeed implements FeedPublisher {
       remote: p.remote,
       bytes: p.bytes,
       videoFrames: p.videoFrames,
+      reorderedFrames: p.reorderedFrames,
       audioFrames: p.audioFrames,
       h264Profile: d.profileIdc ?? null,
       aac: d.aac ?? null,

@@ -155,7 +155,7 @@ export class RtmpOutput {
     child.stdout?.on('data', (d: Buffer) => {
       // -progress: "frame=N" once frames reach the server.
       const m = /frame=(\d+)/.exec(d.toString());
-      if (m && Number(m[1]) > 0 && this.child === child) this.setState('live');
+      if (m && Number(m[1]) > 0 && this.child === child && !this.stopped) this.setState('live');
     });
     child.stdin?.on('error', () => {}); // EPIPE when ffmpeg exits: its exit handler reports it
     child.on('error', (err) => {

@@ -69,6 +69,8 @@ export class RtmpPublisher {
   query = new URLSearchParams();
   private sink?: RtmpMediaSink;
   videoFrames = 0;
+  /** Frames whose PTS ≠ DTS (B-frame streams): carried as published. */
+  reorderedFrames = 0;
   audioFrames = 0;
   bytes = 0;
   lastMediaAt?: number;
@@ -91,6 +93,7 @@ export class RtmpPublisher {
   /** @internal */
   deliverVideo(frame: FlvVideoFrame): void {
     this.videoFrames++;
+    if (frame.pts90k !== frame.dts90k) this.reorderedFrames++;
     this.sink?.video(frame);
   }
 
