@@ -309,11 +309,14 @@ interface Gateway {
   orchestrator?: Child;
   base: string;
   profileDir?: string;
+  /** Its RTMP ingest port. */
+  rtmpPort?: number;
 }
 
 async function startGateway(opts: BenchOptions): Promise<Gateway> {
   const httpPort = await freePort();
   const orchPort = await freePort();
+  const rtmpPort = await freePort();
   const secret = 'lp-gateway-bench';
   let orchestrator: Child | undefined;
   if (opts.externalOrch) {
@@ -341,6 +344,7 @@ async function startGateway(opts: BenchOptions): Promise<Gateway> {
   const nodeFlags = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
   const args = [
     ...['-httpAddr', `127.0.0.1:${httpPort}`, '-liveMaxStreams', '16', '-v', '0'],
+    ...['-rtmpAddr', `127.0.0.1:${rtmpPort}`],
     ...(orchestrator
       ? ['-orchAddr', `https://127.0.0.1:${orchPort}`, '-orchSecret', secret]
       : ['-localOrchestratorServiceAddr', `127.0.0.1:${orchPort}`, '-localOrchestratorCapacity', '16']),
@@ -370,7 +374,7 @@ async function startGateway(opts: BenchOptions): Promise<Gateway> {
         `its output:\n${child.tail()}`,
     );
   }
-  return { child, orchestrator, base, profileDir };
+  return { child, orchestrator, base, profileDir, rtmpPort };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -656,6 +660,80 @@ async function timeToFirstFrame(base: string, clip: Clip, run: number): Promise<
     };
   } finally {
     await closeStream(base, stream);
+  }
+}
+
+interface RtmpRun {
+  /** ffmpeg started → first processed frame at a WHEP viewer. */
+  totalMs: number;
+  /** The gateway's CPU (% of one core) with this one RTMP stream and its viewer, idle subtracted. */
+  cpuPercent: number;
+}
+
+/**
+ * An RTMP publish as OBS sends it (ffmpeg: H.264 High with B-frames, 2 s GOP, AAC) through the
+ * gateway to a WHEP viewer: time to first frame, then the gateway's CPU over `cpuWindowMs`.
+ */
+async function rtmpStream(
+  gateway: Gateway,
+  clip: Clip,
+  idlePercent: number,
+  cpuWindowMs: number,
+): Promise<RtmpRun> {
+  const name = `bench-rtmp-${Date.now() % 100000}`;
+  const t0 = now();
+  const ffmpeg = spawn(
+    'ffmpeg',
+    [
+      ...['-hide_banner', '-loglevel', 'error', '-re'],
+      ...['-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30', '-f', 'lavfi', '-i', 'sine'],
+      ...['-t', String(Math.ceil(cpuWindowMs / 1000) + 30)],
+      ...[
+        '-c:v',
+        'libx264',
+        '-preset',
+        'veryfast',
+        '-profile:v',
+        'high',
+        '-bf',
+        '2',
+        '-g',
+        '60',
+        '-c:a',
+        'aac',
+      ],
+      ...['-f', 'flv', `rtmp://127.0.0.1:${gateway.rtmpPort}/live/${name}?model=passthrough`],
+    ],
+    { stdio: 'ignore' },
+  );
+  const stream = newStream(name, clip);
+  try {
+    const viewer = newViewer(stream, clip, false);
+    stream.viewers.push(viewer);
+    // The stream exists once the publish is accepted: until then WHEP answers 404.
+    await waitUntil(
+      async () => {
+        try {
+          await connectViewer(gateway.base, stream, viewer);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      15_000,
+      'the RTMP stream to take a viewer',
+    );
+    await waitUntil(() => viewer.firstFrameAt !== undefined, 20_000, 'the first frame at the viewer');
+    const totalMs = viewer.firstFrameAt! - t0;
+    const ticksPerSecond = clockTicksPerSecond();
+    const before = processTicks(gateway.child.pid);
+    const t1 = now();
+    await sleep(cpuWindowMs);
+    const cpu = (100 * (processTicks(gateway.child.pid) - before)) / ticksPerSecond / ((now() - t1) / 1000);
+    return { totalMs, cpuPercent: cpu - idlePercent };
+  } finally {
+    ffmpeg.kill('SIGKILL');
+    await closeStream(gateway.base, stream);
   }
 }
 
@@ -1481,6 +1559,7 @@ async function main(): Promise<void> {
 
   const ttff: TtffRun[] = [];
   let lat: LatencyResult | undefined;
+  let rtmp: RtmpRun | undefined;
   let joinRuns: JoinRun[] = [];
   const loads: LoadResult[] = [];
   let storm: OfferStormResult | undefined;
@@ -1522,6 +1601,13 @@ async function main(): Promise<void> {
       } catch (err) {
         failures.push(`ttff run ${i}: ${(err as Error).message}`);
       }
+    }
+
+    log('RTMP: one ffmpeg publish (H.264 High, B-frames, AAC) to a WHEP viewer...');
+    try {
+      rtmp = await rtmpStream(gateway, clip, idle, opts.quick ? 3000 : 8000);
+    } catch (err) {
+      failures.push(`rtmp: ${(err as Error).message}`);
     }
 
     log(`latency: one stream for ${opts.latencyWindowMs / 1000} s...`);
@@ -1607,6 +1693,13 @@ async function main(): Promise<void> {
     );
   } else {
     out.push('| time to first frame | failed |');
+  }
+  if (!opts.prepayOnly) {
+    out.push(
+      rtmp
+        ? `| RTMP publish (ffmpeg, H.264 High + B-frames + AAC, 640×360 30 fps): time to first frame at a WHEP viewer / gateway CPU per stream | **${fmt(rtmp.totalMs)} ms** / ${rtmp.cpuPercent.toFixed(1)} % of a core |`
+        : '| RTMP publish | failed |',
+    );
   }
   if (lat) {
     const s = lat.server;
