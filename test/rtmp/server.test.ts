@@ -1,6 +1,7 @@
 // The RTMP server driven by ffmpeg as a publisher: H.264 High with B-frames and AAC come out as
 // Annex-B access units (PTS ≠ DTS) and ADTS frames; other codecs and refusals reach ffmpeg.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FlvAudioFrame, FlvVideoFrame } from '../../src/rtmp/flv.ts';
@@ -137,5 +138,37 @@ describe('RTMP server', () => {
     );
     await pub2.exit;
     expect(endReason).toMatch(/audio codec MP3 is not supported: publish AAC/);
+  }, 30_000);
+
+  it('closes a connection that is not RTMP version 3, and refuses playback', async () => {
+    const port = await server(async () => {});
+    const closed = await new Promise<string>((resolve) => {
+      const sock = connect(port, '127.0.0.1', () => sock.write(Buffer.alloc(1537, 6)));
+      let got = 0;
+      sock.on('data', (d) => {
+        got += d.length;
+      });
+      sock.on('close', () => resolve(`closed after ${got} bytes`));
+    });
+    expect(closed).toBe('closed after 0 bytes');
+    // ffmpeg reading from us (play) is refused with a reason.
+    const play = spawn('ffmpeg', [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-i',
+      `rtmp://127.0.0.1:${port}/live/cam`,
+      '-f',
+      'null',
+      '-',
+    ]);
+    children.push(play);
+    let err = '';
+    play.stderr?.on('data', (d) => {
+      err += d;
+    });
+    const code = await new Promise<number | null>((resolve) => play.on('close', resolve));
+    expect(code).not.toBe(0);
+    expect(err).toContain('takes publishers only');
   }, 30_000);
 });
