@@ -140,7 +140,11 @@ class Connection {
     private readonly opts: RtmpServerOptions,
     private readonly log: Logger,
   ) {
-    this.publisher = new RtmpPublisher(`${socket.remoteAddress}:${socket.remotePort}`, (r) => this.close(r));
+    // Ended from our side (the stream ended, no orchestrator): the publisher is told why first.
+    this.publisher = new RtmpPublisher(`${socket.remoteAddress}:${socket.remotePort}`, (r) => {
+      this.sendStatus('error', 'NetStream.Publish.Failed', r);
+      this.close(r);
+    });
     socket.setNoDelay(true);
     socket.on('data', (d) => this.onData(d));
     socket.on('close', () => this.close('publisher closed the connection'));

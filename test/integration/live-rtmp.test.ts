@@ -202,6 +202,13 @@ describe('RTMP ingest and output', () => {
     pub.child.kill('SIGKILL');
   }, 60_000);
 
+  it('a stream that ends on our side tells its publisher why (no orchestrator for the model)', async () => {
+    const port = await rtmpIngest();
+    const pub = ffmpegPublish(`rtmp://127.0.0.1:${port}/live/nomodel?model=no-such-model`, 30);
+    expect(await pub.exit).not.toBe(0);
+    expect(pub.stderr()).toMatch(/Server error: .*orchestrator/i);
+  }, 60_000);
+
   it('publish auth: the WHIP token as ?token=, and the auth webhook asked with type rtmp', async () => {
     const port = await rtmpIngest({ whipAuthToken: new Secret('s3cret') });
     const refused = ffmpegPublish(`rtmp://127.0.0.1:${port}/live/locked`, 3);
