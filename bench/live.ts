@@ -317,11 +317,14 @@ interface Gateway {
   orchestrator?: Child;
   base: string;
   profileDir?: string;
+  /** Its RTMP ingest port. */
+  rtmpPort?: number;
 }
 
 async function startGateway(opts: BenchOptions): Promise<Gateway> {
   const httpPort = await freePort();
   const orchPort = await freePort();
+  const rtmpPort = await freePort();
   const secret = 'lp-gateway-bench';
   let orchestrator: Child | undefined;
   if (opts.externalOrch) {
@@ -349,6 +352,7 @@ async function startGateway(opts: BenchOptions): Promise<Gateway> {
   const nodeFlags = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
   const args = [
     ...['-httpAddr', `127.0.0.1:${httpPort}`, '-liveMaxStreams', '16', '-v', '0'],
+    ...['-rtmpAddr', `127.0.0.1:${rtmpPort}`],
     ...(orchestrator
       ? ['-orchAddr', `https://127.0.0.1:${orchPort}`, '-orchSecret', secret]
       : ['-localOrchestratorServiceAddr', `127.0.0.1:${orchPort}`, '-localOrchestratorCapacity', '16']),
@@ -378,7 +382,7 @@ async function startGateway(opts: BenchOptions): Promise<Gateway> {
         `its output:\n${child.tail()}`,
     );
   }
-  return { child, orchestrator, base, profileDir };
+  return { child, orchestrator, base, profileDir, rtmpPort };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -670,6 +674,80 @@ async function timeToFirstFrame(base: string, clip: Clip, run: number): Promise<
   }
 }
 
+interface RtmpRun {
+  /** ffmpeg started → first processed frame at a WHEP viewer. */
+  totalMs: number;
+  /** The gateway's CPU (% of one core) with this one RTMP stream and its viewer, idle subtracted. */
+  cpuPercent: number;
+}
+
+/**
+ * An RTMP publish as OBS sends it (ffmpeg: H.264 High with B-frames, 2 s GOP, AAC) through the
+ * gateway to a WHEP viewer: time to first frame, then the gateway's CPU over `cpuWindowMs`.
+ */
+async function rtmpStream(
+  gateway: Gateway,
+  clip: Clip,
+  idlePercent: number,
+  cpuWindowMs: number,
+): Promise<RtmpRun> {
+  const name = `bench-rtmp-${Date.now() % 100000}`;
+  const t0 = now();
+  const ffmpeg = spawn(
+    'ffmpeg',
+    [
+      ...['-hide_banner', '-loglevel', 'error', '-re'],
+      ...['-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30', '-f', 'lavfi', '-i', 'sine'],
+      ...['-t', String(Math.ceil(cpuWindowMs / 1000) + 30)],
+      ...[
+        '-c:v',
+        'libx264',
+        '-preset',
+        'veryfast',
+        '-profile:v',
+        'high',
+        '-bf',
+        '2',
+        '-g',
+        '60',
+        '-c:a',
+        'aac',
+      ],
+      ...['-f', 'flv', `rtmp://127.0.0.1:${gateway.rtmpPort}/live/${name}?model=passthrough`],
+    ],
+    { stdio: 'ignore' },
+  );
+  const stream = newStream(name, clip);
+  try {
+    const viewer = newViewer(stream, clip, false);
+    stream.viewers.push(viewer);
+    // The stream exists once the publish is accepted: until then WHEP answers 404.
+    await waitUntil(
+      async () => {
+        try {
+          await connectViewer(gateway.base, stream, viewer);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      15_000,
+      'the RTMP stream to take a viewer',
+    );
+    await waitUntil(() => viewer.firstFrameAt !== undefined, 20_000, 'the first frame at the viewer');
+    const totalMs = viewer.firstFrameAt! - t0;
+    const ticksPerSecond = clockTicksPerSecond();
+    const before = processTicks(gateway.child.pid);
+    const t1 = now();
+    await sleep(cpuWindowMs);
+    const cpu = (100 * (processTicks(gateway.child.pid) - before)) / ticksPerSecond / ((now() - t1) / 1000);
+    return { totalMs, cpuPercent: cpu - idlePercent };
+  } finally {
+    ffmpeg.kill('SIGKILL');
+    await closeStream(gateway.base, stream);
+  }
+}
+
 interface LatencyResult {
   server?: { p50: number; p95: number; frames: number };
   client: { p50: number; p95: number; max: number; frames: number };
@@ -927,9 +1005,7 @@ async function loopLag(base: string): Promise<{ maxMs: number; p99Ms: number }> 
   const text = await (await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
   const gauge = (name: string) =>
     Number(
-      new RegExp(`^livepeer_gateway_process_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(
-        text,
-      )?.[1],
+      new RegExp(`^livepeer_gateway_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text)?.[1],
     ) * 1000;
   return { maxMs: gauge('max'), p99Ms: gauge('p99') };
 }
@@ -1124,10 +1200,7 @@ async function scrapeEventLoop(base: string): Promise<{ p99: number; max: number
     const res = await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(2000) });
     const text = await res.text();
     const read = (name: string) => {
-      const m = new RegExp(
-        `^livepeer_gateway_process_nodejs_eventloop_lag_${name}_seconds (\\S+)$`,
-        'm',
-      ).exec(text);
+      const m = new RegExp(`^livepeer_gateway_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text);
       return m ? Math.max(0, Number(m[1]) * 1000 - ELD_RESOLUTION_MS) : Number.NaN;
     };
     return { p99: read('p99'), max: read('max') };
@@ -1626,6 +1699,7 @@ async function main(): Promise<void> {
 
   const ttff: TtffRun[] = [];
   let lat: LatencyResult | undefined;
+  let rtmp: RtmpRun | undefined;
   let joinRuns: JoinRun[] = [];
   const loads: LoadResult[] = [];
   let storm: OfferStormResult | undefined;
@@ -1677,6 +1751,13 @@ async function main(): Promise<void> {
       } catch (err) {
         failures.push(`ttff run ${i}: ${(err as Error).message}`);
       }
+    }
+
+    log('RTMP: one ffmpeg publish (H.264 High, B-frames, AAC) to a WHEP viewer...');
+    try {
+      rtmp = await rtmpStream(gateway, clip, idle, opts.quick ? 3000 : 8000);
+    } catch (err) {
+      failures.push(`rtmp: ${(err as Error).message}`);
     }
 
     log(`latency: one stream for ${opts.latencyWindowMs / 1000} s...`);
@@ -1762,6 +1843,13 @@ async function main(): Promise<void> {
     );
   } else {
     out.push('| time to first frame | failed |');
+  }
+  if (!opts.prepayOnly) {
+    out.push(
+      rtmp
+        ? `| RTMP publish (ffmpeg, H.264 High + B-frames + AAC, 640×360 30 fps): time to first frame at a WHEP viewer / gateway CPU per stream | **${fmt(rtmp.totalMs)} ms** / ${rtmp.cpuPercent.toFixed(1)} % of a core |`
+        : '| RTMP publish | failed |',
+    );
   }
   if (lat) {
     const s = lat.server;
@@ -1916,7 +2004,7 @@ async function main(): Promise<void> {
     out.push(
       `Worst cases: test/helpers/sdp-worst-cases.ts (${[...new Set(storm.worst.offers.map((o) => o.name))].join(', ')}). ` +
         `Each burst is POSTed at the start of a ${opts.windowMs / 1000} s window; the gateway's event-loop delay comes from its ` +
-        '/metrics (livepeer_gateway_process_nodejs_eventloop_lag_*, reset at each window start). A 201 is a new stream (WHIP) ' +
+        '/metrics (livepeer_gateway_nodejs_eventloop_lag_*, reset at each window start). A 201 is a new stream (WHIP) ' +
         "or viewer (WHEP) with the offer's unreachable candidates, deleted after its window. Target: viewers keep ≥ 28 fps.",
     );
   }

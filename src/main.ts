@@ -4,7 +4,7 @@
 import { networkInterfaces, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pino from 'pino';
+import type { Logger } from 'pino';
 import { AiJobRunner } from './batch/ai-client.ts';
 import { ResultStore } from './batch/ai-results.ts';
 import { parseHeaderList } from './config/header-list.ts';
@@ -20,11 +20,14 @@ import { LiveStreams } from './live/registry.ts';
 import { RemoteSignerPayments } from './live/remote-payments.ts';
 import { StreamEvents } from './live/stream-events.ts';
 import { LocalOrchestrator, optionsFromConfig } from './local-orchestrator/server.ts';
+import { createLogger } from './log/pretty.ts';
 import { type DiscoverySource, StaticSource, WebhookSource } from './orchestrators/discovery.ts';
 import { OrchestratorPool } from './orchestrators/pool.ts';
 import { PriceCeiling } from './orchestrators/price.ts';
 import { offchainIdentity } from './payments/identity.ts';
 import { type ChainOverrides, type OnChainGateway, setupOnChain } from './payments/onchain-setup.ts';
+import { rtmpPublishHandler } from './rtmp/ingest.ts';
+import { RtmpServer } from './rtmp/server.ts';
 import { installShutdown } from './shutdown.ts';
 import { RemoteSignerClient } from './signer/client.ts';
 import { runSigner } from './signer/run.ts';
@@ -49,7 +52,7 @@ export async function main(
     console.log(usage());
     return;
   }
-  const logger = pino({ level: config.logLevel });
+  const logger = createLogger({ level: config.logLevel }, config.logFormat);
 
   // -remoteSigner: this process is a signer for keyless gateways, not a gateway.
   if (config.remoteSigner) {
@@ -212,6 +215,7 @@ export async function main(
     payments: tickets ?? remote,
     metrics: metrics.live,
     events,
+    rtmpOutputUrl: config.liveRtmpOutput,
     logger,
   });
   const heartbeat = config.liveAIHeartbeatURL
@@ -285,17 +289,20 @@ export async function main(
     logger,
   });
   await app.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
+  const shownHost = config.httpAddr.host === '0.0.0.0' ? '127.0.0.1' : config.httpAddr.host;
+  const httpBase = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${config.httpAddr.port}`;
+  const rtmp = await startRtmpIngest(config, streams, httpBase, logger);
   pool.start();
   await pool.refresh();
   heartbeat?.start();
 
-  const shown = config.httpAddr.host === '0.0.0.0' ? '127.0.0.1' : config.httpAddr.host;
-  const base = `http://${shown.includes(':') ? `[${shown}]` : shown}:${config.httpAddr.port}`;
+  const base = httpBase;
   const lines = [
     '',
     `lp-gateway is running (network: ${config.network})`,
     `  gateway:          ${base}/`,
     `  publish a camera: ${base}/publish.html`,
+    rtmp.line,
     `  live streams:     ${base}/status.html`,
     `  orchestrators:    ${base}/orchestrators`,
     `  REST API (batch AI, transcoding): ${base}/api.html`,
@@ -331,6 +338,7 @@ export async function main(
       () => pool.stop(),
       () => icePorts?.close(),
       () => app.close(),
+      () => rtmp.server?.close(),
       async () => {
         results.stop();
         await results.flush();
@@ -341,6 +349,49 @@ export async function main(
     timeoutMs: config.shutdownTimeout,
     logger,
   });
+}
+
+/**
+ * The RTMP ingest on -rtmpAddr. A busy port leaves the gateway running without it (WHIP still
+ * works) and says so, since the default 1935 is often taken by another RTMP server.
+ */
+async function startRtmpIngest(
+  config: Config,
+  streams: LiveStreams,
+  httpBase: string,
+  logger: Logger,
+): Promise<{ server?: RtmpServer; line: string }> {
+  const addr = config.rtmpAddr;
+  if (!addr) return { line: '  RTMP ingest:      off (-rtmpAddr off)' };
+  const server = new RtmpServer({
+    onPublish: rtmpPublishHandler({
+      streams,
+      defaultModel: config.live.defaultModel,
+      whipAuthToken: config.live.whipAuthToken,
+      authWebhook: config.liveAIAuthWebhookUrl
+        ? {
+            url: config.liveAIAuthWebhookUrl,
+            apiKey: config.liveAIAuthApiKey,
+            timeoutMs: config.liveAIAuthWebhookTimeout,
+          }
+        : undefined,
+      httpBase: config.live.publicUrl ?? (config.gatewayHost ? `https://${config.gatewayHost}` : httpBase),
+      gatewayHost: config.gatewayHost ?? new URL(httpBase).host,
+      logger: logger.child({ rtmp: true }),
+    }),
+    logger,
+  });
+  try {
+    const port = await server.listen(addr.port, addr.host);
+    const host = addr.host === '0.0.0.0' ? '127.0.0.1' : addr.host;
+    return {
+      server,
+      line: `  publish RTMP:     rtmp://${host.includes(':') ? `[${host}]` : host}:${port}/live/{stream}`,
+    };
+  } catch (err) {
+    logger.error({ rtmpAddr: addr.addr, err: (err as Error).message }, 'RTMP ingest not started');
+    return { line: `  RTMP ingest:      not started: ${addr.addr}: ${(err as Error).message}` };
+  }
 }
 
 /** The operator interfaces that are on (URLs without credentials or query). */

@@ -93,6 +93,11 @@ export type Config = {
   /** glog-style verbosity 0..6, and the pino level it maps to. */
   readonly v: number;
   readonly logLevel: LogLevel;
+  readonly logFormat: 'auto' | 'json' | 'pretty';
+  /** RTMP ingest address; undefined: off. */
+  readonly rtmpAddr: ListenAddr | undefined;
+  /** Where every stream's output is pushed over RTMP unless it has its own URL. */
+  readonly liveRtmpOutput: string | undefined;
   readonly grpcTimeoutMs: number;
   /** Maximum GetOrchestrator calls in flight when refreshing orchestrator info. */
   readonly discoveryConcurrency: number;
@@ -422,6 +427,9 @@ function build(
     orchSecret: value(K.orchSecret),
     v,
     logLevel: logLevelFor(v),
+    logFormat: value(K.logFormat),
+    rtmpAddr: value(K.rtmpAddr),
+    liveRtmpOutput: value(K.liveRtmpOutput),
     grpcTimeoutMs: value(K.grpcTimeoutMs),
     discoveryConcurrency: value(K.discoveryConcurrency),
     orchInfoMaxAge: value(K.orchInfoMaxAge),

@@ -406,6 +406,11 @@ export const K = {
     parse: secret,
     secret: true,
   }),
+  logFormat: req(['logFormat'], 'auto', {
+    type: 'string',
+    help: 'Log lines: json (one JSON object per line), pretty (one readable line per event), auto = pretty when stdout is a terminal, else json',
+    parse: oneOf(['auto', 'json', 'pretty'] as const),
+  }),
   v: req(['v'], '3', {
     type: 'int',
     help: 'Log verbosity 0..6: 0 warn, 1-3 info, 4-5 debug, 6 trace',
@@ -431,6 +436,25 @@ export const K = {
     type: 'host',
     help: "This gateway's public host (go-livepeer's -gatewayHost): gateway_host and the URLs the auth webhook gets, and `gateway` in stream events",
     parse: gatewayHostName,
+  }),
+  rtmpAddr: req(['rtmpAddr'], '127.0.0.1:1935', {
+    type: 'host:port',
+    help: 'RTMP ingest for live streams (rtmp://HOST/live/STREAM, as OBS and ffmpeg publish); ":port" listens on loopback as go-livepeer; port 0 picks one; "off" = no RTMP',
+    parse: (raw) => {
+      const s = scalar(raw);
+      if (s === 'off') return undefined;
+      return listenAddrOrFreePort(s.startsWith(':') ? `127.0.0.1${s}` : s);
+    },
+  }),
+  liveRtmpOutput: opt(['liveRtmpOutput'], {
+    type: 'url',
+    help: "Push every live stream's processed output (with audio, as AAC) to this RTMP URL unless the stream has its own (the auth webhook's rtmp_output_url, the rtmpOutput query); reconnects with backoff",
+    parse: (raw) => {
+      const s = scalar(raw);
+      if (!/^rtmps?:\/\/[^\s/]\S*$/i.test(s)) throw new Invalid('must be an rtmp:// or rtmps:// URL');
+      return s;
+    },
+    secret: true,
   }),
   liveAIAuthWebhookUrl: opt(['liveAIAuthWebhookUrl'], {
     type: 'url',

@@ -87,7 +87,7 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
     requireBearer(req, opts.whipAuthToken);
     const stream = streamName(req.params.stream);
     const offer = sdpBody(req);
-    const job = whipQuery(req, opts.defaultModel);
+    const job = publishQuery(req.url.split('?')[1] ?? '', opts.defaultModel);
     const streamUrl = `${BASE_PATH}/${encodeURIComponent(stream)}`;
     const whepUrl = `${publicBase(req, opts.publicUrl)}${streamUrl}/whep`;
     let credential = opts.whipAuthToken;
@@ -234,9 +234,12 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
   });
 };
 
-/** What the WHIP query asks for: ours (`model`) and go-livepeer's (`pipeline`, `params`, `streamId`, `rtmpOutput`). */
-function whipQuery(req: FastifyRequest, defaultModel: string): Omit<PublishOptions, 'credential'> {
-  const q = new URLSearchParams(req.url.split('?')[1] ?? '');
+/**
+ * What a publish query asks for (WHIP's, or the RTMP stream key's): ours (`model`) and
+ * go-livepeer's (`pipeline`, `params`, `streamId`, `rtmpOutput`).
+ */
+export function publishQuery(query: string, defaultModel: string): Omit<PublishOptions, 'credential'> {
+  const q = new URLSearchParams(query);
   const model = q.get('model') || q.get('pipeline') || defaultModel;
   if (!MODEL_ID.test(model)) {
     throw new LiveError(400, 'BAD_MODEL', 'model must be 1-128 letters, digits, ".", "_", "/" or "-"');
@@ -287,7 +290,7 @@ function publicBase(req: FastifyRequest, publicUrl?: string): string {
   return (publicUrl ?? `${req.protocol}://${req.host}`).replace(/\/+$/, '');
 }
 
-function streamName(name: string): string {
+export function streamName(name: string): string {
   if (!STREAM_NAME.test(name)) {
     throw new LiveError(400, 'BAD_STREAM_NAME', 'stream name must be 1-128 letters, digits, ".", "_" or "-"');
   }

@@ -18,7 +18,8 @@ export function createMetrics(sources: {
 }): GatewayMetrics {
   const registry = new Registry();
   if (sources.operator) operatorMetrics(registry, sources.operator);
-  collectDefaultMetrics({ register: registry, prefix: 'livepeer_gateway_process_' });
+  // prom-client's own names start with process_ or nodejs_: the prefix names only the gateway.
+  collectDefaultMetrics({ register: registry, prefix: 'livepeer_gateway_' });
   const attempts = new Counter({
     name: 'livepeer_ai_live_attempts',
     help: 'WHIP publish attempts by outcome (started, refused: a 4xx, failed: no orchestrator or an error)',

@@ -55,6 +55,8 @@ export interface IngestOptions {
    */
   reorderWaitMs?: () => number;
   limits?: Partial<IngestLimits>;
+  /** The publisher's audio: Opus over RTP (WHIP, the default) or AAC frames (RTMP), carried as is. */
+  audioCodec?: 'opus' | 'aac';
   logger: Logger;
 }
 
@@ -88,7 +90,7 @@ type CachedFrame =
   | { kind: 'audio'; data: Uint8Array; pts: number };
 
 export class Ingest {
-  private readonly muxer = new TsMuxer({ video: true, audio: { channels: 2 } });
+  private readonly muxer: TsMuxer;
   private readonly video: H264Depacketizer;
   /** A VP8/VP9 publisher: its frames are transcoded to H.264 (useVpx) before they reach onAccessUnit. */
   private vpx?: { depacketizer: VpxDepacketizer; transcoder: VpxToH264 };
@@ -118,6 +120,7 @@ export class Ingest {
 
   constructor(private readonly opts: IngestOptions) {
     this.limits = { ...INGEST_DEFAULTS, ...opts.limits };
+    this.muxer = new TsMuxer({ video: true, audio: { channels: 2, codec: opts.audioCodec ?? 'opus' } });
     this.video = new H264Depacketizer({
       onAccessUnit: (au) => this.onAccessUnit(au),
       onFrameDropped: () => {
@@ -184,6 +187,24 @@ export class Ingest {
     const now = this.touch();
     this.audioOffset90k ??= this.offsetFrom(now);
     this.audioOrder.push(seq, { payload, ts }, now);
+  }
+
+  /**
+   * A whole access unit from a publisher that times its own frames (RTMP: DTS from the message,
+   * PTS = DTS + composition time): no depacketizing, no reordering, no DTS to derive. Timestamps
+   * are 90 kHz from the publisher's zero; audio (pushAudioFrame) shares that clock.
+   */
+  pushAccessUnit(annexB: Uint8Array, pts90k: number, dts90k: number, keyframe: boolean): void {
+    if (this.closed) return;
+    this.touch();
+    this.onVideoFrame(annexB, pts90k + PTS_BASE_90K, dts90k + PTS_BASE_90K, keyframe);
+  }
+
+  /** One audio frame in the muxer's codec (an ADTS frame for AAC), on pushAccessUnit's clock. */
+  pushAudioFrame(data: Uint8Array, pts90k: number): void {
+    if (this.closed) return;
+    this.touch();
+    this.onAudioFrame(data, pts90k + PTS_BASE_90K);
   }
 
   /**
@@ -279,10 +300,14 @@ export class Ingest {
     const pts = au.pts90k + (this.videoOffset90k ?? PTS_BASE_90K);
     // Every frame gets its DTS in order, whether it is sent now or only kept for a replay.
     const dts = this.dts.next(pts, au.nalus);
-    this.keep({ kind: 'video', annexB: au.annexB, pts, dts, keyframe: au.keyframe }, au.keyframe);
+    this.onVideoFrame(au.annexB, pts, dts, au.keyframe);
+  }
+
+  private onVideoFrame(annexB: Uint8Array, pts: number, dts: number, keyframe: boolean): void {
+    this.keep({ kind: 'video', annexB, pts, dts, keyframe }, keyframe);
     const open = this.segment;
     const due = open && pts - open.startPts >= this.opts.minSegmentDurationMs * 90;
-    if (au.keyframe && (!open || due)) {
+    if (keyframe && (!open || due)) {
       if (open) this.finish(open);
       this.segment = this.open(pts);
     } else if (!open) {
@@ -294,24 +319,27 @@ export class Ingest {
     if (!segment) return;
     if (segment.dropping) {
       // Resume on a keyframe once the connection has drained; until then the frames are lost.
-      if (!au.keyframe || segment.backedUp) {
+      if (!keyframe || segment.backedUp) {
         this.framesDroppedBackpressure++;
         return;
       }
       segment.dropping = false;
     }
-    this.writeVideo(segment, au.annexB, pts, dts, au.keyframe);
-    this.opts.onFrame(au.annexB.length, pts, this.lastPacket ?? Date.now());
+    this.writeVideo(segment, annexB, pts, dts, keyframe);
+    this.opts.onFrame(annexB.length, pts, this.lastPacket ?? Date.now());
   }
 
   private onAudio(payload: Uint8Array, ts: number): void {
     const frame = this.audio.push(payload, ts);
     if (!frame) return;
-    const pts = frame.pts90k + (this.audioOffset90k ?? PTS_BASE_90K);
-    this.keep({ kind: 'audio', data: frame.data, pts }, false);
+    this.onAudioFrame(frame.data, frame.pts90k + (this.audioOffset90k ?? PTS_BASE_90K));
+  }
+
+  private onAudioFrame(data: Uint8Array, pts: number): void {
+    this.keep({ kind: 'audio', data, pts }, false);
     const segment = this.segment;
     if (!segment || segment.dropping) return;
-    this.write(segment, this.muxer.writeAudio({ data: frame.data, pts90k: pts }));
+    this.write(segment, this.muxer.writeAudio({ data, pts90k: pts }));
   }
 
   /** Adds a frame to the cached GOP (a keyframe starts a new one); forgets a GOP past the limits. */

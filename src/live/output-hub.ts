@@ -84,6 +84,8 @@ export interface OutputHubOptions {
   videoCodec?: 'h264' | 'vp8';
   /** Each video frame viewers get, after the switch logic (so a new source starts on a keyframe). */
   onVideoFrame?: (frame: DemuxedVideo) => void;
+  /** Every output byte as it arrives, before demuxing (RTMP outputs take the MPEG-TS as is). */
+  onBytes?: (chunk: Uint8Array) => void;
   logger: Logger;
   /** Clock for tests. */
   now?: () => number;
@@ -316,7 +318,10 @@ export class OutputHub<P extends OutputPeer = OutputPeer> {
    */
   async pushSegment(body: Readable, source?: string): Promise<void> {
     const demuxer = new TsDemuxer();
-    for await (const chunk of body) this.push(demuxer.push(chunk as Uint8Array), source);
+    for await (const chunk of body) {
+      this.opts.onBytes?.(chunk as Uint8Array);
+      this.push(demuxer.push(chunk as Uint8Array), source);
+    }
     this.push(demuxer.flush(), source);
   }
 

@@ -6,6 +6,7 @@ import type { Secret } from '../config/index.ts';
 import { liveKind } from '../orchestrators/capabilities.ts';
 import type { OrchestratorPool } from '../orchestrators/pool.ts';
 import type { GatewayIdentity } from '../payments/identity.ts';
+import { RtmpOutput } from '../rtmp/output.ts';
 import type { IcePatchResult, PeerNetworkOptions } from '../webrtc/index.ts';
 import { addTotals, type DataPlaneTotals, emptyTotals } from './data-status.ts';
 import { LiveError } from './errors.ts';
@@ -13,6 +14,7 @@ import { LivePayments, type LivePaymentsOptions } from './live-payer.ts';
 import { LoopDelayMonitor, type LoopDelaySource } from './loop-delay.ts';
 import type { LivePaymentBackend } from './payment-backend.ts';
 import { POLICY_DEFAULTS } from './policy.ts';
+import type { FeedPublisher } from './publisher.ts';
 import { LiveSession, type LiveSessionLimits, type LiveStatus, type SwapRecord } from './session.ts';
 import { StreamEvents, StreamTracer } from './stream-events.ts';
 
@@ -36,6 +38,10 @@ export interface LiveStreamsOptions {
   payments?: LivePaymentsOptions | LivePaymentBackend;
   /** The gateway's event-loop delay; default: a monitor of this process's loop. */
   loopDelay?: LoopDelaySource;
+  /** Every stream's output is pushed here over RTMP unless the stream has its own (-liveRtmpOutput). */
+  rtmpOutputUrl?: string;
+  /** Starts an RTMP output (default: an ffmpeg push, src/rtmp/output.ts). */
+  startRtmpOutput?: (url: string, logger: Logger) => RtmpOutputHandle;
   /** Where every stream's events go (the events webhook and /live/events subscribe); default: a new emitter. */
   events?: StreamEvents;
 }
@@ -57,8 +63,16 @@ export interface PublishOptions {
   receivedAt?: number;
 }
 
+/** An RTMP push of a stream's output (src/rtmp/output.ts). */
+export interface RtmpOutputHandle {
+  write(chunk: Uint8Array): void;
+  status(): NonNullable<LiveStatus['rtmpOutputs']>[number];
+  close(): void;
+}
+
 /** A live stream and what the registry keeps beside it. */
 interface Entry {
+  outputs: RtmpOutputHandle[];
   session: LiveSession;
   /** go-livepeer's stream id, else the stream name: what the heartbeat and events call it. */
   id: string;
@@ -110,6 +124,46 @@ export class LiveStreams {
     offerSdp: string,
     job: PublishOptions,
   ): Promise<{ sessionId: string; answerSdp: string; etag: string }> {
+    const { session, sessionId } = this.open(stream, job);
+    try {
+      const answerSdp = await session.start(offerSdp);
+      this.opts.metrics?.attempt('started');
+      return { sessionId, answerSdp, etag: session.publisherEtag ?? `"${sessionId}"` };
+    } catch (err) {
+      this.opts.metrics?.attempt(err instanceof LiveError && err.status < 500 ? 'refused' : 'failed');
+      await session.stop(`start failed: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
+  /**
+   * A stream from a feed publisher (RTMP). The name is claimed and the feed attached before this
+   * returns its promise, which settles when the first orchestrator job runs (or the start fails,
+   * and the stream has then ended).
+   */
+  async publishFeed(
+    stream: string,
+    feed: FeedPublisher,
+    job: PublishOptions,
+  ): Promise<{ sessionId: string }> {
+    const { session, sessionId } = this.open(stream, job, feed.audioCodec);
+    try {
+      await session.startFeed(feed);
+      this.opts.metrics?.attempt('started');
+      return { sessionId };
+    } catch (err) {
+      this.opts.metrics?.attempt(err instanceof LiveError && err.status < 500 ? 'refused' : 'failed');
+      await session.stop(`start failed: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
+  /** Creates a stream's session and claims its name (no await before the claim). */
+  private open(
+    stream: string,
+    job: PublishOptions,
+    audioCodec?: 'opus' | 'aac',
+  ): { session: LiveSession; sessionId: string } {
     this.checkRoom(stream);
     const sessionId = randomBytes(12).toString('hex');
     const tracer = new StreamTracer(this.events, {
@@ -124,6 +178,7 @@ export class LiveStreams {
       streamId: job.streamId,
       sessionId,
       tracer,
+      audioCodec,
       whepUrl: job.whepUrl,
       modelId: job.modelId,
       params: job.params,
@@ -140,10 +195,14 @@ export class LiveStreams {
       loopDelay: this.loopDelay,
       onFirstOutput: (ms) => this.opts.metrics?.firstOutput(ms),
       onSwap: (record) => this.opts.metrics?.swap(record),
+      onOutputBytes: (chunk) => {
+        for (const o of entry.outputs) o.write(chunk);
+      },
       onEnd: () => {
+        for (const o of entry.outputs) o.close();
         if (this.sessions.get(stream)?.session !== session) return;
         this.sessions.delete(stream);
-        const final = session.status();
+        const final = this.statusOf(entry);
         addTotals(this.endedTotals, final);
         this.remember(stream, {
           status: final,
@@ -154,7 +213,11 @@ export class LiveStreams {
         });
       },
     });
+    const outputUrl = job.rtmpOutputUrl ?? this.opts.rtmpOutputUrl;
+    const startOutput =
+      this.opts.startRtmpOutput ?? ((url: string, logger: Logger) => new RtmpOutput({ url, logger }));
     const entry: Entry = {
+      outputs: outputUrl ? [startOutput(outputUrl, this.opts.logger.child({ stream }))] : [],
       session,
       id: job.streamId || stream,
       credential: job.credential,
@@ -167,15 +230,7 @@ export class LiveStreams {
       timestamp: job.receivedAt ?? Date.now(),
       pipeline: job.modelId,
     });
-    try {
-      const answerSdp = await session.start(offerSdp);
-      this.opts.metrics?.attempt('started');
-      return { sessionId, answerSdp, etag: session.publisherEtag ?? `"${sessionId}"` };
-    } catch (err) {
-      this.opts.metrics?.attempt(err instanceof LiveError && err.status < 500 ? 'refused' : 'failed');
-      await session.stop(`start failed: ${(err as Error).message}`);
-      throw err;
-    }
+    return { session, sessionId };
   }
 
   /** Throws the 409 or 503 a publish of `stream` would get now (before asking anyone else). */
@@ -227,7 +282,7 @@ export class LiveStreams {
    */
   status(key: string): LiveStatus {
     const live = this.lookup(key);
-    if (live) return live.session.status();
+    if (live) return this.statusOf(live);
     const ended = this.endedLookup(key);
     if (ended) return ended.status;
     throw new LiveError(404, 'NO_SUCH_STREAM', `no live stream "${key}"`);
@@ -251,7 +306,7 @@ export class LiveStreams {
   list(opts: { open?: boolean } = {}): LiveStatus[] {
     return [...this.sessions.values()]
       .filter((e) => !opts.open || !e.credential)
-      .map((e) => e.session.status());
+      .map((e) => this.statusOf(e));
   }
 
   /** Each live stream's id as the heartbeat posts it: go-livepeer's stream id, else its name. */
@@ -290,6 +345,15 @@ export class LiveStreams {
 
   get liveCount(): number {
     return this.sessions.size;
+  }
+
+  /** The session's status with what the registry adds: the feed publisher, the RTMP outputs. */
+  private statusOf(entry: Entry): LiveStatus {
+    const status = entry.session.status();
+    const publisher = entry.session.feedStatus();
+    if (publisher) status.publisher = publisher;
+    if (entry.outputs.length) status.rtmpOutputs = entry.outputs.map((o) => o.status());
+    return status;
   }
 
   private remember(stream: string, ended: Ended): void {

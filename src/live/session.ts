@@ -35,6 +35,7 @@ import {
   step,
   swapsInWindow,
 } from './policy.ts';
+import type { FeedPublisher } from './publisher.ts';
 import { RateMeter } from './rate-meter.ts';
 import { type LiveStatus, type SwapRecord, statusRecord } from './status.ts';
 import { goLivepeerStatus } from './status-compat.ts';
@@ -79,6 +80,10 @@ export interface LiveSessionOptions extends Omit<JobStartOptions, 'tally'> {
   whepUrl?: string;
   /** Wall clock, ms; default Date.now (tests drive it). */
   now?: () => number;
+  /** The orchestrator's output MPEG-TS as it arrives (for RTMP outputs). */
+  onOutputBytes?: (chunk: Uint8Array) => void;
+  /** A feed publisher's audio codec (RTMP: AAC); default Opus from WebRTC. */
+  audioCodec?: 'opus' | 'aac';
 }
 
 export type { LiveState, LiveStatus, SwapRecord } from './status.ts';
@@ -98,6 +103,8 @@ export class LiveSession {
   private policy: PolicyState;
   private readonly now: () => number;
   private ingestPeer?: IngestPeer;
+  /** The publisher when it is not a WebRTC peer (RTMP). */
+  private feed?: FeedPublisher;
   private readonly jobs = new Map<number, Job>();
   private readonly ingest: Ingest;
   /** The one owner of the viewers and their peers. */
@@ -171,11 +178,13 @@ export class LiveSession {
         }
       },
       onError: (reason) => this.opts.logger.warn({ reason }, 'live stream problem'),
+      audioCodec: opts.audioCodec,
       logger: opts.logger,
     });
     this.output = new OutputHub({
       requestKeyframe: () => this.ingest.requestKeyframeNow(),
       onVideoFrame: (frame) => this.vp8?.encoder.push(frame),
+      onBytes: opts.onOutputBytes,
       onFrame: (bytes, pts, at) => {
         this.outputRate.add(bytes);
         this.latency.frameOut(pts, at);
@@ -231,6 +240,32 @@ export class LiveSession {
     });
     this.timer = setInterval(() => this.onTimer(), TICK_MS);
     return ingestPeer.answerSdp;
+  }
+
+  /**
+   * Starts the stream from a feed publisher (RTMP): its frames go into the segmenter at once (the
+   * GOP is kept for the first job), and this resolves when the first orchestrator job runs.
+   */
+  async startFeed(feed: FeedPublisher): Promise<void> {
+    const firstJob = new Promise<void>((resolve, reject) => {
+      this.firstJob = { resolve, reject };
+    });
+    this.feed = feed;
+    feed.attach({
+      video: (annexB, pts, dts, keyframe) => this.ingest.pushAccessUnit(annexB, pts, dts, keyframe),
+      audio: (data, pts) => this.ingest.pushAudioFrame(data, pts),
+      gone: (reason) => void this.stop(reason),
+    });
+    this.dispatch({ type: 'start' });
+    this.dispatch({ type: 'publisherConnected' });
+    this.timer = setInterval(() => this.onTimer(), TICK_MS);
+    await firstJob;
+    if (this.ended) throw new LiveError(409, 'STREAM_ENDED', 'stream ended while starting');
+  }
+
+  /** The feed publisher's state for /status; undefined for a WHIP publisher. */
+  feedStatus(): Record<string, unknown> | undefined {
+    return this.feed && { kind: this.feed.kind, ...this.feed.stats() };
   }
 
   /** The publisher's ICE session entity-tag (ETag of the WHIP session URL). */
@@ -746,6 +781,7 @@ export class LiveSession {
     const jobs = [...this.jobs.values()];
     this.jobs.clear();
     for (const job of jobs) this.keepPayment(job.session);
+    this.feed?.close(this.policy.endReason ?? 'stream ended');
     await Promise.allSettled([
       this.ingestPeer?.close(),
       ...jobs.map((j) => j.session.close()),

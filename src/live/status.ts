@@ -64,6 +64,18 @@ export interface LiveStatus extends GoLivepeerStatus {
   /** What was paid to whom: one entry per paid orchestrator this stream used. */
   payments: PaymentStatus[];
   endReason?: string;
+  /** A publisher that is not WebRTC (RTMP): its kind and state. Absent for WHIP. */
+  publisher?: Record<string, unknown>;
+  /** Where the output is pushed over RTMP, and how that goes. Absent when nowhere. */
+  rtmpOutputs?: {
+    url: string;
+    state: 'connecting' | 'live' | 'retrying' | 'stopped';
+    since: string;
+    restarts: number;
+    lastError: string | null;
+    bytesIn: number;
+    bytesDropped: number;
+  }[];
 }
 
 export function statusRecord(r: PolicySwapRecord): SwapRecord {

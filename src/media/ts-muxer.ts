@@ -14,8 +14,8 @@ import {
 
 export interface TsMuxerOptions {
   video: boolean;
-  /** Opus audio with this many channels (1–8). */
-  audio?: { channels: number };
+  /** Opus audio with this many channels (1–8); or AAC, given as ADTS frames (an RTMP publish). */
+  audio?: { channels: number; codec?: 'opus' | 'aac' };
   /** PCR = DTS − this, floored at 0. Default 0. */
   pcrDelay90k?: number;
   /** Defaults follow ffmpeg: PMT 0x1000, video 0x100, audio 0x101 (0x100 when there is no video). */
@@ -34,7 +34,7 @@ export interface TsVideoFrame {
 }
 
 export interface TsAudioPacket {
-  /** One Opus packet. */
+  /** One Opus packet, or one ADTS frame for AAC. */
   data: Uint8Array;
   pts90k: number;
 }
@@ -42,6 +42,8 @@ export interface TsAudioPacket {
 const VIDEO_STREAM_ID = 0xe0;
 /** ffmpeg puts Opus in private_stream_1. */
 const OPUS_STREAM_ID = 0xbd;
+/** AAC goes in an MPEG audio stream id, as ffmpeg writes it. */
+const AAC_STREAM_ID = 0xc0;
 const PES_HEADER_MAX = 19;
 /** Opus control header: 0x3FF prefix, no trim flags (ETSI TS 102 366 style, as ffmpeg writes it). */
 const OPUS_CONTROL_PREFIX_0 = 0x7f;
@@ -68,6 +70,7 @@ export class TsMuxer {
   private readonly pcrPid: number;
   private readonly hasVideo: boolean;
   private readonly hasAudio: boolean;
+  private readonly aac: boolean;
   private readonly pcrDelay90k: number;
   private readonly pat: Uint8Array;
   private readonly pmt: Uint8Array;
@@ -80,6 +83,7 @@ export class TsMuxer {
   constructor(options: TsMuxerOptions) {
     this.hasVideo = options.video;
     this.hasAudio = options.audio !== undefined;
+    this.aac = options.audio?.codec === 'aac';
     if (!this.hasVideo && !this.hasAudio) throw new RangeError('TsMuxer needs video, audio or both');
     const channels = options.audio?.channels ?? 2;
     if (this.hasAudio && (!Number.isInteger(channels) || channels < 1 || channels > 8)) {
@@ -93,7 +97,8 @@ export class TsMuxer {
     this.pat = buildPat(this.pmtPid);
     const streams: Uint8Array[] = [];
     if (this.hasVideo) streams.push(esInfo(StreamType.h264, this.videoPid, []));
-    if (this.hasAudio) {
+    if (this.hasAudio && this.aac) streams.push(esInfo(StreamType.aacAdts, this.audioPid, []));
+    else if (this.hasAudio) {
       // Registration descriptor 'Opus' plus DVB extension descriptor 0x80 with the channel config.
       const descriptors = [0x05, 4, 0x4f, 0x70, 0x75, 0x73, 0x7f, 2, 0x80, channels];
       streams.push(esInfo(StreamType.privateData, this.audioPid, descriptors));
@@ -144,10 +149,11 @@ export class TsMuxer {
   writeAudio(packet: TsAudioPacket): Uint8Array {
     if (!this.hasAudio) throw new Error('TsMuxer was created without audio');
     const size = packet.data.length;
-    if (size === 0) throw new RangeError('empty Opus packet');
+    if (size === 0) throw new RangeError('empty audio packet');
     const h = this.header;
-    h[3] = OPUS_STREAM_ID;
+    h[3] = this.aac ? AAC_STREAM_ID : OPUS_STREAM_ID;
     let headerLength = this.writePesHeader(packet.pts90k, -1);
+    if (this.aac) return this.writeAudioPes(headerLength, packet);
     h[headerLength++] = OPUS_CONTROL_PREFIX_0;
     h[headerLength++] = OPUS_CONTROL_PREFIX_1;
     // au_size: 0xFF per full 255, then the remainder (0 when size is a multiple of 255).
@@ -158,7 +164,11 @@ export class TsMuxer {
     }
     h[headerLength++] = remaining;
     if (headerLength > h.length) throw new RangeError('Opus packet too large');
-    setPesLength(h, headerLength + size - 6, false);
+    return this.writeAudioPes(headerLength, packet);
+  }
+
+  private writeAudioPes(headerLength: number, packet: TsAudioPacket): Uint8Array {
+    setPesLength(this.header, headerLength + packet.data.length - 6, false);
     const tables = !this.wroteAnything;
     const pcr = this.pcrPid === this.audioPid ? Math.max(0, packet.pts90k - this.pcrDelay90k) : -1;
     return this.writePes(CcSlot.audio, this.audioPid, headerLength, packet.data, pcr, false, tables);
