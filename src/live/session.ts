@@ -62,6 +62,8 @@ export interface LiveSessionOptions extends Omit<JobStartOptions, 'tally'> {
   params: Record<string, unknown>;
   /** Told when an orchestrator failed this stream, so selection can avoid it for a while. */
   onOrchestratorFailed: (url: string, reason: string) => void;
+  /** A WHEP viewer is gone, however it went (the registry frees its account slot). */
+  onViewerLeft?: (viewerId: string) => void;
   limits: LiveSessionLimits;
   /** Where WebRTC peers listen and which host candidates they announce. */
   network: PeerNetworkOptions;
@@ -169,6 +171,7 @@ export class LiveSession {
     });
     this.output = new OutputHub({
       requestKeyframe: () => this.ingest.requestKeyframeNow(),
+      onViewerLeft: (id) => this.opts.onViewerLeft?.(id),
       onFrame: (bytes, pts, at) => {
         this.outputRate.add(bytes);
         this.latency.frameOut(pts, at);
