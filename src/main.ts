@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { AiJobRunner } from './batch/ai-client.ts';
 import { ResultStore } from './batch/ai-results.ts';
+import { RedisClusterStore } from './cluster/redis.ts';
 import { parseHeaderList } from './config/header-list.ts';
 import { type Config, ConfigError, loadConfig, usage } from './config/index.ts';
 import { buildGatewayApp } from './http/app.ts';
@@ -143,7 +144,20 @@ export async function main(
       }),
     );
   }
+  // -redisUrl: this node is one of several; they share the stream registry, orchestrator
+  // suspensions and latencies, and per-account limits (docs/scale-out.md).
+  const cluster = config.redisUrl
+    ? await RedisClusterStore.connect({
+        url: config.redisUrl.reveal(),
+        nodeUrl: config.clusterNodeUrl as string,
+        leaseMs: config.clusterLeaseTtl,
+        logger,
+      })
+    : undefined;
   const pool = new OrchestratorPool({
+    share: cluster
+      ? { suspension: (s) => cluster.shareSuspension(s), latency: (l) => cluster.shareLatency(l) }
+      : undefined,
     sources,
     identity,
     grpcTimeoutMs: config.grpcTimeoutMs,
@@ -156,6 +170,8 @@ export async function main(
     }),
     logger,
   });
+  cluster?.onSuspension((s) => pool.applySharedSuspension(s));
+  cluster?.onLatency((l) => pool.applySharedLatency(l));
   // One ticket sender per orchestrator for live, batch AI and transcoding alike: nonces are
   // counted in one place.
   const tickets = onchain ? new LivePayments(onchain.payments) : undefined;
@@ -201,6 +217,8 @@ export async function main(
       maxViewers: live.maxViewers,
       ingestTimeoutMs: live.ingestTimeoutMs,
       maxStreams: live.maxStreams,
+      accountMaxStreams: live.accountMaxStreams,
+      accountMaxViewers: live.accountMaxViewers,
       firstOutputTimeoutMs: live.firstOutputTimeoutMs,
       noOutputTimeoutMs: live.noOutputTimeoutMs,
       maxSwaps: live.maxSwaps,
@@ -211,6 +229,8 @@ export async function main(
     payments: tickets ?? remote,
     metrics: metrics.live,
     events,
+    cluster,
+    nodeUrl: cluster ? config.clusterNodeUrl : undefined,
     logger,
   });
   const heartbeat = config.liveAIHeartbeatURL
@@ -271,6 +291,7 @@ export async function main(
       gatewayHost: config.gatewayHost,
       defaultModel: live.defaultModel,
       publicUrl: live.publicUrl,
+      clusterNodeUrl: cluster ? config.clusterNodeUrl : undefined,
     },
     operator: { drain, sse },
     bodyLimitBytes: config.http.bodyLimitBytes,
@@ -310,6 +331,11 @@ export async function main(
           `  not available:    batch AI and transcoding (503): ${REMOTE_SIGNER_REFUSAL}`,
         ]
       : []),
+    ...(cluster
+      ? [
+          `  scale-out:        node ${cluster.nodeId} at ${config.clusterNodeUrl}, sharing streams through Redis (${cluster.connected ? 'connected' : 'not reachable yet: new streams get 503'})`,
+        ]
+      : []),
     ...webrtcBanner(icePorts, natIp),
     ...operatorBanner(config, base),
     '',
@@ -324,6 +350,8 @@ export async function main(
     events: eventsWebhook,
     close: [
       () => pool.stop(),
+      // After the streams ended: their releases reach Redis before it is closed.
+      () => cluster?.close(),
       () => icePorts?.close(),
       () => app.close(),
       async () => {
