@@ -45,6 +45,8 @@ export interface TestGatewayOptions {
   events?: LiveStreamsOptions['events'];
   /** Drain state and SSE clients (src/http/operator-routes.ts). */
   operator?: GatewayAppOptions['operator'];
+  /** What this node shares with others (src/cluster/); default: in-process. */
+  cluster?: LiveStreamsOptions['cluster'];
 }
 
 export async function startTestGateway(opts: TestGatewayOptions) {
@@ -85,6 +87,8 @@ export async function startTestGateway(opts: TestGatewayOptions) {
     metrics: metrics.live,
     loopDelay: opts.loopDelay,
     events: opts.events,
+    cluster: opts.cluster,
+    nodeUrl: opts.live?.clusterNodeUrl,
     logger,
   });
   const app = await buildGatewayApp({
