@@ -97,6 +97,8 @@ beforeAll(async () => {
       ...['-remoteSignerHeaders', `Authorization:Bearer ${TOKEN}`],
       ...['-liveDefaultModel', 'passthrough', '-livePaymentInterval', '1s'],
       ...['-orchWebhookRefreshInterval', '1s', '-shutdownTimeout', '10s'],
+      // Every stream here is of one account ('open'): three streams and three viewers, cluster-wide.
+      ...['-liveAccountMaxStreams', '3', '-liveAccountMaxViewers', '3'],
     ]);
     cleanups.push(() => proc.kill());
     nodes.push({ proc, base: `http://127.0.0.1:${port}` });
@@ -190,6 +192,22 @@ describe('three gateway nodes on one Redis', () => {
     }
     for (const v of viewers) await waitFor(() => v.frames.length > 30, 'frames through another node', 30_000);
 
+    // The account's limits hold across nodes: a fourth stream, a fourth viewer, wherever asked.
+    const fourth = await fetch(`${nodes[0]!.base}${path('cs9')}/whip`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/sdp' },
+      body: 'v=0\r\n',
+    });
+    expect(fourth.status).toBe(429);
+    expect(((await fourth.json()) as Status).error!.code).toBe('ACCOUNT_STREAMS');
+    const extraViewer = await fetch(`${nodes[2]!.base}${path('cs0')}/whep`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/sdp' },
+      body: 'v=0\r\n',
+    });
+    expect(extraViewer.status).toBe(429);
+    expect(((await extraViewer.json()) as Status).error!.code).toBe('ACCOUNT_VIEWERS');
+
     // Status and update from random nodes; the playback URL names the owner.
     for (const [i, s] of streams.entries()) {
       const st = await status(pick(nodes).base, s);
@@ -242,6 +260,10 @@ describe('three gateway nodes on one Redis', () => {
     );
     expect((await status(nodes[1]!.base, 'cs0')).body.state).toBe('live');
     expect((await status(nodes[0]!.base, 'cs1')).body.state).toBe('live');
+    // The dead node's viewer slot lapsed with its leases: a new viewer fits the account again.
+    const late = await WhepTestViewer.connect(`${nodes[1]!.base}${path('cs0')}/whep`);
+    cleanups.push(() => late.close());
+    await waitFor(() => late.frames.length > 10, 'frames to a viewer in the freed slot', 20_000);
 
     // Every payment the orchestrator took verified: no stream reports a payment error, the
     // winners are the signer's and redeem on the TicketBroker.
