@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `npm start` / `npm test` need and is missing: npm packages, and
 # Debian's ffmpeg (plus, when called with --test: chromium and firefox-esr for the browser tests,
-# python3-aiortc for the aiortc client tests and iproute2's ss).
+# python3-aiortc for the aiortc client tests, iproute2's ss and redis-server for the scale-out tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v ss >/dev/null 2>&1 || need+=(iproute2)
   # test/peers/aiortc_client.py runs on Debian's interpreter, where python3-aiortc installs.
   /usr/bin/python3 -c 'import aiortc' >/dev/null 2>&1 || need+=(python3-aiortc)
+  # The scale-out tests start Debian's redis-server (test/helpers/redis.ts).
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

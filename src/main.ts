@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { AiJobRunner } from './batch/ai-client.ts';
 import { ResultStore } from './batch/ai-results.ts';
+import { RedisClusterStore } from './cluster/redis.ts';
 import { parseHeaderList } from './config/header-list.ts';
 import { type Config, ConfigError, loadConfig, usage } from './config/index.ts';
 import { buildGatewayApp } from './http/app.ts';
@@ -147,7 +148,20 @@ export async function main(
       }),
     );
   }
+  // -redisUrl: this node is one of several; they share the stream registry, orchestrator
+  // suspensions and latencies, and per-account limits (docs/scale-out.md).
+  const cluster = config.redisUrl
+    ? await RedisClusterStore.connect({
+        url: config.redisUrl.reveal(),
+        nodeUrl: config.clusterNodeUrl as string,
+        leaseMs: config.clusterLeaseTtl,
+        logger,
+      })
+    : undefined;
   const pool = new OrchestratorPool({
+    share: cluster
+      ? { suspension: (s) => cluster.shareSuspension(s), latency: (l) => cluster.shareLatency(l) }
+      : undefined,
     sources,
     identity,
     grpcTimeoutMs: config.grpcTimeoutMs,
@@ -160,6 +174,8 @@ export async function main(
     }),
     logger,
   });
+  cluster?.onSuspension((s) => pool.applySharedSuspension(s));
+  cluster?.onLatency((l) => pool.applySharedLatency(l));
   // One ticket sender per orchestrator for live, batch AI and transcoding alike: nonces are
   // counted in one place.
   const tickets = onchain ? new LivePayments(onchain.payments) : undefined;
@@ -205,6 +221,8 @@ export async function main(
       maxViewers: live.maxViewers,
       ingestTimeoutMs: live.ingestTimeoutMs,
       maxStreams: live.maxStreams,
+      accountMaxStreams: live.accountMaxStreams,
+      accountMaxViewers: live.accountMaxViewers,
       firstOutputTimeoutMs: live.firstOutputTimeoutMs,
       noOutputTimeoutMs: live.noOutputTimeoutMs,
       maxSwaps: live.maxSwaps,
@@ -216,6 +234,8 @@ export async function main(
     metrics: metrics.live,
     events,
     rtmpOutputUrl: config.liveRtmpOutput,
+    cluster,
+    nodeUrl: cluster ? config.clusterNodeUrl : undefined,
     logger,
   });
   const heartbeat = config.liveAIHeartbeatURL
@@ -279,6 +299,7 @@ export async function main(
       gatewayHost: config.gatewayHost,
       defaultModel: live.defaultModel,
       publicUrl: live.publicUrl,
+      clusterNodeUrl: cluster ? config.clusterNodeUrl : undefined,
     },
     operator: { drain, sse },
     bodyLimitBytes: config.http.bodyLimitBytes,
@@ -322,6 +343,11 @@ export async function main(
           `  not available:    batch AI and transcoding (503): ${REMOTE_SIGNER_REFUSAL}`,
         ]
       : []),
+    ...(cluster
+      ? [
+          `  scale-out:        node ${cluster.nodeId} at ${config.clusterNodeUrl}, sharing streams through Redis (${cluster.connected ? 'connected' : 'not reachable yet: new streams get 503'})`,
+        ]
+      : []),
     ...webrtcBanner(icePorts, natIp),
     ...operatorBanner(config, base),
     '',
@@ -336,6 +362,8 @@ export async function main(
     events: eventsWebhook,
     close: [
       () => pool.stop(),
+      // After the streams ended: their releases reach Redis before it is closed.
+      () => cluster?.close(),
       () => icePorts?.close(),
       () => app.close(),
       () => rtmp.server?.close(),

@@ -74,6 +74,12 @@ export type Config = {
   /** Milliseconds. */
   readonly remoteSignerStateTtl: number;
   readonly remoteDiscovery: boolean;
+  /** Scale-out: the Redis every node shares (docs/scale-out.md); undefined = in-process. */
+  readonly redisUrl: Secret | undefined;
+  /** Scale-out: this node's base URL for other nodes and redirected viewers (no trailing slash). */
+  readonly clusterNodeUrl: string | undefined;
+  /** Milliseconds. */
+  readonly clusterLeaseTtl: number;
   /** Wei per `pixelsPerUnit` pixels; 0n = no limit. */
   readonly maxPricePerUnit: bigint;
   /** >= 1n. */
@@ -148,6 +154,9 @@ export type Config = {
     readonly pliIntervalMs: number;
     readonly maxViewers: number;
     readonly maxStreams: number;
+    /** Per account (the publish Bearer token), across nodes; 0 = no limit. */
+    readonly accountMaxStreams: number;
+    readonly accountMaxViewers: number;
     readonly ingestTimeoutMs: number;
     readonly firstOutputTimeoutMs: number;
     readonly noOutputTimeoutMs: number;
@@ -357,6 +366,21 @@ function build(
   }
 
   const httpAddr = value(K.httpAddr);
+  const redisUrl = value(K.redisUrl);
+  let clusterNodeUrl = value(K.clusterNodeUrl);
+  if (redisUrl !== undefined && clusterNodeUrl === undefined) {
+    // Other nodes and redirected viewers must reach this node: a wildcard address names none.
+    if (httpAddr.host === '0.0.0.0' || httpAddr.host === '::') {
+      fail(
+        K.clusterNodeUrl,
+        `is required with -redisUrl when -httpAddr listens on every interface (${httpAddr.addr}): other nodes need this node's own address`,
+        undefined,
+        sourceOf(K.redisUrl),
+      );
+    }
+    const host = httpAddr.host.includes(':') ? `[${httpAddr.host}]` : httpAddr.host;
+    clusterNodeUrl = `http://${host}:${httpAddr.port}`;
+  }
   const orchAddr = value(K.orchAddr);
   const orchWebhookUrl = value(K.orchWebhookUrl);
   const serviceAddr = value(K.localOrchestratorServiceAddr);
@@ -415,6 +439,9 @@ function build(
     remoteSignerAllowNoAuth: value(K.remoteSignerAllowNoAuth),
     remoteSignerStateTtl: value(K.remoteSignerStateTtl),
     remoteDiscovery: value(K.remoteDiscovery),
+    redisUrl,
+    clusterNodeUrl,
+    clusterLeaseTtl: value(K.clusterLeaseTtl),
     maxPricePerUnit: value(K.maxPricePerUnit),
     pixelsPerUnit: value(K.pixelsPerUnit),
     maxPricePerCapability: value(K.maxPricePerCapability),
@@ -472,6 +499,8 @@ function build(
       pliIntervalMs: value(K.livePliIntervalMs),
       maxViewers: value(K.liveMaxViewers),
       maxStreams: value(K.liveMaxStreams),
+      accountMaxStreams: value(K.liveAccountMaxStreams),
+      accountMaxViewers: value(K.liveAccountMaxViewers),
       ingestTimeoutMs: value(K.liveIngestTimeoutMs),
       firstOutputTimeoutMs: value(K.liveFirstOutputTimeoutMs),
       noOutputTimeoutMs: value(K.liveNoOutputTimeoutMs),

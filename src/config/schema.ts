@@ -355,6 +355,22 @@ export const K = {
     help: 'Remote signer: also serve GET /discover-orchestrators (orchestrators from -orchWebhookUrl, else -orchAddr, else the chain, priced within the ceilings)',
     parse: bool,
   }),
+  redisUrl: opt(['redisUrl'], {
+    type: 'url',
+    help: 'Scale-out: share the stream registry, orchestrator suspensions and per-account limits with the other gateway nodes through this Redis (redis://[user:password@]host:port[/db]); empty: everything stays in this process (docs/scale-out.md)',
+    parse: (raw, ctx) => new Secret(url(['redis', 'rediss'])(raw, ctx)),
+    secret: true,
+  }),
+  clusterNodeUrl: opt(['clusterNodeUrl'], {
+    type: 'url',
+    help: "Scale-out: this node's own base URL (http://10.0.0.5:8935), where other nodes send requests for its streams and WHEP viewers are redirected (307); default: http://-httpAddr (which must then not be 0.0.0.0)",
+    parse: (raw, ctx) => url(['http', 'https'])(raw, ctx).replace(/\/+$/, ''),
+  }),
+  clusterLeaseTtl: req(['clusterLeaseTtl'], '10s', {
+    type: 'duration',
+    help: "Scale-out: a node's claim on its streams lasts this long unless renewed (every third of it); a node that dies loses its streams after at most this long",
+    parse: duration({ min: 1000 }),
+  }),
   maxPricePerUnit: req(['maxPricePerUnit'], '0', {
     type: 'wei',
     help: 'Maximum price (wei per pixelsPerUnit pixels) to pay an orchestrator; 0 = no limit',
@@ -628,6 +644,16 @@ export const K = {
     type: 'int',
     help: 'Maximum concurrent live streams',
     parse: int({ min: 1 }),
+  }),
+  liveAccountMaxStreams: req(['live', 'accountMaxStreams'], '0', {
+    type: 'int',
+    help: 'Maximum live streams of one account (the Bearer token a stream was published with; streams published without one share one account), across every node on -redisUrl; 0 = no limit',
+    parse: int({ min: 0 }),
+  }),
+  liveAccountMaxViewers: req(['live', 'accountMaxViewers'], '0', {
+    type: 'int',
+    help: "Maximum WHEP viewers of all of one account's streams, across every node on -redisUrl; 0 = no limit",
+    parse: int({ min: 0 }),
   }),
   liveIngestTimeoutMs: req(['live', 'ingestTimeoutMs'], '10000', {
     type: 'duration',

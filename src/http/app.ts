@@ -50,6 +50,7 @@ export async function buildGatewayApp(opts: GatewayAppOptions) {
     if (err instanceof LiveError) {
       if (err.status >= 500) req.log.warn({ code: err.code }, err.message);
       if (err.status === 401) reply.header('WWW-Authenticate', 'Bearer');
+      if (err.retryAfterS !== undefined) reply.header('Retry-After', String(err.retryAfterS));
       return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
     }
     if (err instanceof OfferRejectedError) {

@@ -26,7 +26,17 @@ export interface LiveRoutesOptions {
   defaultModel: string;
   /** Base of absolute URLs we hand out (https://gw.example.com); default: the request's scheme and Host. */
   publicUrl?: string;
+  /**
+   * Scale-out (-redisUrl): this node's own base URL. Its streams' playback URLs name it, and
+   * requests for streams other nodes run are sent on to them (docs/scale-out.md).
+   */
+  clusterNodeUrl?: string;
 }
+
+/** Marks a request one node sent on to another: never sent on again (no loops). */
+const HOP_HEADER = 'lp-cluster-hop';
+/** A node that does not answer a forwarded request within this long is reported as unreachable. */
+const FORWARD_TIMEOUT_MS = 15_000;
 
 const BASE_PATH = '/live/video-to-video';
 const BASE = `${BASE_PATH}/:stream`;
@@ -89,7 +99,8 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
     const offer = sdpBody(req);
     const job = publishQuery(req.url.split('?')[1] ?? '', opts.defaultModel);
     const streamUrl = `${BASE_PATH}/${encodeURIComponent(stream)}`;
-    const whepUrl = `${publicBase(req, opts.publicUrl)}${streamUrl}/whep`;
+    // Scale-out: the playback URL names this node, the stream's owner.
+    const whepUrl = `${opts.clusterNodeUrl ?? publicBase(req, opts.publicUrl)}${streamUrl}/whep`;
     let credential = opts.whipAuthToken;
     if (opts.authWebhook) {
       opts.streams.checkRoom(stream);
@@ -150,7 +161,74 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
     );
   };
 
+  /**
+   * Scale-out: a request for a stream another node runs is sent on to that node (its answer is
+   * ours); a stream whose node ended it or was lost gets 404 saying so. False: this node answers.
+   */
+  const forwardElsewhere = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    key: string,
+    opts_: { byId?: boolean; redirect?: boolean } = {},
+  ): Promise<boolean> => {
+    if (!opts.streams.cluster.shared || req.headers[HOP_HEADER] !== undefined) return false;
+    if (opts.streams.isLocal(key, opts_)) return false;
+    const found = await opts.streams.locate(key);
+    if (found.state === 'unknown') return false;
+    if (found.state === 'ended') {
+      throw new LiveError(
+        404,
+        'NO_SUCH_STREAM',
+        found.nodeLost ? 'stream ended (node lost)' : `stream ended: ${found.reason}`,
+      );
+    }
+    const target = `${found.record.nodeUrl}${req.url}`;
+    if (opts_.redirect) {
+      // WHEP: the viewer's peer must be on the owning node; 307 keeps the POST and its body.
+      reply.code(307).header('Location', target).send();
+      return true;
+    }
+    const headers: Record<string, string> = { [HOP_HEADER]: '1' };
+    for (const h of ['authorization', 'content-type', 'if-match']) {
+      const v = req.headers[h];
+      if (typeof v === 'string') headers[h] = v;
+    }
+    const body =
+      req.method === 'GET' || req.method === 'DELETE' || req.body === undefined
+        ? undefined
+        : typeof req.body === 'string'
+          ? req.body
+          : JSON.stringify(req.body);
+    let answer: Response;
+    try {
+      answer = await fetch(target, {
+        method: req.method,
+        headers,
+        body,
+        signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS),
+      });
+    } catch (err) {
+      req.log.warn(
+        { stream: key, node: found.record.nodeUrl, err: (err as Error).message },
+        'owning node unreachable',
+      );
+      throw new LiveError(
+        502,
+        'NODE_UNREACHABLE',
+        `the node running stream "${key}" does not answer; if it is gone the stream ends within the lease`,
+      );
+    }
+    reply.code(answer.status);
+    for (const h of ['content-type', 'etag', 'location', 'www-authenticate', 'accept-patch', 'retry-after']) {
+      const v = answer.headers.get(h);
+      if (v !== null) reply.header(h, v);
+    }
+    reply.send(Buffer.from(await answer.arrayBuffer()));
+    return true;
+  };
+
   app.delete<{ Params: ResourceParams }>(`${BASE}/whip/:id`, async (req, reply) => {
+    if (await forwardElsewhere(req, reply, req.params.stream)) return reply;
     requireStreamCredential(req, req.params.stream);
     await opts.streams.unpublish(req.params.stream, req.params.id);
     return reply.code(200).send();
@@ -167,6 +245,7 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
     );
     for (const kind of ['whip', 'whep'] as const) {
       patches.patch<{ Params: ResourceParams; Body: unknown }>(`${BASE}/${kind}/:id`, async (req, reply) => {
+        if (await forwardElsewhere(req, reply, req.params.stream)) return reply;
         if (kind === 'whip') requireStreamCredential(req, req.params.stream);
         else requireBearer(req, opts.whepAuthToken);
         const stream = streamName(req.params.stream);
@@ -195,19 +274,23 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
   app.post<{ Params: StreamParams; Body: unknown }>(`${BASE}/whep`, async (req, reply) => {
     requireBearer(req, opts.whepAuthToken);
     const stream = streamName(req.params.stream);
+    if (await forwardElsewhere(req, reply, stream, { redirect: true })) return reply;
     const offer = sdpBody(req);
     const { viewerId, answerSdp, etag } = await opts.streams.view(stream, offer);
-    const location = `/live/video-to-video/${encodeURIComponent(stream)}/whep/${viewerId}`;
+    // Scale-out: absolute, so a client that was redirected here sends DELETE/PATCH here too.
+    const location = `${opts.clusterNodeUrl ?? ''}/live/video-to-video/${encodeURIComponent(stream)}/whep/${viewerId}`;
     return created(reply, location, etag, answerSdp, opts.iceServers).send(answerSdp);
   });
 
   app.delete<{ Params: ResourceParams }>(`${BASE}/whep/:id`, async (req, reply) => {
+    if (await forwardElsewhere(req, reply, req.params.stream)) return reply;
     requireBearer(req, opts.whepAuthToken);
     await opts.streams.unview(req.params.stream, req.params.id);
     return reply.code(200).send();
   });
 
   app.post<{ Params: StreamParams; Body: unknown }>(`${BASE}/update`, async (req, reply) => {
+    if (await forwardElsewhere(req, reply, req.params.stream)) return reply;
     requireStreamCredential(req, req.params.stream);
     if (!isJson(req))
       throw new LiveError(415, 'UNSUPPORTED_MEDIA_TYPE', 'update needs Content-Type: application/json');
@@ -220,7 +303,8 @@ export const liveRoutes: FastifyPluginAsync<LiveRoutesOptions> = async (app, opt
   });
 
   // By stream name, or by go-livepeer's stream id (the path its clients use).
-  app.get<{ Params: StreamParams }>(`${BASE}/status`, async (req) => {
+  app.get<{ Params: StreamParams }>(`${BASE}/status`, async (req, reply) => {
+    if (await forwardElsewhere(req, reply, req.params.stream, { byId: true })) return reply;
     requireStreamCredential(req, req.params.stream, { status: true });
     return opts.streams.status(req.params.stream);
   });

@@ -4,6 +4,8 @@ export class LiveError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** Seconds, sent as Retry-After (a 503 the client may try again after). */
+    readonly retryAfterS?: number,
   ) {
     super(message);
     this.name = 'LiveError';

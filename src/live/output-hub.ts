@@ -76,6 +76,8 @@ export interface OutputHubOptions {
   onFrame: (bytes: number, pts90k: number, sentAtMs: number) => void;
   /** Ask upstream for a keyframe: a viewer needs one and no GOP is cached, or a viewer lost the picture. */
   requestKeyframe: () => void;
+  /** A viewer is gone (removed, failed, or closed with the hub): its account slot is freed. */
+  onViewerLeft?: (id: string) => void;
   limits?: Partial<OutputHubLimits>;
   /**
    * What this hub's viewers get: H.264 (default), or VP8 (frames' annexB then holds VP8 bytes, from
@@ -291,6 +293,7 @@ export class OutputHub<P extends OutputPeer = OutputPeer> {
     this.viewers.delete(id);
     for (const off of viewer.unsubscribe) off();
     this.addToGone(viewer);
+    this.opts.onViewerLeft?.(id);
     await viewer.peer.close();
     this.opts.logger.info({ viewerId: id, viewers: this.viewers.size }, 'viewer left');
     return true;
@@ -306,6 +309,7 @@ export class OutputHub<P extends OutputPeer = OutputPeer> {
     for (const viewer of viewers) {
       for (const off of viewer.unsubscribe) off();
       this.addToGone(viewer);
+      this.opts.onViewerLeft?.(viewer.id);
     }
     this.gop = undefined;
     await Promise.allSettled(viewers.map((v) => v.peer.close()));

@@ -1,7 +1,9 @@
 // All live streams of this gateway, by name. Enforces the limits and turns requests for
 // unknown streams into clear errors.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { MemoryClusterStore } from '../cluster/memory.ts';
+import { type ClusterStore, ClusterUnavailable, type StreamLookup } from '../cluster/store.ts';
 import type { Secret } from '../config/index.ts';
 import { liveKind } from '../orchestrators/capabilities.ts';
 import type { OrchestratorPool } from '../orchestrators/pool.ts';
@@ -26,7 +28,12 @@ export interface LiveStreamsOptions {
   pool: OrchestratorPool;
   identity: GatewayIdentity;
   limits: Omit<LiveSessionLimits, FailoverLimits> &
-    Partial<Pick<LiveSessionLimits, FailoverLimits>> & { maxStreams: number };
+    Partial<Pick<LiveSessionLimits, FailoverLimits>> & {
+      maxStreams: number;
+      /** Per account, across nodes (0 or absent: no limit). */
+      accountMaxStreams?: number;
+      accountMaxViewers?: number;
+    };
   network: PeerNetworkOptions;
   logger: Logger;
   metrics?: LiveMetricsHooks;
@@ -44,7 +51,14 @@ export interface LiveStreamsOptions {
   startRtmpOutput?: (url: string, logger: Logger) => RtmpOutputHandle;
   /** Where every stream's events go (the events webhook and /live/events subscribe); default: a new emitter. */
   events?: StreamEvents;
+  /** What this node shares with the others (src/cluster/); default: in-process, one node. */
+  cluster?: ClusterStore;
+  /** This node's base URL, named in its streams' records (-clusterNodeUrl). */
+  nodeUrl?: string;
 }
+
+/** Seconds a client is told to wait when Redis cannot be asked. */
+const CLUSTER_RETRY_AFTER_S = 5;
 
 /** What a publish carries besides the offer (the auth webhook's answer, the query, the credential). */
 export interface PublishOptions {
@@ -78,6 +92,10 @@ interface Entry {
   id: string;
   credential?: Secret;
   rtmpOutputUrl?: string;
+  /** What its slots count against (accountOf). */
+  account: string;
+  /** Viewer id -> its account slot. */
+  viewerSlots: Map<string, string>;
 }
 
 /** A stream that ended recently. */
@@ -102,6 +120,9 @@ const ENDED_KEPT_MS = 10 * 60_000;
 
 export class LiveStreams {
   private readonly sessions = new Map<string, Entry>();
+  /** Names being claimed in the cluster (a second publish meanwhile gets 409). */
+  private readonly claiming = new Set<string>();
+  readonly cluster: ClusterStore;
   private readonly ended = new Map<string, Ended>();
   /** Every stream's events, for the operator's sinks (events webhook, /live/events). */
   readonly events: StreamEvents;
@@ -114,6 +135,7 @@ export class LiveStreams {
   constructor(private readonly opts: LiveStreamsOptions) {
     this.loopDelay = opts.loopDelay ?? new LoopDelayMonitor();
     this.events = opts.events ?? new StreamEvents();
+    this.cluster = opts.cluster ?? new MemoryClusterStore();
     if (opts.payments) {
       this.payments = 'openJob' in opts.payments ? opts.payments : new LivePayments(opts.payments);
     }
@@ -124,7 +146,7 @@ export class LiveStreams {
     offerSdp: string,
     job: PublishOptions,
   ): Promise<{ sessionId: string; answerSdp: string; etag: string }> {
-    const { session, sessionId } = this.open(stream, job);
+    const { session, sessionId } = await this.open(stream, job);
     try {
       const answerSdp = await session.start(offerSdp);
       this.opts.metrics?.attempt('started');
@@ -137,8 +159,8 @@ export class LiveStreams {
   }
 
   /**
-   * A stream from a feed publisher (RTMP). The name is claimed and the feed attached before this
-   * returns its promise, which settles when the first orchestrator job runs (or the start fails,
+   * A stream from a feed publisher (RTMP): its name claimed (in the cluster too), the feed
+   * attached; the promise settles when the first orchestrator job runs (or the start fails,
    * and the stream has then ended).
    */
   async publishFeed(
@@ -146,7 +168,7 @@ export class LiveStreams {
     feed: FeedPublisher,
     job: PublishOptions,
   ): Promise<{ sessionId: string }> {
-    const { session, sessionId } = this.open(stream, job, feed.audioCodec);
+    const { session, sessionId } = await this.open(stream, job, feed.audioCodec);
     try {
       await session.startFeed(feed);
       this.opts.metrics?.attempt('started');
@@ -158,13 +180,20 @@ export class LiveStreams {
     }
   }
 
-  /** Creates a stream's session and claims its name (no await before the claim). */
-  private open(
+  /** Claims the stream's name in the cluster, then creates its session. */
+  private async open(
     stream: string,
     job: PublishOptions,
     audioCodec?: 'opus' | 'aac',
-  ): { session: LiveSession; sessionId: string } {
+  ): Promise<{ session: LiveSession; sessionId: string }> {
     this.checkRoom(stream);
+    const account = accountOf(job.credential);
+    this.claiming.add(stream);
+    try {
+      await this.claim(stream, job.streamId, account);
+    } finally {
+      this.claiming.delete(stream);
+    }
     const sessionId = randomBytes(12).toString('hex');
     const tracer = new StreamTracer(this.events, {
       stream,
@@ -198,11 +227,19 @@ export class LiveStreams {
       onOutputBytes: (chunk) => {
         for (const o of entry.outputs) o.write(chunk);
       },
+      onViewerLeft: (viewerId) => {
+        const slot = entry.viewerSlots.get(viewerId);
+        if (slot === undefined) return;
+        entry.viewerSlots.delete(viewerId);
+        void this.cluster.releaseViewer(entry.account, slot);
+      },
       onEnd: () => {
         for (const o of entry.outputs) o.close();
         if (this.sessions.get(stream)?.session !== session) return;
         this.sessions.delete(stream);
         const final = this.statusOf(entry);
+        // Other nodes now answer 404 "stream ended: <reason>" for it.
+        void this.cluster.releaseStream(stream, final.endReason ?? 'ended');
         addTotals(this.endedTotals, final);
         this.remember(stream, {
           status: final,
@@ -222,6 +259,8 @@ export class LiveStreams {
       id: job.streamId || stream,
       credential: job.credential,
       rtmpOutputUrl: job.rtmpOutputUrl,
+      account,
+      viewerSlots: new Map(),
     };
     // Claim the name before any await so a second publisher gets 409.
     this.sessions.set(stream, entry);
@@ -235,7 +274,7 @@ export class LiveStreams {
 
   /** Throws the 409 or 503 a publish of `stream` would get now (before asking anyone else). */
   checkRoom(stream: string): void {
-    if (this.sessions.has(stream)) {
+    if (this.sessions.has(stream) || this.claiming.has(stream)) {
       throw new LiveError(409, 'STREAM_LIVE', `stream "${stream}" already has a publisher`);
     }
     if (this.sessions.size >= this.opts.limits.maxStreams) {
@@ -254,8 +293,44 @@ export class LiveStreams {
     await session.stop('publisher sent DELETE');
   }
 
-  view(stream: string, offerSdp: string): Promise<{ viewerId: string; answerSdp: string; etag: string }> {
-    return this.get(stream).addViewer(offerSdp);
+  async view(
+    stream: string,
+    offerSdp: string,
+  ): Promise<{ viewerId: string; answerSdp: string; etag: string }> {
+    const session = this.get(stream);
+    const limit = this.opts.limits.accountMaxViewers ?? 0;
+    if (limit <= 0) return session.addViewer(offerSdp);
+    // The account's viewers are counted across nodes: a slot first, freed when the viewer goes.
+    const entry = this.sessions.get(stream)!;
+    const slot = randomBytes(12).toString('hex');
+    const ok = await this.cluster.claimViewer(entry.account, slot, limit).catch((err: unknown) => {
+      throw clusterError(err);
+    });
+    if (!ok) {
+      throw new LiveError(429, 'ACCOUNT_VIEWERS', `this account has its ${limit} viewers (on all nodes)`);
+    }
+    try {
+      const viewer = await session.addViewer(offerSdp);
+      entry.viewerSlots.set(viewer.viewerId, slot);
+      return viewer;
+    } catch (err) {
+      await this.cluster.releaseViewer(entry.account, slot);
+      throw err;
+    }
+  }
+
+  /** True when this node runs the stream (by name, or by stream id with `byId`) or remembers it ended. */
+  isLocal(key: string, opts: { byId?: boolean } = {}): boolean {
+    if (this.sessions.has(key) || this.claiming.has(key) || this.endedLookup(key, false)) return true;
+    return !!opts.byId && (this.lookup(key) !== undefined || this.endedLookup(key) !== undefined);
+  }
+
+  /** Where a stream this node does not run lives (another node), or why it is gone. */
+  async locate(key: string): Promise<StreamLookup> {
+    if (!this.cluster.shared) return { state: 'unknown' };
+    return this.cluster.lookup(key).catch((err: unknown) => {
+      throw clusterError(err);
+    });
   }
 
   async unview(stream: string, viewerId: string): Promise<void> {
@@ -356,6 +431,34 @@ export class LiveStreams {
     return status;
   }
 
+  /** The stream's name (and stream id) in the cluster, and its account's stream slot. */
+  private async claim(stream: string, streamId: string | undefined, account: string): Promise<void> {
+    const refusal = await this.cluster
+      .claimStream(
+        {
+          name: stream,
+          streamId: streamId && streamId !== stream ? streamId : undefined,
+          node: this.cluster.nodeId,
+          nodeUrl: this.opts.nodeUrl ?? '',
+          account,
+        },
+        this.opts.limits.accountMaxStreams ?? 0,
+      )
+      .catch((err: unknown) => {
+        throw clusterError(err);
+      });
+    if (refusal === 'live') {
+      throw new LiveError(409, 'STREAM_LIVE', `stream "${stream}" already has a publisher (on another node)`);
+    }
+    if (refusal === 'limit') {
+      throw new LiveError(
+        429,
+        'ACCOUNT_STREAMS',
+        `this account runs its ${this.opts.limits.accountMaxStreams} streams (on all nodes)`,
+      );
+    }
+  }
+
   private remember(stream: string, ended: Ended): void {
     this.ended.delete(stream);
     this.ended.set(stream, ended);
@@ -386,4 +489,21 @@ export class LiveStreams {
     if (ended) throw new LiveError(404, 'NO_SUCH_STREAM', `stream ended: ${ended.reason}`);
     throw new LiveError(404, 'NO_SUCH_STREAM', `no live stream "${stream}"`);
   }
+}
+
+/** The account of a stream: its publish credential (hashed; never stored in Redis as is), else 'open'. */
+export function accountOf(credential: Secret | undefined): string {
+  if (!credential) return 'open';
+  return createHash('sha256').update(credential.reveal()).digest('hex').slice(0, 32);
+}
+
+/** Redis could not be asked: the client may try again shortly. */
+function clusterError(err: unknown): unknown {
+  if (!(err instanceof ClusterUnavailable)) return err;
+  return new LiveError(
+    503,
+    'CLUSTER_UNAVAILABLE',
+    `the gateway cannot reach its shared registry (${err.message}); try again shortly`,
+    CLUSTER_RETRY_AFTER_S,
+  );
 }

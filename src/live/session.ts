@@ -64,6 +64,8 @@ export interface LiveSessionOptions extends Omit<JobStartOptions, 'tally'> {
   params: Record<string, unknown>;
   /** Told when an orchestrator failed this stream, so selection can avoid it for a while. */
   onOrchestratorFailed: (url: string, reason: string) => void;
+  /** A WHEP viewer is gone, however it went (the registry frees its account slot). */
+  onViewerLeft?: (viewerId: string) => void;
   limits: LiveSessionLimits;
   /** Where WebRTC peers listen and which host candidates they announce. */
   network: PeerNetworkOptions;
@@ -185,6 +187,7 @@ export class LiveSession {
       requestKeyframe: () => this.ingest.requestKeyframeNow(),
       onVideoFrame: (frame) => this.vp8?.encoder.push(frame),
       onBytes: opts.onOutputBytes,
+      onViewerLeft: (id) => this.opts.onViewerLeft?.(id),
       onFrame: (bytes, pts, at) => {
         this.outputRate.add(bytes);
         this.latency.frameOut(pts, at);

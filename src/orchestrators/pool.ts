@@ -80,6 +80,14 @@ export interface OrchestratorPoolOptions {
   now?: () => number;
   logger: Logger;
   suspension?: SuspensionOptions;
+  /**
+   * Other gateway nodes (src/cluster/): told of each suspension and GetOrchestrator latency this
+   * pool decides or measures, so they skip an orchestrator this node saw fail.
+   */
+  share?: {
+    suspension(s: { url: string; reason: string; until: number; failures: number }): void;
+    latency(l: { url: string; ms: number }): void;
+  };
   /** Replaces the gRPC call (tests). */
   getOrchestrator?: typeof getOrchestrator;
 }
@@ -247,6 +255,25 @@ export class OrchestratorPool {
     for (const key of this.answers.keys()) if (key.startsWith(`${url}\n`)) this.answers.delete(key);
     const ms = this.suspensions.fail(url, reason);
     this.log.warn({ orchestrator: url, reason, suspendedMs: ms }, 'orchestrator suspended');
+    const s = this.suspensions.state(url);
+    this.opts.share?.suspension({ url, reason, until: this.now() + ms, failures: s.failures });
+  }
+
+  /** A suspension another node decided: applied here too (never shortened), not passed on. */
+  applySharedSuspension(s: { url: string; reason: string; until: number; failures: number }): void {
+    for (const key of this.answers.keys()) if (key.startsWith(`${s.url}\n`)) this.answers.delete(key);
+    if (this.suspensions.impose(s.url, `${s.reason} (seen by another node)`, s.until, s.failures)) {
+      this.log.info(
+        { orchestrator: s.url, reason: s.reason, until: new Date(s.until).toISOString() },
+        'orchestrator suspended by another node',
+      );
+    }
+  }
+
+  /** A GetOrchestrator round trip another node measured: smoothed into this pool's latency. */
+  applySharedLatency(l: { url: string; ms: number }): void {
+    const e = this.entries.get(l.url);
+    if (e && Number.isFinite(l.ms) && l.ms >= 0) this.smooth(e, l.ms);
   }
 
   /**
@@ -465,6 +492,11 @@ export class OrchestratorPool {
   }
 
   private measured(e: Entry, ms: number): void {
+    this.smooth(e, ms);
+    this.opts.share?.latency({ url: e.url, ms: Math.round(ms) });
+  }
+
+  private smooth(e: Entry, ms: number): void {
     e.latencyMs =
       e.latencyMs === undefined
         ? Math.round(ms)

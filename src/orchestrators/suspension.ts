@@ -52,6 +52,23 @@ export class Suspensions {
     return penalty;
   }
 
+  /**
+   * A suspension decided elsewhere (another gateway node): kept when it lasts longer than this
+   * one's own; returns whether it changed anything.
+   */
+  impose(url: string, reason: string, until: number, failures: number): boolean {
+    const now = this.now();
+    const r = this.records.get(url);
+    if (until <= now || (r && r.until >= until)) return false;
+    this.records.set(url, {
+      failures: Math.max(failures, r ? this.recentFailures(url, now) : 0, 1),
+      lastFailureAt: now,
+      until,
+      reason,
+    });
+    return true;
+  }
+
   succeed(url: string): void {
     this.records.delete(url);
   }

@@ -47,6 +47,8 @@ export interface TestGatewayOptions {
   operator?: GatewayAppOptions['operator'];
   /** Request bodies in flight at once (-httpBodyBudgetBytes); default none. */
   bodyBudget?: GatewayAppOptions['bodyBudget'];
+  /** What this node shares with others (src/cluster/); default: in-process. */
+  cluster?: LiveStreamsOptions['cluster'];
 }
 
 export async function startTestGateway(opts: TestGatewayOptions) {
@@ -87,6 +89,8 @@ export async function startTestGateway(opts: TestGatewayOptions) {
     metrics: metrics.live,
     loopDelay: opts.loopDelay,
     events: opts.events,
+    cluster: opts.cluster,
+    nodeUrl: opts.live?.clusterNodeUrl,
     logger,
   });
   const app = await buildGatewayApp({
