@@ -15,10 +15,11 @@ import { AiJobRunner } from '../../src/batch/ai-client.ts';
 import { ResultStore } from '../../src/batch/ai-results.ts';
 import { parsePresetNames } from '../../src/batch/profiles.ts';
 import { BodyBudget } from '../../src/http/input-guard.ts';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { offchainIdentity } from '../../src/payments/identity.ts';
 import { Capability, pngHeader, TestAiOrchestrator } from '../helpers/ai-orchestrator.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 import { mutate as mutateSdp, offerFixtures, prng } from '../helpers/sdp-mutations.ts';
 import { WhipTestPublisher } from '../helpers/webrtc-clients.ts';
 
@@ -58,14 +59,7 @@ beforeAll(async () => {
     file,
   ]);
   segment = await readFile(file);
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough', 'invert'],
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 8,
-    logger,
-  });
+  orch = await startFreeOrchestrator(logger, ['passthrough', 'invert'], { capacity: 8 });
   ai = await TestAiOrchestrator.start({
     offers: {
       [Capability.TextToImage]: ['stabilityai/sdxl-turbo'],

@@ -6,11 +6,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Secret } from '../../src/config/index.ts';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { rtmpPublishHandler } from '../../src/rtmp/ingest.ts';
 import { type RtmpPublisher, RtmpServer } from '../../src/rtmp/server.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import { type HookServer, startHookServer } from '../helpers/hook-server.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { WhepTestViewer } from '../helpers/webrtc-clients.ts';
 
@@ -80,14 +81,7 @@ function ffmpegPublish(url: string, seconds: number) {
 }
 
 beforeAll(async () => {
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough', 'invert'],
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 8,
-    logger,
-  });
+  orch = await startFreeOrchestrator(logger, ['passthrough', 'invert'], { capacity: 8 });
   gw = await startTestGateway({ orchestrators: [orch.url], logger, limits: { ingestTimeoutMs: 3000 } });
   hooks = await startHookServer();
 }, 60_000);

@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import {
   IvfReader,
   ivfFileHeader,
@@ -16,6 +16,7 @@ import {
 } from '../../src/media/index.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import { decodeGray, mean } from '../helpers/media.ts';
+import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 import { waitFor } from '../helpers/wait.ts';
 import {
   type ReceivedPacket,
@@ -70,14 +71,7 @@ async function ffmpegChildren(pattern: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough'],
-    pricePerUnit: 0n,
-    pixelsPerUnit: 1n,
-    capacity: 4,
-    logger,
-  });
+  orch = await startFreeOrchestrator(logger, ['passthrough']);
   gw = await startTestGateway({ orchestrators: [orch.url], logger, limits: { maxViewers: 4 } });
   vp8 = await vp8Clip(12);
 }, 60_000);
