@@ -26,7 +26,7 @@ export interface OnChainWorld {
 }
 
 /** accounts[0] is the funded sender (TEST_SENDER_KEY), accounts[1] the orchestrator. */
-export async function startOnChainWorld(logger: Logger): Promise<OnChainWorld> {
+export async function startOnChainWorld(logger: Logger, { capacity = 2 } = {}): Promise<OnChainWorld> {
   const lc = await startLocalChain();
   let orchChain: LivepeerChain | undefined;
   let clock: ChainClock | undefined;
@@ -58,7 +58,7 @@ export async function startOnChainWorld(logger: Logger): Promise<OnChainWorld> {
       models: ['passthrough'],
       pricePerUnit: 1n,
       pixelsPerUnit: 1n,
-      capacity: 2,
+      capacity,
       logger,
       payments: onChainPayments(clock, {
         recipient: orchAccount.address,

@@ -9,16 +9,14 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { getAddress, type Hex, parseEther } from 'viem';
+import { getAddress } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ChainClock, chainClock, onChainPayments } from '../../src/local-orchestrator/onchain.ts';
-import { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
-import { LivepeerChain } from '../../src/payments/chain.ts';
+import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { encryptKeystore } from '../../src/payments/keystore.ts';
-import { auxData } from '../../src/payments/ticket.ts';
-import { type LocalChain, startLocalChain, TEST_SENDER_KEY } from '../helpers/local-chain.ts';
+import { type LocalChain, TEST_SENDER_KEY } from '../helpers/local-chain.ts';
 import { freePort, type LpProcess, spawnLp, untilReady } from '../helpers/lp-process.ts';
 import { makeH264Clip } from '../helpers/media.ts';
+import { type OnChainWorld, redeemOnChain, startOnChainWorld } from '../helpers/onchain-world.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { h264Frames, WhepTestViewer, WhipTestPublisher } from '../helpers/webrtc-clients.ts';
@@ -26,14 +24,8 @@ import { h264Frames, WhepTestViewer, WhipTestPublisher } from '../helpers/webrtc
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 const PASSWORD = 'scale-out test password';
 const TOKEN = 'cluster-signer-token';
-const EV = 27_648_000n;
-const FACE_VALUE = EV * 2n;
-const ROUND = 10n;
-const ROUND_HASH: Hex = '0x41b1a0649752af1b28b3dc29a1556eee781e4a4c3a1f7f53f90fa834de098c4d';
-
+let world: OnChainWorld;
 let lc: LocalChain;
-let orchChain: LivepeerChain;
-let clock: ChainClock;
 let orch: LocalOrchestrator;
 let redis: TestRedis;
 let signer: LpProcess;
@@ -42,37 +34,8 @@ const cleanups: (() => Promise<unknown>)[] = [];
 
 beforeAll(async () => {
   redis = await startRedis();
-  lc = await startLocalChain();
-  const [sender, orchAccount] = [lc.accounts[0]!, lc.accounts[1]!];
-  await lc.send(sender, 'RoundsManager', 'setRounds', [ROUND, ROUND]);
-  await lc.send(sender, 'RoundsManager', 'setBlockHashForRound', [ROUND, ROUND_HASH]);
-  await lc.send(sender, 'RoundsManager', 'setBlockNum', [5000n]);
-  await lc.send(sender, 'TicketBroker', 'setCurrentRound', [ROUND]);
-  const deposit = parseEther('1');
-  await lc.send(sender, 'TicketBroker', 'fundDepositAndReserve', [deposit, deposit], deposit * 2n);
-  orchChain = await LivepeerChain.connect({
-    ethUrl: lc.url,
-    controller: lc.controller,
-    expectedChainId: lc.chainId,
-    aiServiceRegistry: lc.addresses.ServiceRegistry,
-  });
-  clock = await chainClock(orchChain, 300, logger);
-  orch = await LocalOrchestrator.start({
-    serviceAddr: '127.0.0.1:0',
-    models: ['passthrough'],
-    pricePerUnit: 1n,
-    pixelsPerUnit: 1n,
-    capacity: 4,
-    logger,
-    payments: onChainPayments(clock, {
-      recipient: orchAccount.address,
-      ticketEV: EV,
-      faceValue: FACE_VALUE,
-      accountingIntervalMs: 1000,
-    }),
-  });
-  await lc.send(sender, 'BondingManager', 'setTranscoder', [orchAccount.address, 1000n, true]);
-  await lc.send(orchAccount, 'ServiceRegistry', 'setServiceURI', [orch.url]);
+  world = await startOnChainWorld(logger, { capacity: 4 });
+  ({ lc, orch } = world);
 
   const dir = mkdtempSync(join(tmpdir(), 'lp-scale-out-'));
   const keyFile = join(dir, 'signer.json');
@@ -108,10 +71,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-  await orch?.close();
-  clock?.stop();
-  await orchChain?.close();
-  await lc?.close();
+  await world?.close();
   await redis?.kill();
 });
 
@@ -279,21 +239,7 @@ describe('three gateway nodes on one Redis', () => {
     for (const w of won) expect(getAddress(w.ticket.sender)).toBe(signerAddress);
     const nonces = won.map((w) => `${w.ticket.recipientRandHash}:${w.ticket.senderNonce}`);
     expect(new Set(nonces).size).toBe(nonces.length);
-    for (const w of won.slice(0, 3)) {
-      await lc.send(lc.accounts[1]!, 'TicketBroker', 'redeemWinningTicket', [
-        {
-          recipient: w.ticket.recipient,
-          sender: w.ticket.sender,
-          faceValue: w.ticket.faceValue,
-          winProb: w.ticket.winProb,
-          senderNonce: BigInt(w.ticket.senderNonce),
-          recipientRandHash: w.ticket.recipientRandHash,
-          auxData: auxData(w.ticket.creationRound, w.ticket.creationRoundBlockHash),
-        },
-        w.sig,
-        w.recipientRand,
-      ]);
-    }
+    for (const w of won.slice(0, 3)) await redeemOnChain(world, w);
 
     // Node 1 drained (SIGTERM): its stream ends and the others say why, at once.
     await nodes[1]!.proc.kill();
