@@ -9,12 +9,15 @@
 import type { Logger } from 'pino';
 import {
   type AccessUnit,
+  Av1Depacketizer,
   DtsGenerator,
   H264Depacketizer,
   OpusRtpDepacketizer,
   ReorderBuffer,
+  type TranscodedVideoCodec,
   TsMuxer,
   VpxDepacketizer,
+  type VpxFrame,
 } from '../media/index.ts';
 import { VpxToH264 } from '../transcode/index.ts';
 import type { SegmentWriter } from '../trickle/index.ts';
@@ -92,8 +95,8 @@ type CachedFrame =
 export class Ingest {
   private readonly muxer: TsMuxer;
   private readonly video: H264Depacketizer;
-  /** A VP8/VP9 publisher: its frames are transcoded to H.264 (useVpx) before they reach onAccessUnit. */
-  private vpx?: { depacketizer: VpxDepacketizer; transcoder: VpxToH264 };
+  /** A VP8/VP9/AV1 publisher: its frames are transcoded to H.264 (useVpx) before they reach onAccessUnit. */
+  private vpx?: { depacketizer: VpxDepacketizer | Av1Depacketizer; transcoder: VpxToH264 };
   /** DTS for B-frame streams (decode order ≠ presentation order); equals the PTS without B-frames. */
   private readonly dts = new DtsGenerator();
   private readonly audio = new OpusRtpDepacketizer();
@@ -150,10 +153,10 @@ export class Ingest {
   }
 
   /**
-   * The publisher sends VP8 or VP9: from now on its video RTP goes through one ffmpeg that makes
+   * The publisher sends VP8, VP9 or AV1: from now on its video RTP goes through one ffmpeg that makes
    * H.264 with a keyframe per publisher keyframe and at most one GOP per segment. Call before media.
    */
-  useVpx(codec: 'vp8' | 'vp9'): void {
+  useVpx(codec: TranscodedVideoCodec): void {
     if (this.vpx || this.closed) return;
     const lost = () => {
       if (this.segment) this.framesDroppedLoss++;
@@ -167,11 +170,11 @@ export class Ingest {
       requestKeyframe: () => this.requestKeyframeNow(),
       logger: this.opts.logger,
     });
-    const depacketizer = new VpxDepacketizer({
-      codec,
-      onFrame: (f) => transcoder.push(f),
-      onFrameDropped: lost,
-    });
+    const onFrame = (f: VpxFrame) => transcoder.push(f);
+    const depacketizer =
+      codec === 'av1'
+        ? new Av1Depacketizer({ onFrame, onFrameDropped: lost })
+        : new VpxDepacketizer({ codec, onFrame, onFrameDropped: lost });
     this.vpx = { depacketizer, transcoder };
   }
 

@@ -38,11 +38,11 @@ export interface LiveStatus extends GoLivepeerStatus {
   output: { fps: number; bitrateKbps: number; segments: number } & OutputDataStatus;
   viewers: number;
   /**
-   * The publisher's video codec (VP8/VP9 are transcoded to H.264 once) and the VP8 viewers served
+   * The publisher's video codec (VP8/VP9/AV1 are transcoded to H.264 once) and the VP8 viewers served
    * by the stream's one VP8 encoder, with its frame counts (docs/codecs.md). null before the peer.
    */
   codecs: {
-    publisher: 'h264' | 'vp8' | 'vp9' | null;
+    publisher: 'h264' | 'vp8' | 'vp9' | 'av1' | null;
     vp8Viewers: number;
     vp8Encoder: { framesIn: number; framesOut: number; starts: number } | null;
   };

@@ -1,4 +1,4 @@
-// Media: RTP ⇄ H.264/VP8/VP9/Opus ⇄ MPEG-TS/IVF, in TypeScript, without I/O.
+// Media: RTP ⇄ H.264/VP8/VP9/AV1/Opus ⇄ MPEG-TS/IVF, in TypeScript, without I/O.
 export {
   codecStringFromSps,
   findStartCode,
@@ -9,6 +9,15 @@ export {
   splitAnnexB,
   startsWithAud,
 } from './annex-b.ts';
+export {
+  Av1Depacketizer,
+  type Av1DepacketizerOptions,
+  parseAv1AggregationHeader,
+  readLeb128,
+  splitAv1Payload,
+  withObuSize,
+  writeLeb128,
+} from './av1.ts';
 export { DtsGenerator, type DtsGeneratorOptions, type DtsGeneratorStats } from './dts.ts';
 export {
   type AccessUnit,
@@ -67,6 +76,7 @@ export {
   packetizeVp8,
   parseVp8Descriptor,
   parseVp9Descriptor,
+  type TranscodedVideoCodec,
   type Vp8RtpPayload,
   type VpxCodec,
   VpxDepacketizer,

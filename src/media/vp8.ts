@@ -3,12 +3,15 @@
 
 export type VpxCodec = 'vp8' | 'vp9';
 
+/** Codecs whose frames are transcoded to H.264 on ingest (AV1's come from src/media/av1.ts). */
+export type TranscodedVideoCodec = VpxCodec | 'av1';
+
 export interface VpxFrame {
-  codec: VpxCodec;
+  codec: TranscodedVideoCodec;
   data: Uint8Array;
   rtpTimestamp: number;
   keyframe: boolean;
-  /** VP8 keyframes carry the picture size; 0 when unknown (VP9, inter frames). */
+  /** VP8 keyframes carry the picture size; 0 when unknown (VP9, AV1, inter frames). */
   width: number;
   height: number;
 }

@@ -1,4 +1,4 @@
-// One long-running ffmpeg child fed on stdin and read on stdout, for the live transcodes (VP8/VP9
+// One long-running ffmpeg child fed on stdin and read on stdout, for the live transcodes (VP8/VP9/AV1
 // ingest → H.264, H.264 → VP8 for viewers). Keeps the tail of stderr so a death can be explained.
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 

@@ -1,4 +1,4 @@
-// A VP8/VP9 publisher's frames → H.264 access units, once per stream, by one ffmpeg child: IVF in
+// A VP8/VP9/AV1 publisher's frames → H.264 access units, once per stream, by one ffmpeg child: IVF in
 // on stdin, MPEG-TS out on stdout (timestamps carried through with -copyts). The access units go into
 // the same Ingest path an H.264 publisher's do, so segments, GOP replay and failover are unchanged.
 import type { Logger } from 'pino';
@@ -99,7 +99,7 @@ export class VpxToH264 {
       onExit: (exit) => this.onExit(proc, exit),
     });
     this.proc = proc;
-    const fourcc = first.codec === 'vp8' ? 'VP80' : 'VP90';
+    const fourcc = first.codec === 'vp8' ? 'VP80' : first.codec === 'vp9' ? 'VP90' : 'AV01';
     proc.write(
       ivfFileHeader({
         fourcc,

@@ -1,4 +1,4 @@
-// WHIP ingest: a recvonly werift peer that hands every video (H.264, VP8 or VP9) and Opus RTP packet to the caller.
+// WHIP ingest: a recvonly werift peer that hands every video (H.264, VP8, VP9 or AV1) and Opus RTP packet to the caller.
 import type { Logger } from 'pino';
 import {
   GenericNack,
@@ -22,7 +22,12 @@ import {
 } from './peer-session.ts';
 import { OfferRejectedError, planOffer, rewriteOffer, type VideoCodecName } from './sdp.ts';
 
-const VIDEO_MIME: Record<VideoCodecName, string> = { h264: 'video/H264', vp8: 'video/VP8', vp9: 'video/VP9' };
+const VIDEO_MIME: Record<VideoCodecName, string> = {
+  h264: 'video/H264',
+  vp8: 'video/VP8',
+  vp9: 'video/VP9',
+  av1: 'video/AV1',
+};
 
 /** Called once per RTP packet, in arrival order (no reordering). */
 export type RtpListener = (payload: Buffer, seq: number, timestamp: number, marker: boolean) => void;
@@ -77,7 +82,7 @@ export class IngestPeer {
   readonly answerSdp: string;
   /** The video payload types accepted in the answer; the offerer sends one of them. */
   readonly videoCodecs: NegotiatedCodec[];
-  /** What the publisher sends: H.264 is used as is, VP8/VP9 need a transcode. */
+  /** What the publisher sends: H.264 is used as is, VP8/VP9/AV1 need a transcode. */
   readonly videoCodecName: VideoCodecName;
   readonly audioCodec: NegotiatedCodec | undefined;
   readonly #session: PeerSession;

@@ -534,6 +534,7 @@ export function answerCodecs(rewritten: RewrittenOffer): {
       // Only the codec planOffer chose is left in the rewritten offer; werift matches by mime type.
       new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000 }),
       new RTCRtpCodecParameters({ mimeType: 'video/VP9', clockRate: 90000 }),
+      new RTCRtpCodecParameters({ mimeType: 'video/AV1', clockRate: 90000 }),
       ...declinedCodecs(rewritten, 'video'),
     ],
     audio: [

@@ -55,14 +55,14 @@ export class OfferRejectedError extends Error {
 }
 
 export const ACCEPTED_VIDEO_DESCRIPTION = 'H264 (packetization-mode=1)';
-/** What each purpose takes: publishers' VP8/VP9 are transcoded to H.264, viewers without H.264 get VP8. */
+/** What each purpose takes: publishers' VP8/VP9/AV1 are transcoded to H.264, viewers without H.264 get VP8. */
 export const ACCEPTED_VIDEO_BY_PURPOSE: Record<OfferPurpose, string> = {
-  publish: `${ACCEPTED_VIDEO_DESCRIPTION}, VP8, VP9`,
+  publish: `${ACCEPTED_VIDEO_DESCRIPTION}, VP8, VP9, AV1`,
   view: `${ACCEPTED_VIDEO_DESCRIPTION}, VP8`,
 };
 
-/** The video codec an answer uses: H.264 passes through; VP8/VP9 go through an ffmpeg transcode. */
-export type VideoCodecName = 'h264' | 'vp8' | 'vp9';
+/** The video codec an answer uses: H.264 passes through; VP8/VP9/AV1 go through an ffmpeg transcode. */
+export type VideoCodecName = 'h264' | 'vp8' | 'vp9' | 'av1';
 export const ACCEPTED_AUDIO_DESCRIPTION = 'opus/48000/2';
 
 /** Codecs that repair or wrap another codec; never the reason an offer is acceptable. */
@@ -79,9 +79,10 @@ export function isAcceptableH264(codec: SdpCodec): boolean {
   );
 }
 
-/** VP8, or VP9 profile 0 (8-bit 4:2:0, what browsers send unless asked otherwise). */
-export function isAcceptableVpx(codec: SdpCodec, name: 'vp8' | 'vp9'): boolean {
+/** VP8, VP9 profile 0 (8-bit 4:2:0, what browsers send unless asked otherwise), or AV1 Main (profile 0). */
+export function isAcceptableVpx(codec: SdpCodec, name: 'vp8' | 'vp9' | 'av1'): boolean {
   if (codec.name.toLowerCase() !== name || codec.clockRate !== 90000) return false;
+  if (name === 'av1') return (codec.fmtp.profile ?? '0') === '0';
   return name === 'vp8' || (codec.fmtp['profile-id'] ?? '0') === '0';
 }
 
@@ -185,8 +186,8 @@ function plan(sdp: string, purpose: OfferPurpose): PlanResult {
       `video m-section is ${videoSections[0].direction}; a ${purpose} offer must be able to ${verb} video`,
     );
   }
-  // H.264 anywhere wins (no transcode); then VP8, then (publishers only) VP9.
-  const fallbacks: ('vp8' | 'vp9')[] = purpose === 'publish' ? ['vp8', 'vp9'] : ['vp8'];
+  // H.264 anywhere wins (no transcode); then VP8, then (publishers only) VP9, then AV1.
+  const fallbacks: ('vp8' | 'vp9' | 'av1')[] = purpose === 'publish' ? ['vp8', 'vp9', 'av1'] : ['vp8'];
   let video: OfferPlan['video'] | undefined;
   for (const section of usableVideo) {
     const codecs = section.codecs.filter(isAcceptableH264);

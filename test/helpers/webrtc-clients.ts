@@ -268,8 +268,8 @@ export interface TestPeerOptions {
   network?: PeerNetworkOptions;
   /** profile-level-id offered for H.264 (packetization-mode=1). Default 42e01f. */
   h264ProfileLevelId?: string;
-  /** Offer VP8 instead of H.264 (a browser without H.264, such as Firefox without OpenH264). */
-  videoCodec?: 'h264' | 'vp8';
+  /** Offer VP8 (a browser without H.264, such as Firefox without OpenH264) or AV1 instead of H.264. */
+  videoCodec?: 'h264' | 'vp8' | 'av1';
   audio?: boolean;
   /** More werift configuration (e.g. ICE-TCP), applied over the network options. */
   rtcConfig?: Partial<RTCPeerConnectionConfig>;
@@ -283,9 +283,9 @@ function testPeer(opts: TestPeerOptions): RTCPeerConnection {
     bundlePolicy: 'max-bundle',
     codecs: {
       video: [
-        opts.videoCodec === 'vp8'
+        opts.videoCodec === 'vp8' || opts.videoCodec === 'av1'
           ? new RTCRtpCodecParameters({
-              mimeType: 'video/VP8',
+              mimeType: opts.videoCodec === 'vp8' ? 'video/VP8' : 'video/AV1',
               clockRate: 90000,
               rtcpFeedback: [useNACK(), usePLI()],
             })

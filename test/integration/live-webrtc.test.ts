@@ -162,11 +162,11 @@ describe('live video-to-video over WHIP and WHEP', () => {
     }
   }, 20_000);
 
-  it('406 naming the codecs when the offer has none the gateway takes (AV1 only)', async () => {
+  it('406 naming the codecs when the offer has none the gateway takes (H.265 only)', async () => {
     const { readFile } = await import('node:fs/promises');
     const offer = (
       await readFile(new URL('../webrtc/fixtures/chrome-vp8-only-offer.sdp', import.meta.url), 'utf8')
-    ).replaceAll(/ VP[89]\/90000/g, ' AV1/90000');
+    ).replaceAll(/ VP[89]\/90000/g, ' H265/90000');
     const res = await fetch(url('vp8', 'whip'), {
       method: 'POST',
       headers: { 'content-type': 'application/sdp' },
@@ -174,8 +174,8 @@ describe('live video-to-video over WHIP and WHEP', () => {
     });
     expect(res.status).toBe(406);
     const { error } = await res.json();
-    expect(error.message).toContain('offered AV1');
-    expect(error.message).toContain('H264 (packetization-mode=1), VP8, VP9');
+    expect(error.message).toContain('offered H265');
+    expect(error.message).toContain('H264 (packetization-mode=1), VP8, VP9, AV1');
     expect((await (await fetch(url('vp8', 'status'))).json()).state).toBe('ended');
   });
 

@@ -5,6 +5,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import {
   type AccessUnit,
+  Av1Depacketizer,
   type DemuxedVideo,
   IvfReader,
   splitAnnexB,
@@ -12,6 +13,7 @@ import {
   vp8KeyframeSize,
 } from '../../src/media/index.ts';
 import { FfmpegProcess, H264ToVp8, VpxToH264 } from '../../src/transcode/index.ts';
+import { packetizeAv1 } from '../helpers/av1-rtp.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { makeH264Clip, splitAccessUnits } from '../helpers/webrtc-clients.ts';
 
@@ -76,6 +78,37 @@ describe('VpxToH264 (VP8/VP9 publisher → H.264 for the orchestrator)', () => {
     expect(out[10].pts90k - out[0].pts90k).toBe(30_000);
     expect(splitAnnexB(out[0].annexB).some((n) => (n[0] & 0x1f) === 7)).toBe(true); // SPS with the IDR
   });
+
+  it('turns AV1 temporal units (from RTP, via Av1Depacketizer) into H.264 with IDRs at the AV1 keyframes', async () => {
+    const { stdout } = await run(
+      'ffmpeg',
+      [
+        ...['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=30'],
+        ...['-frames:v', '60', '-c:v', 'libaom-av1', '-cpu-used', '8', '-usage', 'realtime', '-g', '30'],
+        ...['-f', 'ivf', 'pipe:1'],
+      ],
+      { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 },
+    );
+    const { logger, lines } = recordingLogger();
+    const out: AccessUnit[] = [];
+    const t = new VpxToH264({
+      gopMs: 2000,
+      onAccessUnit: (au) => out.push(au),
+      requestKeyframe: () => {},
+      logger,
+    });
+    const d = new Av1Depacketizer({ onFrame: (f) => t.push(f) });
+    let seq = 0;
+    new IvfReader().push(stdout).forEach((f, i) => {
+      for (const p of packetizeAv1(f.data, 1100))
+        d.push(p.payload, seq++, (0xffff_0000 + i * 3000) >>> 0, p.marker);
+    });
+    await waitFor(() => out.length >= 59, 'H.264 out', 30_000);
+    t.close();
+    expect(lines.some((l) => l.msg === 'transcoding av1 ingest to H.264 (ffmpeg)')).toBe(true);
+    expect(out.filter((a) => a.keyframe).map((a) => a.pts90k - out[0].pts90k)).toEqual([0, 90_000]);
+    expect(out[10].pts90k - out[0].pts90k).toBe(30_000);
+  }, 60_000);
 
   it('logs why ffmpeg died, asks for a keyframe, and restarts on the next one', async () => {
     const { logger, lines } = recordingLogger();

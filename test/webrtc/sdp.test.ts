@@ -16,8 +16,10 @@ const chromeWhep = fixture('chrome-whep-offer.sdp');
 const firefoxWhip = fixture('firefox-whip-offer.sdp');
 const obsWhip = fixture('obs-whip-offer.sdp');
 const vp8Only = fixture('chrome-vp8-only-offer.sdp');
-/** The same offer with no video codec the gateway can take (AV1 is not depacketized). */
+/** The same offer with AV1 only (publishers' AV1 is transcoded; viewers get no AV1). */
 const av1Only = vp8Only.replaceAll(/ VP[89]\/90000/g, ' AV1/90000');
+/** The same offer with no video codec the gateway can take. */
+const h265Only = vp8Only.replaceAll(/ VP[89]\/90000/g, ' H265/90000');
 const h264Mode0 = fixture('chrome-h264-mode0-offer.sdp');
 const pcmuAudio = fixture('pcmu-audio-whip-offer.sdp');
 
@@ -109,17 +111,41 @@ describe('checkOffer', () => {
   });
 
   it('rejects an offer with no codec it can take with 406 naming what was offered and what is accepted', () => {
-    const result = checkOffer(av1Only, 'publish');
+    const result = checkOffer(h265Only, 'publish');
     expect(result).toEqual({
       ok: false,
       status: 406,
-      reason: 'no acceptable video codec: offered AV1; accepted H264 (packetization-mode=1), VP8, VP9',
+      reason: 'no acceptable video codec: offered H265; accepted H264 (packetization-mode=1), VP8, VP9, AV1',
+    });
+  });
+
+  it('takes AV1 (profile 0) from a publisher that offers nothing else, with its payload type; never for a viewer', () => {
+    expect(checkOffer(av1Only, 'publish')).toMatchObject({
+      ok: true,
+      video: { codec: 'av1', payloadTypes: [96] },
+    });
+    // AV1 comes after VP9 and VP8.
+    const av1AndVp9 = vp8Only.replace(' VP8/90000', ' AV1/90000');
+    expect(checkOffer(av1AndVp9, 'publish')).toMatchObject({ ok: true, video: { codec: 'vp9' } });
+    const profile1 = av1Only.replace('a=rtpmap:96 AV1/90000', 'a=rtpmap:96 AV1/90000\r\na=fmtp:96 profile=1');
+    expect(profile1).toContain('profile=1');
+    expect(checkOffer(profile1, 'publish')).toMatchObject({
+      ok: true,
+      video: { codec: 'av1', payloadTypes: [98] },
+    });
+    const profile1Only = profile1.replace('a=rtpmap:98 AV1/90000', 'a=rtpmap:98 H265/90000');
+    const none = profile1Only.replace('a=rtpmap:100 AV1/90000', 'a=rtpmap:100 H265/90000');
+    expect(checkOffer(none, 'publish')).toMatchObject({ ok: false, status: 406 });
+    expect(checkOffer(av1Only.replaceAll('a=sendonly', 'a=recvonly'), 'view')).toEqual({
+      ok: false,
+      status: 406,
+      reason: 'no acceptable video codec: offered AV1; accepted H264 (packetization-mode=1), VP8',
     });
   });
 
   it('takes VP8 over H.264 packetization-mode=0; with mode 0 alone answers 406', () => {
     expect(checkOffer(h264Mode0, 'publish')).toMatchObject({ ok: true, video: { codec: 'vp8' } });
-    const result = checkOffer(h264Mode0.replaceAll(/ VP[89]\/90000/g, ' AV1/90000'), 'publish');
+    const result = checkOffer(h264Mode0.replaceAll(/ VP[89]\/90000/g, ' H265/90000'), 'publish');
     expect(result).toMatchObject({ ok: false, status: 406 });
     expect(result.ok === false && result.reason).toContain('H264 (packetization-mode=0)');
   });
@@ -268,7 +294,7 @@ describe('answers from realistic offers', () => {
   });
 
   it('IngestPeer.create throws OfferRejectedError with the status', async () => {
-    await expect(IngestPeer.create(av1Only, opts)).rejects.toMatchObject({
+    await expect(IngestPeer.create(h265Only, opts)).rejects.toMatchObject({
       name: 'OfferRejectedError',
       status: 406,
     });

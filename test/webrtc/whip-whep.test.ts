@@ -143,16 +143,18 @@ it('WHIP publisher → relay → WHEP viewer: decoded pictures identical to the 
   expect(udpSocketCount()).toBe(before);
 });
 
-it('answers 406 to a WHIP offer with no codec it can take (AV1 only), with the reason', async () => {
+it('answers 406 to a WHIP offer with no codec it can take (H.265 only), with the reason', async () => {
   const offer = readFileSync(
     new URL('./fixtures/chrome-vp8-only-offer.sdp', import.meta.url),
     'utf8',
-  ).replaceAll(/ VP[89]\/90000/g, ' AV1/90000');
+  ).replaceAll(/ VP[89]\/90000/g, ' H265/90000');
   const response = await fetch(`${baseUrl}/whip`, {
     method: 'POST',
     headers: { 'content-type': 'application/sdp' },
     body: offer,
   });
   expect(response.status).toBe(406);
-  expect(await response.text()).toContain('offered AV1; accepted H264 (packetization-mode=1), VP8, VP9');
+  expect(await response.text()).toContain(
+    'offered H265; accepted H264 (packetization-mode=1), VP8, VP9, AV1',
+  );
 });
