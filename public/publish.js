@@ -198,7 +198,7 @@ function refusal(err) {
       return `This gateway needs a publishing token, which this page does not have. ${said}`;
     case 406:
       return codecs.send === false
-        ? `This gateway does not take this browser’s video (${codecs.codecs.join(', ')}): it takes H.264, VP8 or VP9. ${H264_FIX} ${said}`
+        ? `This gateway does not take this browser’s video (${codecs.codecs.join(', ')}): it takes H.264, VP8, VP9 or AV1. ${H264_FIX} ${said}`
         : `This gateway does not take this browser’s video. ${said}`;
     case 409:
       return `The stream name “${$('stream').value}” is already publishing. Pick another name. ${said}`;

@@ -157,7 +157,7 @@ export const H264_FIX =
 export function noH264Explanation(what, codecs) {
   const has = codecs.length ? codecs.join(', ') : 'other codecs';
   return what === 'send'
-    ? `This browser cannot send H.264 video, only ${has}. This gateway converts VP8 and VP9 to ` +
+    ? `This browser cannot send H.264 video, only ${has}. This gateway converts VP8, VP9 and AV1 to ` +
         'H.264 for the orchestrator, so you can publish; it costs the gateway some CPU. ' +
         `To send H.264 directly: ${H264_FIX.replace(/^To use it now, /, '')}`
     : `This browser cannot play H.264 video, only ${has}. This gateway sends such browsers VP8 ` +
