@@ -4,11 +4,11 @@
 // instead of waiting for the next one), IVF out.
 import type { Logger } from 'pino';
 import { type DemuxedVideo, IvfReader, splitAnnexB } from '../media/index.ts';
-import { type FfmpegExit, FfmpegProcess } from './ffmpeg-process.ts';
+import type { FfmpegProcess } from './ffmpeg-process.ts';
+import { LiveFfmpeg } from './live-ffmpeg.ts';
 
 const AUD = Buffer.from([0, 0, 0, 1, 0x09, 0xf0]);
 const START_CODE = Buffer.from([0, 0, 0, 1]);
-const MIN_RESTART_GAP_MS = 1000;
 /** Keyframe at least every this many frames, besides one per H.264 keyframe (-force_key_frames source). */
 const GOP_FRAMES = 60;
 
@@ -35,58 +35,47 @@ export function h264ToVp8Args(): string[] {
 }
 
 export class H264ToVp8 {
-  private proc?: FfmpegProcess;
+  private readonly ffmpeg: LiveFfmpeg;
   private reader = new IvfReader();
   private readonly now: () => number;
   private readonly startedAt: number;
-  private lastStartAt = 0;
-  private closed = false;
-  private restartTimer?: NodeJS.Timeout;
-  starts = 0;
   framesIn = 0;
   framesOut = 0;
 
   constructor(private readonly opts: H264ToVp8Options) {
     this.now = opts.now ?? Date.now;
     this.startedAt = this.now();
+    this.ffmpeg = new LiveFfmpeg({ ...opts, name: 'VP8 encoder' });
   }
 
   get pid(): number | undefined {
-    return this.proc?.alive ? this.proc.pid : undefined;
+    return this.ffmpeg.pid;
+  }
+
+  /** ffmpeg processes started (1 + restarts). */
+  get starts(): number {
+    return this.ffmpeg.starts;
   }
 
   push(frame: DemuxedVideo): void {
-    if (this.closed) return;
-    if (!this.proc?.alive) {
-      if (!frame.keyframe || this.now() - this.lastStartAt < MIN_RESTART_GAP_MS) return;
-      this.start();
-    }
+    const proc = this.ffmpeg.childFor(frame.keyframe, () => {
+      this.reader = new IvfReader();
+      return {
+        args: h264ToVp8Args(),
+        onStdout: (chunk, p) => this.onIvf(p, chunk),
+        onStarted: (p) =>
+          this.opts.logger.info({ pid: p.pid }, 'encoding VP8 for viewers without H.264 (ffmpeg)'),
+      };
+    });
+    if (!proc) return;
     // The frame's own AUD (MPEG-TS muxers add one) goes: ours, after it, is the one that ends it.
     const nalus = splitAnnexB(frame.annexB).filter((n) => n.length > 0 && (n[0] & 0x1f) !== 9);
     const parts = nalus.flatMap((n) => [START_CODE, n]);
-    if (this.proc?.write(Buffer.concat([...parts, AUD]))) this.framesIn++;
+    if (proc.write(Buffer.concat([...parts, AUD]))) this.framesIn++;
   }
 
   close(): void {
-    this.closed = true;
-    clearTimeout(this.restartTimer);
-    this.proc?.close();
-  }
-
-  private start(): void {
-    this.lastStartAt = this.now();
-    this.starts++;
-    this.reader = new IvfReader();
-    const proc = new FfmpegProcess({
-      binary: this.opts.binary,
-      args: h264ToVp8Args(),
-      onStdout: (chunk) => {
-        if (this.proc === proc) this.onIvf(proc, chunk);
-      },
-      onExit: (exit) => this.onExit(proc, exit),
-    });
-    this.proc = proc;
-    this.opts.logger.info({ pid: proc.pid }, 'encoding VP8 for viewers without H.264 (ffmpeg)');
+    this.ffmpeg.close();
   }
 
   private onIvf(proc: FfmpegProcess, chunk: Buffer): void {
@@ -111,17 +100,5 @@ export class H264ToVp8 {
         keyframe: f.data.length > 0 && (f.data[0] & 0x01) === 0,
       });
     }
-  }
-
-  private onExit(proc: FfmpegProcess, exit: FfmpegExit): void {
-    if (this.proc !== proc) return;
-    this.proc = undefined;
-    if (exit.expected || this.closed) return;
-    this.opts.logger.warn(
-      { code: exit.code, signal: exit.signal, stderr: exit.stderrTail },
-      'VP8 encoder (ffmpeg) died: restarting it on the next H.264 keyframe',
-    );
-    this.restartTimer = setTimeout(() => this.opts.requestKeyframe(), MIN_RESTART_GAP_MS);
-    this.restartTimer.unref();
   }
 }

@@ -11,10 +11,9 @@ import {
   splitAnnexB,
   TsDemuxer,
 } from '../media/index.ts';
-import { type FfmpegExit, FfmpegProcess } from './ffmpeg-process.ts';
+import { LiveFfmpeg, type LiveFfmpegRun } from './live-ffmpeg.ts';
 
 /** A crashed ffmpeg is restarted on the next keyframe, but not more often than this. */
-const MIN_RESTART_GAP_MS = 1000;
 /** Frame rate assumed to size the GOP (keyframes also follow the publisher's: -force_key_frames source). */
 const ASSUMED_FPS = 30;
 
@@ -42,77 +41,68 @@ export function vpxToH264Args(gopFrames: number): string[] {
 }
 
 export class VpxToH264 {
-  private proc?: FfmpegProcess;
+  private readonly ffmpeg: LiveFfmpeg;
   private demuxer = new TsDemuxer();
   private readonly unwrap = new RtpTimestampUnwrapper();
-  private lastStartAt = 0;
-  private closed = false;
-  private restartTimer?: NodeJS.Timeout;
-  /** ffmpeg processes started (1 + restarts). */
-  starts = 0;
   framesIn = 0;
   framesOut = 0;
   framesDropped = 0;
 
-  constructor(private readonly opts: VpxToH264Options) {}
+  constructor(private readonly opts: VpxToH264Options) {
+    this.ffmpeg = new LiveFfmpeg({ ...opts, name: 'ingest transcoder' });
+  }
 
   /** The child's pid (for CPU accounting), while one runs. */
   get pid(): number | undefined {
-    return this.proc?.alive ? this.proc.pid : undefined;
+    return this.ffmpeg.pid;
+  }
+
+  /** ffmpeg processes started (1 + restarts). */
+  get starts(): number {
+    return this.ffmpeg.starts;
   }
 
   push(frame: VpxFrame): void {
-    if (this.closed) return;
+    if (this.ffmpeg.closed) return;
     const pts = this.unwrap.unwrap(frame.rtpTimestamp);
-    if (!this.proc?.alive) {
-      // ffmpeg must start on a keyframe (and again on one after a crash).
-      if (!frame.keyframe || Date.now() - this.lastStartAt < MIN_RESTART_GAP_MS) {
-        this.framesDropped++;
-        return;
-      }
-      this.start(frame);
+    // ffmpeg must start on a keyframe (and again on one after a crash).
+    const proc = this.ffmpeg.childFor(frame.keyframe, () => this.run(frame));
+    if (!proc) {
+      this.framesDropped++;
+      return;
     }
-    const proc = this.proc;
-    if (!proc) return;
     const ok = proc.write(Buffer.concat([ivfFrameHeader(frame.data.length, pts), frame.data]));
     if (ok) this.framesIn++;
     else this.framesDropped++;
   }
 
   close(): void {
-    this.closed = true;
-    clearTimeout(this.restartTimer);
-    this.proc?.close();
+    this.ffmpeg.close();
   }
 
-  private start(first: VpxFrame): void {
-    this.lastStartAt = Date.now();
-    this.starts++;
+  private run(first: VpxFrame): LiveFfmpegRun {
     this.demuxer = new TsDemuxer();
     const gopFrames = Math.max(15, Math.round((ASSUMED_FPS * this.opts.gopMs) / 1000));
-    const proc = new FfmpegProcess({
-      binary: this.opts.binary,
-      args: vpxToH264Args(gopFrames),
-      onStdout: (chunk) => {
-        if (this.proc === proc) this.onTs(this.demuxer.push(chunk));
-      },
-      onExit: (exit) => this.onExit(proc, exit),
-    });
-    this.proc = proc;
     const fourcc = first.codec === 'vp8' ? 'VP80' : first.codec === 'vp9' ? 'VP90' : 'AV01';
-    proc.write(
-      ivfFileHeader({
-        fourcc,
-        width: first.width || 640,
-        height: first.height || 480,
-        timebaseDen: 90000,
-        timebaseNum: 1,
-      }),
-    );
-    this.opts.logger.info(
-      { codec: first.codec, pid: proc.pid },
-      `transcoding ${first.codec} ingest to H.264 (ffmpeg)`,
-    );
+    return {
+      args: vpxToH264Args(gopFrames),
+      onStdout: (chunk) => this.onTs(this.demuxer.push(chunk)),
+      onStarted: (proc) => {
+        proc.write(
+          ivfFileHeader({
+            fourcc,
+            width: first.width || 640,
+            height: first.height || 480,
+            timebaseDen: 90000,
+            timebaseNum: 1,
+          }),
+        );
+        this.opts.logger.info(
+          { codec: first.codec, pid: proc.pid },
+          `transcoding ${first.codec} ingest to H.264 (ffmpeg)`,
+        );
+      },
+    };
   }
 
   private onTs(frames: ReturnType<TsDemuxer['push']>): void {
@@ -127,17 +117,5 @@ export class VpxToH264 {
         keyframe: f.keyframe,
       });
     }
-  }
-
-  private onExit(proc: FfmpegProcess, exit: FfmpegExit): void {
-    if (this.proc !== proc) return;
-    this.proc = undefined;
-    if (exit.expected || this.closed) return;
-    this.opts.logger.warn(
-      { code: exit.code, signal: exit.signal, stderr: exit.stderrTail },
-      'ingest transcoder (ffmpeg) died: restarting it on the next keyframe from the publisher',
-    );
-    this.restartTimer = setTimeout(() => this.opts.requestKeyframe(), MIN_RESTART_GAP_MS);
-    this.restartTimer.unref();
   }
 }
