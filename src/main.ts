@@ -289,13 +289,7 @@ export async function main(
       whipAuthToken: live.whipAuthToken,
       whepAuthToken: live.whepAuthToken,
       operatorToken: live.operatorToken,
-      authWebhook: config.liveAIAuthWebhookUrl
-        ? {
-            url: config.liveAIAuthWebhookUrl,
-            apiKey: config.liveAIAuthApiKey,
-            timeoutMs: config.liveAIAuthWebhookTimeout,
-          }
-        : undefined,
+      authWebhook: authWebhookOf(config),
       gatewayHost: config.gatewayHost,
       defaultModel: live.defaultModel,
       publicUrl: live.publicUrl,
@@ -379,6 +373,17 @@ export async function main(
   });
 }
 
+/** go-livepeer's live auth webhook, asked for WHIP and RTMP publishes alike. */
+function authWebhookOf(config: Config) {
+  return config.liveAIAuthWebhookUrl
+    ? {
+        url: config.liveAIAuthWebhookUrl,
+        apiKey: config.liveAIAuthApiKey,
+        timeoutMs: config.liveAIAuthWebhookTimeout,
+      }
+    : undefined;
+}
+
 /**
  * The RTMP ingest on -rtmpAddr. A busy port leaves the gateway running without it (WHIP still
  * works) and says so, since the default 1935 is often taken by another RTMP server.
@@ -396,13 +401,7 @@ async function startRtmpIngest(
       streams,
       defaultModel: config.live.defaultModel,
       whipAuthToken: config.live.whipAuthToken,
-      authWebhook: config.liveAIAuthWebhookUrl
-        ? {
-            url: config.liveAIAuthWebhookUrl,
-            apiKey: config.liveAIAuthApiKey,
-            timeoutMs: config.liveAIAuthWebhookTimeout,
-          }
-        : undefined,
+      authWebhook: authWebhookOf(config),
       httpBase: config.live.publicUrl ?? (config.gatewayHost ? `https://${config.gatewayHost}` : httpBase),
       gatewayHost: config.gatewayHost ?? new URL(httpBase).host,
       logger: logger.child({ rtmp: true }),
