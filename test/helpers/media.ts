@@ -238,3 +238,27 @@ export async function h264DecodeReport(annexB: Uint8Array): Promise<{ frames: nu
     child.stdin?.end(annexB);
   });
 }
+
+/**
+ * testsrc2 at 320×240 30 fps for `seconds`, encoded with `encoderArgs` (codec, speed, GOP, rate)
+ * into IVF: the VP8/VP9/AV1 publishers' clips.
+ */
+export async function makeIvfClip(seconds: number, encoderArgs: string[]): Promise<Buffer> {
+  const { stdout } = await run(
+    'ffmpeg',
+    [
+      ...['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=30'],
+      ...['-t', String(seconds), ...encoderArgs, '-f', 'ivf', 'pipe:1'],
+    ],
+    { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 },
+  );
+  return stdout;
+}
+
+/** ffmpeg children of this process (a gateway running in it) whose command line has `pattern`. */
+export async function ffmpegChildren(pattern: string): Promise<number> {
+  const { stdout } = await run('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)]).catch(() => ({
+    stdout: '',
+  }));
+  return stdout.split('\n').filter((l) => l.includes('ffmpeg') && l.includes(pattern)).length;
+}

@@ -9,7 +9,7 @@ import type { LocalOrchestrator } from '../../src/local-orchestrator/server.ts';
 import { IvfReader } from '../../src/media/index.ts';
 import { packetizeAv1 } from '../helpers/av1-rtp.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
-import { decodeGray, mean } from '../helpers/media.ts';
+import { decodeGray, ffmpegChildren, makeIvfClip, mean } from '../helpers/media.ts';
 import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 import { waitFor } from '../helpers/wait.ts';
 import {
@@ -19,7 +19,7 @@ import {
   WhipTestPublisher,
 } from '../helpers/webrtc-clients.ts';
 
-const run = promisify(execFile);
+const _run = promisify(execFile);
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 let orch: LocalOrchestrator;
 let gw: Awaited<ReturnType<typeof startTestGateway>>;
@@ -27,26 +27,21 @@ let av1: RtpFrame[];
 
 /** testsrc2 as AV1 RTP frames (libaom realtime, keyframe every second). */
 async function av1Clip(seconds: number): Promise<RtpFrame[]> {
-  const { stdout } = await run(
-    'ffmpeg',
-    [
-      ...['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=30'],
-      ...['-t', String(seconds), '-c:v', 'libaom-av1', '-cpu-used', '8', '-usage', 'realtime', '-g', '30'],
-      ...['-b:v', '600k', '-f', 'ivf', 'pipe:1'],
-    ],
-    { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 },
-  );
+  const stdout = await makeIvfClip(seconds, [
+    '-c:v',
+    'libaom-av1',
+    '-cpu-used',
+    '8',
+    '-usage',
+    'realtime',
+    '-g',
+    '30',
+    '-b:v',
+    '600k',
+  ]);
   return new IvfReader()
     .push(stdout)
     .map((f, i) => ({ timestamp: i * 3000, payloads: packetizeAv1(f.data) }));
-}
-
-/** ffmpeg children of this process (the gateway runs in it) whose command line has `pattern`. */
-async function ffmpegChildren(pattern: string): Promise<number> {
-  const { stdout } = await run('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)]).catch(() => ({
-    stdout: '',
-  }));
-  return stdout.split('\n').filter((l) => l.includes('ffmpeg') && l.includes(pattern)).length;
 }
 
 beforeAll(async () => {

@@ -15,7 +15,7 @@ import {
   type VpxFrame,
 } from '../../src/media/index.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
-import { decodeGray, mean } from '../helpers/media.ts';
+import { decodeGray, ffmpegChildren, makeIvfClip, mean } from '../helpers/media.ts';
 import { startFreeOrchestrator } from '../helpers/orchestrator.ts';
 import { waitFor } from '../helpers/wait.ts';
 import {
@@ -26,7 +26,7 @@ import {
   WhipTestPublisher,
 } from '../helpers/webrtc-clients.ts';
 
-const run = promisify(execFile);
+const _run = promisify(execFile);
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 let orch: LocalOrchestrator;
 let gw: Awaited<ReturnType<typeof startTestGateway>>;
@@ -34,15 +34,18 @@ let vp8: RtpFrame[];
 
 /** testsrc2 as VP8 RTP frames, as a browser sends them: keyframe only at the start (and on PLI). */
 async function vp8Clip(seconds: number): Promise<RtpFrame[]> {
-  const { stdout } = await run(
-    'ffmpeg',
-    [
-      ...['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=30'],
-      ...['-t', String(seconds), '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-g', '9999'],
-      ...['-b:v', '600k', '-f', 'ivf', 'pipe:1'],
-    ],
-    { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 },
-  );
+  const stdout = await makeIvfClip(seconds, [
+    '-c:v',
+    'libvpx',
+    '-deadline',
+    'realtime',
+    '-cpu-used',
+    '8',
+    '-g',
+    '9999',
+    '-b:v',
+    '600k',
+  ]);
   return new IvfReader()
     .push(stdout)
     .map((f, i) => ({ timestamp: i * 3000, payloads: packetizeVp8(f.data, i) }));
@@ -60,14 +63,6 @@ async function decodeVp8(packets: ReceivedPacket[]): Promise<Uint8Array[]> {
     ...frames.flatMap((f) => [ivfFrameHeader(f.data.length, f.rtpTimestamp), f.data]),
   ]);
   return decodeGray(ivf, 64, 48, 'ivf');
-}
-
-/** ffmpeg children of this process (the gateway runs in it) whose command line has `pattern`. */
-async function ffmpegChildren(pattern: string): Promise<number> {
-  const { stdout } = await run('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)]).catch(() => ({
-    stdout: '',
-  }));
-  return stdout.split('\n').filter((l) => l.includes('ffmpeg') && l.includes(pattern)).length;
 }
 
 beforeAll(async () => {
