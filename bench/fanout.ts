@@ -202,6 +202,8 @@ async function startGateway(opts: Options, profileDir: string | undefined) {
     [
       ...['-httpAddr', `127.0.0.1:${httpPort}`, '-v', '0'],
       ...['-orchAddr', `https://127.0.0.1:${orchPort}`, '-orchSecret', secret],
+      // the default per-stream cap (100) would end the run before the CPU does
+      ...['-liveMaxViewers', String(Math.max(...opts.steps))],
     ],
     profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
     { LPGW_EGRESS_SEND_PATH: opts.sendPath },
@@ -328,12 +330,34 @@ interface ProfileNode {
   children?: number[];
 }
 
-function summarizeProfile(dir: string, top = 25): string[] {
+/**
+ * Self time by function. With `window` (ms since the gateway was spawned; its profile starts within
+ * a few ms of that), only the samples inside it count: the steady state, not start-up and joins.
+ */
+function summarizeProfile(dir: string, window?: { fromMs: number; toMs: number }, top = 25): string[] {
   const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
   if (!files.length) return [`(no .cpuprofile in ${dir})`];
-  const { nodes } = files
-    .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as { nodes: ProfileNode[] })
+  const profile = files
+    .map(
+      (f) =>
+        JSON.parse(readFileSync(join(dir, f), 'utf8')) as {
+          nodes: ProfileNode[];
+          samples: number[];
+          timeDeltas: number[];
+        },
+    )
     .sort((a, b) => b.nodes.length - a.nodes.length)[0];
+  const { nodes } = profile;
+  if (window) {
+    const byId = new Map(nodes.map((n) => [n.id, n]));
+    for (const n of nodes) n.hitCount = 0;
+    let at = 0;
+    profile.samples.forEach((id, i) => {
+      at += profile.timeDeltas[i] / 1000;
+      const node = byId.get(id);
+      if (node && at >= window.fromMs && at < window.toMs) node.hitCount = (node.hitCount ?? 0) + 1;
+    });
+  }
   const where = (url: string) => {
     if (!url) return '(native)';
     const path = url.startsWith('file://') ? fileURLToPath(url) : url;
@@ -352,7 +376,9 @@ function summarizeProfile(dir: string, top = 25): string[] {
     self.set(name(n), (self.get(name(n)) ?? 0) + hits);
   }
   const busy = total - idle;
-  const lines = [`busy samples: ${busy} of ${total}; top functions by self time (% of busy):`];
+  const lines = [
+    `busy samples: ${busy} of ${total}${window ? ' in the last step\'s window' : ''}; top functions by self time (% of busy):`,
+  ];
   for (const [fn, hits] of [...self]
     .filter(([fn]) => !fn.startsWith('(idle)'))
     .sort((a, b) => b[1] - a[1])
@@ -585,7 +611,9 @@ async function main(): Promise<void> {
     );
     process.exit(0);
   }
+  const spawnedAt = performance.now();
   const { gateway, orchestrator, base } = await startGateway(opts, profileDir);
+  let lastWindow: { fromMs: number; toMs: number } | undefined;
   const publisher = new WeriftPublisher({ audio: false });
   const workers = Array.from({ length: opts.workers }, (_, i) => new ViewerWorker(i));
   let stopped = false;
@@ -629,6 +657,7 @@ async function main(): Promise<void> {
       const o1 = processTicks(orchestrator.pid);
       const f1 = await allFrames(workers);
       const seconds = (performance.now() - t0) / 1000;
+      lastWindow = { fromMs: t0 - spawnedAt, toMs: t0 - spawnedAt + seconds * 1000 };
       const cpu = (c1 - c0) / CLK_TCK / seconds;
       const fps = f1.map((n, i) => (n - (f0[i] ?? 0)) / seconds).sort((a, b) => a - b);
       const median = quantile(fps, 0.5);
@@ -684,7 +713,7 @@ async function main(): Promise<void> {
         `**${Math.round(1 / (fit.slope * packetsPerSecond))} viewers per core** at this bitrate.`,
     );
   }
-  if (profileDir) out.push('', '```', ...summarizeProfile(profileDir), '```');
+  if (profileDir) out.push('', '```', ...summarizeProfile(profileDir, lastWindow), '```');
   console.log(out.join('\n'));
   process.exit(0);
 }

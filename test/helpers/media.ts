@@ -24,13 +24,15 @@ function x264Args(bFrames: number): string[] {
 }
 
 /** An H.264 elementary stream (Annex-B, baseline, no B-frames), darkened so an inverted copy is obvious. */
-export async function makeH264Clip(opts: ClipOptions & { dark?: boolean }): Promise<Buffer> {
+export async function makeH264Clip(opts: ClipOptions & { dark?: boolean; kbps?: number }): Promise<Buffer> {
   const { seconds, width = 320, height = 240, fps = 30, gopSeconds = 1 } = opts;
+  // Capped like a WebRTC encoder's target (ultrafast alone makes ~7.6 Mbit/s at 720p).
+  const rate = opts.kbps ? ['-b:v', `${opts.kbps}k`, '-maxrate', `${opts.kbps}k`, '-bufsize', `${opts.kbps}k`] : [];
   const gop = Math.round(fps * gopSeconds);
   const filter = `testsrc2=size=${width}x${height}:rate=${fps}${opts.dark === false ? '' : ',lutyuv=y=val*0.4'}`;
   const { stdout } = await runBuffer('ffmpeg', [
     ...['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', filter, '-t', String(seconds)],
-    ...['-c:v', 'libx264', '-preset', 'ultrafast', '-profile:v', 'baseline', '-g', String(gop)],
+    ...['-c:v', 'libx264', '-preset', 'ultrafast', '-profile:v', 'baseline', '-g', String(gop), ...rate],
     ...[
       '-keyint_min',
       String(gop),
