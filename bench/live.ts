@@ -1194,6 +1194,10 @@ interface PrepayResult {
   /** Longest gap between frames at the running streams' viewers while the 5th started. */
   runningMaxGapMs: number;
   otherProcessesPct: number;
+  /** CPU during the start windows, % of one core: the gateway, the orchestrator, this process (peers, chain). */
+  gatewayPct: number;
+  orchestratorPct: number;
+  benchPct: number;
   busiestOthers: string[];
   errors: string[];
   /** Warning and error lines of the on-chain gateway and orchestrator. */
@@ -1333,6 +1337,9 @@ async function prepayPhase(clip: Clip, opts: BenchOptions, log: (m: string) => v
     startToFirstFrameMs: [],
     runningMaxGapMs: 0,
     otherProcessesPct: Number.NaN,
+    gatewayPct: Number.NaN,
+    orchestratorPct: Number.NaN,
+    benchPct: Number.NaN,
     busiestOthers: [],
     errors: [],
     problems: [],
@@ -1374,6 +1381,8 @@ async function prepayPhase(clip: Clip, opts: BenchOptions, log: (m: string) => v
     const windows: DelayWindow[] = [];
     const pids = [gateway.pid, orchestrator.pid, process.pid];
     const othersBefore = otherProcessTicks(pids);
+    const ownBefore = pids.map(processTicks);
+    const roundsStarted = now();
     let windowMs = 0;
     for (let r = 0; r < rounds; r++) {
       log(`on chain: a 5th stream starts with its prepayment (${r + 1}/${rounds})...`);
@@ -1414,7 +1423,13 @@ async function prepayPhase(clip: Clip, opts: BenchOptions, log: (m: string) => v
       await sleep(1000);
     }
     const others = otherProcessDelta(othersBefore, otherProcessTicks(pids));
-    result.otherProcessesPct = (100 * others.ticks) / clockTicksPerSecond() / (windowMs / 1000);
+    const pct = (ticks: number) => (100 * ticks) / clockTicksPerSecond() / (windowMs / 1000);
+    result.otherProcessesPct = pct(others.ticks);
+    // Over the whole rounds (the windows, each stream's close and the second between rounds).
+    const roundsSeconds = (now() - roundsStarted) / 1000;
+    [result.gatewayPct, result.orchestratorPct, result.benchPct] = pids.map(
+      (pid, i) => (100 * (processTicks(pid) - ownBefore[i]!)) / clockTicksPerSecond() / roundsSeconds,
+    );
     result.busiestOthers = others.top.map((t) => t.command);
     result.starting = mergeWindows(windows);
     for (const s of streams) {
@@ -1920,6 +1935,9 @@ async function main(): Promise<void> {
     );
     out.push(
       `| … 5th stream WHIP offer → first frame, p50 / max; longest frame gap at the 4 running streams' viewers meanwhile | ${fmt(median(prepay.startToFirstFrameMs))} / ${fmt(Math.max(...prepay.startToFirstFrameMs))} ms; ${fmt(prepay.runningMaxGapMs)} ms |`,
+    );
+    out.push(
+      `| … CPU during those starts (% of one core): gateway / orchestrator / bench process (peers, chain) | ${fmt(prepay.gatewayPct)} / ${fmt(prepay.orchestratorPct)} / ${fmt(prepay.benchPct)} % |`,
     );
     out.push(
       `| … other processes on the machine during those starts | ${fmt(prepay.otherProcessesPct)} % of a core${prepay.busiestOthers.length ? ` (busiest: ${prepay.busiestOthers.map((c) => `\`${c}\``).join(', ')})` : ''} |`,

@@ -25,6 +25,7 @@ import {
   type Ticket,
   ticketEV,
   ticketHash,
+  ticketHasher,
   ticketPacked,
   winProbFor,
   winProbRat,
@@ -91,6 +92,17 @@ describe('TestHash (go-livepeer pm/ticket_test.go)', () => {
   ];
   it.each(cases)('%s', (_name, over, expected) => {
     expect(ticketHash(zeroTicket(over))).toBe(`0x${expected}`);
+    // The batch hasher (a payment's many nonces) gives the same hash for the same ticket.
+    const { senderNonce, ...base } = zeroTicket(over);
+    expect(ticketHasher(base)(senderNonce)).toBe(`0x${expected}`);
+  });
+  it('the batch hasher changes only the nonce between hashes, up to 2^53 − 1', () => {
+    const base = zeroTicket({ creationRound: 10n, creationRoundBlockHash: FOO_HASH, faceValue: 7n });
+    const hash = ticketHasher(base);
+    for (const n of [0, 1, 255, 256, 4294967295, 4294967296, 2 ** 40 + 3, Number.MAX_SAFE_INTEGER, 5, 0])
+      expect(hash(n)).toBe(ticketHash({ ...base, senderNonce: n }));
+    expect(() => hash(-1)).toThrow(/bad nonce/);
+    expect(() => hash(1.5)).toThrow(/bad nonce/);
   });
   it('packs 168 bytes without auxData and 232 with it', () => {
     expect((ticketPacked(zeroTicket()).length - 2) / 2).toBe(168);
