@@ -85,7 +85,8 @@ export function ticketHasher(base: Omit<Ticket, 'senderNonce'>): (senderNonce: n
   // recipient, sender (20 bytes each), faceValue, winProb (32 each), then the nonce's 32 bytes.
   const view = new DataView(packed.buffer, packed.byteOffset + 20 + 20 + 32 + 32, 32);
   return (senderNonce) => {
-    if (!Number.isSafeInteger(senderNonce) || senderNonce < 0) throw new RangeError('ticketHasher: bad nonce');
+    if (!Number.isSafeInteger(senderNonce) || senderNonce < 0)
+      throw new RangeError('ticketHasher: bad nonce');
     view.setUint32(24, Math.floor(senderNonce / 2 ** 32));
     view.setUint32(28, senderNonce >>> 0);
     return keccak256(packed);
