@@ -1361,7 +1361,10 @@ async function prepayPhase(clip: Clip, opts: BenchOptions, log: (m: string) => v
     children = await spawnOnChain(
       lc,
       dir,
-      result.profileDir ? ['--cpu-prof', '--cpu-prof-dir', result.profileDir] : [],
+      [
+        ...(result.profileDir ? ['--cpu-prof', '--cpu-prof-dir', result.profileDir] : []),
+        ...(process.env.BENCH_GATEWAY_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
+      ],
       opts.prepayFree ? 0n : PREPAY_PRICE_PER_PIXEL,
     );
     const { base, gateway, orchestrator } = children;

@@ -17,7 +17,14 @@ import {
   ZERO,
 } from './rational.ts';
 import { accountSigner, type TicketSigner } from './signing-pool.ts';
-import { bytesToBigint, signatureProblem, type Ticket, ticketEV, ticketHasher } from './ticket.ts';
+import {
+  bytesToBigint,
+  signatureProblem,
+  type Ticket,
+  ticketEV,
+  ticketHasher,
+  ticketTemplate,
+} from './ticket.ts';
 
 /** go-livepeer's maxSenderNonces: an orchestrator accepts at most this many nonces per recipientRand. */
 export const MAX_SENDER_NONCES = 600;
@@ -490,17 +497,21 @@ export class TicketSender {
       creationRound: exp.creationRound,
       creationRoundBlockHash: exp.creationRoundBlockHash,
     };
-    // Hashed here in short runs (the event loop gets a turn between them), each run handed to
-    // the signer as soon as it is ready.
+    // A signer that hashes (the worker pool) gets the packed ticket and the nonces: no keccak
+    // here. Otherwise hashed here in short runs (the event loop gets a turn between them), each
+    // run handed to the signer as soon as it is ready.
     const signing: Promise<Hex[]>[] = [];
-    const hash = ticketHasher(base);
-    for (let i = 0; i < nonces.length; i += HASH_CHUNK) {
-      if (i > 0) await yieldToLoop();
-      const hashes = nonces.slice(i, i + HASH_CHUNK).map(hash);
-      const signed = this.signer.signHashes(hashes);
-      // Awaited below; a failure must not surface as an unhandled rejection meanwhile.
-      signed.catch(() => {});
-      signing.push(signed);
+    if (this.signer.signTickets) {
+      signing.push(this.signer.signTickets(ticketTemplate(base), nonces));
+    } else {
+      const hash = ticketHasher(base);
+      for (let i = 0; i < nonces.length; i += HASH_CHUNK) {
+        if (i > 0) await yieldToLoop();
+        const signed = this.signer.signHashes(nonces.slice(i, i + HASH_CHUNK).map(hash));
+        // Awaited below; a failure must not surface as an unhandled rejection meanwhile.
+        signed.catch(() => {});
+        signing.push(signed);
+      }
     }
     const sigs = (await Promise.all(signing)).flat();
     if (sigs.length !== nonces.length) throw new Error('signTicket: wrong number of signatures');

@@ -10,6 +10,11 @@ import type { Hex, LocalAccount } from 'viem';
 export interface TicketSigner {
   /** One signature per hash, in order; rejects with SigningError when it cannot. */
   signHashes(hashes: readonly Hex[]): Promise<Hex[]>;
+  /**
+   * One signature per nonce over the ticket `packed` (ticketTemplate) with that nonce: the signer
+   * hashes too. Optional; without it the caller hashes and calls signHashes.
+   */
+  signTickets?(packed: Uint8Array, nonces: readonly number[]): Promise<Hex[]>;
 }
 
 /** Signs on the calling thread with a viem account (tests, tools; the gateway uses a SigningPool). */
@@ -39,9 +44,13 @@ const CHUNK = 32;
 const DEFAULT_MAX_PENDING = 4096;
 const WORKER_URL = new URL('./sign-worker.mjs', import.meta.url);
 
+/** What a worker signs: hashes, or one packed ticket with several nonces. */
+type Work = { hashes: readonly Hex[] } | { packed: Uint8Array; nonces: readonly number[] };
+
 interface Job {
   id: number;
-  hashes: readonly Hex[];
+  work: Work;
+  count: number;
   resolve: (sigs: Hex[]) => void;
   reject: (err: Error) => void;
 }
@@ -82,24 +91,34 @@ export class SigningPool implements TicketSigner {
   }
 
   signHashes(hashes: readonly Hex[]): Promise<Hex[]> {
+    return this.submit(hashes.length, (from, to) => ({ hashes: hashes.slice(from, to) }));
+  }
+
+  signTickets(packed: Uint8Array, nonces: readonly number[]): Promise<Hex[]> {
+    // Each message gets its own copy (a posted Uint8Array is cloned anyway).
+    return this.submit(nonces.length, (from, to) => ({ packed, nonces: nonces.slice(from, to) }));
+  }
+
+  private submit(count: number, part: (from: number, to: number) => Work): Promise<Hex[]> {
     if (this.closed) return Promise.reject(new SigningError('the ticket signing pool is closed'));
-    if (hashes.length === 0) return Promise.resolve([]);
-    if (this.pending + hashes.length > this.maxPending) {
+    if (count === 0) return Promise.resolve([]);
+    if (this.pending + count > this.maxPending) {
       return Promise.reject(
         new SigningError(
-          `ticket signing queue full: ${this.pending} tickets waiting, ${hashes.length} more refused (limit ${this.maxPending})`,
+          `ticket signing queue full: ${this.pending} tickets waiting, ${count} more refused (limit ${this.maxPending})`,
         ),
       );
     }
-    this.pending += hashes.length;
+    this.pending += count;
     const chunks: Promise<Hex[]>[] = [];
-    for (let i = 0; i < hashes.length; i += CHUNK) {
-      const part = hashes.slice(i, i + CHUNK);
+    for (let i = 0; i < count; i += CHUNK) {
+      const n = Math.min(CHUNK, count - i);
+      const work = part(i, i + n);
       chunks.push(
         new Promise<Hex[]>((resolve, reject) => {
-          this.queue.push({ id: this.nextId++, hashes: part, resolve, reject });
+          this.queue.push({ id: this.nextId++, work, count: n, resolve, reject });
         }).finally(() => {
-          this.pending -= part.length;
+          this.pending -= n;
         }),
       );
     }
@@ -133,7 +152,7 @@ export class SigningPool implements TicketSigner {
       if (!job || reply.id !== job.id) return;
       slot.job = undefined;
       worker.unref();
-      if ('sigs' in reply && Array.isArray(reply.sigs) && reply.sigs.length === job.hashes.length) {
+      if ('sigs' in reply && Array.isArray(reply.sigs) && reply.sigs.length === job.count) {
         job.resolve(reply.sigs);
       } else {
         job.reject(
@@ -168,7 +187,7 @@ export class SigningPool implements TicketSigner {
       slot.job = job;
       // Held while working, so a process waiting on a signature does not exit under it.
       worker.ref();
-      worker.postMessage({ id: job.id, hashes: job.hashes });
+      worker.postMessage({ id: job.id, ...job.work });
     }
   }
 }

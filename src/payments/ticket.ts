@@ -76,19 +76,29 @@ export function ticketPacked(t: Ticket): Hex {
 /** keccak256 of the packed ticket: TicketBroker.getTicketHash and go-livepeer's Ticket.Hash(). */
 export const ticketHash = (t: Ticket): Hex => keccak256(ticketPacked(t));
 
+/** Where the 32-byte nonce sits in a packed ticket: after recipient, sender (20 bytes each), faceValue, winProb (32 each). */
+export const PACKED_NONCE_OFFSET = 104;
+
+/** The ticket packed with nonce 0: what a batch of tickets differing only in their nonce shares. */
+export const ticketTemplate = (base: Omit<Ticket, 'senderNonce'>): Uint8Array =>
+  hexToBytes(ticketPacked({ ...base, senderNonce: 0 }));
+
+/** Writes a nonce into a packed ticket (as its uint256). */
+export function setPackedNonce(packed: Uint8Array, senderNonce: number): void {
+  if (!Number.isSafeInteger(senderNonce) || senderNonce < 0) throw new RangeError('ticket: bad nonce');
+  const view = new DataView(packed.buffer, packed.byteOffset + PACKED_NONCE_OFFSET, 32);
+  view.setUint32(24, Math.floor(senderNonce / 2 ** 32));
+  view.setUint32(28, senderNonce >>> 0);
+}
+
 /**
  * ticketHash for many nonces of one ticket: everything but the nonce is packed once, so a hash
- * costs only its keccak (a payment hashes up to hundreds of tickets on the media event loop).
+ * costs only its keccak.
  */
 export function ticketHasher(base: Omit<Ticket, 'senderNonce'>): (senderNonce: number) => Hex {
-  const packed = hexToBytes(ticketPacked({ ...base, senderNonce: 0 }));
-  // recipient, sender (20 bytes each), faceValue, winProb (32 each), then the nonce's 32 bytes.
-  const view = new DataView(packed.buffer, packed.byteOffset + 20 + 20 + 32 + 32, 32);
+  const packed = ticketTemplate(base);
   return (senderNonce) => {
-    if (!Number.isSafeInteger(senderNonce) || senderNonce < 0)
-      throw new RangeError('ticketHasher: bad nonce');
-    view.setUint32(24, Math.floor(senderNonce / 2 ** 32));
-    view.setUint32(28, senderNonce >>> 0);
+    setPackedNonce(packed, senderNonce);
     return keccak256(packed);
   };
 }

@@ -12,7 +12,7 @@ import { accountIdentity } from '../../src/payments/identity.ts';
 import { rat, ZERO } from '../../src/payments/rational.ts';
 import { Balances, TicketSender } from '../../src/payments/sender.ts';
 import { SigningError, SigningPool } from '../../src/payments/signing-pool.ts';
-import { signatureProblem, type Ticket, ticketHash } from '../../src/payments/ticket.ts';
+import { signatureProblem, type Ticket, ticketHash, ticketTemplate } from '../../src/payments/ticket.ts';
 import { decodeMessage } from '../../src/wire/lp-rpc.ts';
 import { PAYMENT_HEADER, TEST_ADDRESS, TEST_KEY, vectorInfo } from './vectors.ts';
 
@@ -137,6 +137,48 @@ describe('SigningPool', () => {
     await expect(pool.signHashes([hashOf(3)])).rejects.toBeInstanceOf(SigningError);
     await new Promise((r) => setTimeout(r, 200));
     expect(pool.threads).toBe(0);
+  });
+
+  it('hashes in the worker too: signTickets signs the packed ticket with each nonce, as the account signs its hash', async () => {
+    const pool = newPool({ size: 2 });
+    const base = {
+      recipient: TEST_ADDRESS,
+      sender: account.address,
+      faceValue: 10n ** 15n,
+      winProb: 2n ** 200n,
+      recipientRandHash: hashOf(7),
+      creationRound: 10n,
+      creationRoundBlockHash: hashOf(8),
+    };
+    const nonces = [
+      1,
+      2,
+      3,
+      255,
+      256,
+      4294967295,
+      4294967296,
+      ...Array.from({ length: 63 }, (_, i) => 1000 + i),
+    ];
+    const sigs = await pool.signTickets(ticketTemplate(base), nonces); // three chunks
+    expect(sigs).toHaveLength(nonces.length);
+    for (const i of [0, 3, 5, 6, 40, 69]) {
+      const hash = ticketHash({ ...base, senderNonce: nonces[i]! });
+      expect(sigs[i]).toBe(await account.signMessage({ message: { raw: hash } }));
+    }
+    // Without auxData (round 0, zero block hash) the packed ticket is 168 bytes.
+    const short = { ...base, creationRound: 0n, creationRoundBlockHash: `0x${'00'.repeat(32)}` as Hex };
+    const [sig] = await pool.signTickets(ticketTemplate(short), [9]);
+    expect(sig).toBe(
+      await account.signMessage({ message: { raw: ticketHash({ ...short, senderNonce: 9 }) } }),
+    );
+    await expect(pool.signTickets(new Uint8Array(100), [1])).rejects.toThrow(
+      'ticket signing failed: a packed ticket is 168 or 232 bytes',
+    );
+    await expect(pool.signTickets(ticketTemplate(base), [-1])).rejects.toThrow(
+      'ticket signing failed: every nonce must be a whole number',
+    );
+    expect(await pool.signTickets(ticketTemplate(base), [])).toEqual([]);
   });
 
   it('refuses a bad hash in its own words, and keeps working', async () => {
