@@ -377,7 +377,7 @@ function summarizeProfile(dir: string, window?: { fromMs: number; toMs: number }
   }
   const busy = total - idle;
   const lines = [
-    `busy samples: ${busy} of ${total}${window ? ' in the last step\'s window' : ''}; top functions by self time (% of busy):`,
+    `busy samples: ${busy} of ${total}${window ? " in the last step's window" : ''}; top functions by self time (% of busy):`,
   ];
   for (const [fn, hits] of [...self]
     .filter(([fn]) => !fn.startsWith('(idle)'))

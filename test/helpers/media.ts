@@ -27,7 +27,9 @@ function x264Args(bFrames: number): string[] {
 export async function makeH264Clip(opts: ClipOptions & { dark?: boolean; kbps?: number }): Promise<Buffer> {
   const { seconds, width = 320, height = 240, fps = 30, gopSeconds = 1 } = opts;
   // Capped like a WebRTC encoder's target (ultrafast alone makes ~7.6 Mbit/s at 720p).
-  const rate = opts.kbps ? ['-b:v', `${opts.kbps}k`, '-maxrate', `${opts.kbps}k`, '-bufsize', `${opts.kbps}k`] : [];
+  const rate = opts.kbps
+    ? ['-b:v', `${opts.kbps}k`, '-maxrate', `${opts.kbps}k`, '-bufsize', `${opts.kbps}k`]
+    : [];
   const gop = Math.round(fps * gopSeconds);
   const filter = `testsrc2=size=${width}x${height}:rate=${fps}${opts.dark === false ? '' : ',lutyuv=y=val*0.4'}`;
   const { stdout } = await runBuffer('ffmpeg', [
