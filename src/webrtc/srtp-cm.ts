@@ -1,0 +1,166 @@
+// SRTP AES_CM_128_HMAC_SHA1_80 (RFC 3711) for one sending SSRC, without a cipher object per packet.
+// node:crypto cannot give an AES-CTR context a new IV, so the usual way costs a createCipheriv and a
+// createHmac per packet. AES-CM's keystream is AES-ECB of counter blocks that depend only on the
+// salt, SSRC and packet index, so one ECB context made per key encrypts the counter blocks of the
+// next BATCH packets in one update() call, and each packet XORs its share into its payload. The
+// HMAC-SHA1 uses precomputed key blocks: the packet is written behind its 64-byte inner block, so
+// the inner hash is one crypto.hash() call and the outer one another (createHmac where Node has
+// no crypto.hash, before 20.12).
+import * as nodeCrypto from 'node:crypto';
+import { type Cipher, createCipheriv, createHmac } from 'node:crypto';
+
+/** Spare bytes the caller leaves in front of the packet for the HMAC's inner key block. */
+export const CM_PREFIX = 64;
+/** HMAC-SHA1-80: the first 10 bytes of the HMAC. */
+export const CM_TAG_LENGTH = 10;
+const BLOCK = 16;
+/** Packets whose keystream one ECB call makes: about 70 ms of a 2 Mbit/s stream. */
+const BATCH = 16;
+/** The widest packet slot in a batch; a longer payload gets a keystream of its own. */
+const MAX_STRIDE = 1504;
+const HMAC_BLOCK = 64;
+const SHA1_LENGTH = 20;
+
+const sha1: ((data: Uint8Array) => Buffer) | undefined =
+  typeof nodeCrypto.hash === 'function' ? (data) => nodeCrypto.hash('sha1', data, 'buffer') : undefined;
+
+export class SrtpCmSender {
+  readonly #ecb: Cipher;
+  /** The 14-byte session salt. */
+  readonly #salt: Buffer;
+  readonly #ssrc: number;
+  readonly #authKey: Buffer;
+  /** HMAC key XOR ipad, written in front of each packet. */
+  readonly #innerBlock = Buffer.alloc(HMAC_BLOCK, 0x36);
+  /** HMAC key XOR opad followed by the inner hash: the outer hash's whole input. */
+  readonly #outer = Buffer.alloc(HMAC_BLOCK + SHA1_LENGTH, 0x5c);
+  readonly #roc = Buffer.alloc(4);
+  /** Packet index (ROC·2^16 + SEQ) of the batch's first packet; -1 before the first batch. */
+  #first = -1;
+  /** Keystream bytes per packet in the batch, a multiple of 16. */
+  #stride = 0;
+  #keystream: Buffer | undefined;
+  #counters: DataView | undefined;
+
+  constructor(key: Buffer, salt: Buffer, authKey: Buffer, ssrc: number) {
+    this.#ecb = createCipheriv('aes-128-ecb', key, null);
+    this.#ecb.setAutoPadding(false);
+    this.#salt = Buffer.from(salt.subarray(0, 14));
+    this.#ssrc = ssrc >>> 0;
+    this.#authKey = Buffer.from(authKey);
+    for (let i = 0; i < authKey.length; i++) {
+      this.#innerBlock[i] ^= authKey[i];
+      this.#outer[i] ^= authKey[i];
+    }
+  }
+
+  /**
+   * Encrypts and authenticates one packet in place. `out` holds CM_PREFIX spare bytes, then the
+   * RTP header (headerLength bytes), then the plaintext payload (payloadLength bytes), then at least
+   * CM_TAG_LENGTH spare bytes. Returns the SRTP packet, a view of `out`.
+   */
+  protect(out: Buffer, headerLength: number, payloadLength: number, roc: number, seq: number): Buffer {
+    const start = CM_PREFIX + headerLength;
+    const end = start + payloadLength;
+    if (payloadLength > 0) {
+      const index = roc * 0x10000 + seq;
+      const need = Math.ceil(payloadLength / BLOCK) * BLOCK;
+      if (need > MAX_STRIDE) {
+        xorInto(out, start, this.#makeKeystream(index, 1, need), 0, payloadLength);
+      } else {
+        const offset = this.#batchOffset(index, need);
+        if (offset >= 0) xorInto(out, start, this.#keystream as Buffer, offset, payloadLength);
+        // An older packet (a retransmission) than the batch holds: its own keystream.
+        else xorInto(out, start, this.#makeKeystream(index, 1, need), 0, payloadLength);
+      }
+    }
+    // RFC 3711 4.2: the tag covers the header, the encrypted payload and the ROC.
+    this.#roc.writeUInt32BE(roc >>> 0, 0);
+    let tag: Buffer;
+    if (sha1) {
+      this.#innerBlock.copy(out, 0);
+      this.#roc.copy(out, end);
+      sha1(out.subarray(0, end + 4)).copy(this.#outer, HMAC_BLOCK);
+      tag = sha1(this.#outer);
+    } else {
+      tag = createHmac('sha1', this.#authKey).update(out.subarray(CM_PREFIX, end)).update(this.#roc).digest();
+    }
+    tag.copy(out, end, 0, CM_TAG_LENGTH);
+    return out.subarray(CM_PREFIX, end + CM_TAG_LENGTH);
+  }
+
+  /**
+   * Where the keystream for packet `index` starts in the batch, refilling the batch from `index`
+   * when the packet is past it or wider than its slots; -1 for a packet older than the batch.
+   */
+  #batchOffset(index: number, need: number): number {
+    const first = this.#first;
+    if (this.#keystream && index >= first && index < first + BATCH && need <= this.#stride)
+      return (index - first) * this.#stride;
+    if (this.#keystream && index < first) return -1;
+    const stride = Math.max(this.#stride, need);
+    this.#first = index;
+    this.#keystream = this.#makeKeystream(index, BATCH, stride);
+    return 0;
+  }
+
+  /** The keystream of `count` packets from `index` on, `stride` bytes each, in one ECB call. */
+  #makeKeystream(index: number, count: number, stride: number): Buffer {
+    let counters: DataView;
+    if (count === BATCH) {
+      if (stride !== this.#stride || !this.#counters) {
+        this.#stride = stride;
+        this.#counters = this.#newCounters(count, stride);
+      }
+      counters = this.#counters;
+    } else {
+      counters = this.#newCounters(count, stride);
+    }
+    // RFC 3711 4.1.1: block j of packet i is E(k, (salt·2^16) XOR (SSRC·2^64) XOR (i·2^16) + j).
+    // Bytes 0–7 (salt, SSRC) and 14–15 (j) never change; bytes 8–13 carry the index.
+    const salt = this.#salt;
+    const saltRoc = salt.readUInt32BE(8);
+    const saltSeq = salt.readUInt16BE(12);
+    let offset = 0;
+    for (let p = 0; p < count; p++) {
+      const i = index + p;
+      const rocWord = (saltRoc ^ Math.floor(i / 0x10000)) >>> 0;
+      const seqWord = saltSeq ^ (i & 0xffff);
+      const packetEnd = offset + stride;
+      for (; offset < packetEnd; offset += BLOCK) {
+        counters.setUint32(offset + 8, rocWord);
+        counters.setUint16(offset + 12, seqWord);
+      }
+    }
+    return this.#ecb.update(new Uint8Array(counters.buffer, counters.byteOffset, counters.byteLength));
+  }
+
+  /** Counter blocks for `count` packets of `stride` bytes, with the bytes that never change set. */
+  #newCounters(count: number, stride: number): DataView {
+    const bytes = new Uint8Array(count * stride);
+    const view = new DataView(bytes.buffer);
+    const salt = this.#salt;
+    const ssrcWord = (salt.readUInt32BE(4) ^ this.#ssrc) >>> 0;
+    for (let offset = 0; offset < bytes.length; offset += BLOCK) {
+      bytes.set(salt.subarray(0, 4), offset);
+      view.setUint32(offset + 4, ssrcWord);
+      view.setUint16(offset + 14, (offset % stride) / BLOCK);
+    }
+    return view;
+  }
+}
+
+/** out[at…at+length) ^= keystream[from…from+length), four bytes at a time where both are aligned. */
+function xorInto(out: Buffer, at: number, keystream: Buffer, from: number, length: number): void {
+  let i = 0;
+  const outOffset = out.byteOffset + at;
+  const keyOffset = keystream.byteOffset + from;
+  if ((outOffset & 3) === 0 && (keyOffset & 3) === 0 && length >= 4) {
+    const words = length >>> 2;
+    const o = new Int32Array(out.buffer, outOffset, words);
+    const k = new Int32Array(keystream.buffer, keyOffset, words);
+    for (let w = 0; w < words; w++) o[w] ^= k[w];
+    i = words << 2;
+  }
+  for (; i < length; i++) out[at + i] ^= keystream[from + i];
+}
