@@ -3,9 +3,10 @@
 // createHmac per packet. AES-CM's keystream is AES-ECB of counter blocks that depend only on the
 // salt, SSRC and packet index, so one ECB context made per key encrypts the counter blocks of the
 // next BATCH packets in one update() call, and each packet XORs its share into its payload. The
-// HMAC-SHA1 uses precomputed key blocks: the packet is written behind its 64-byte inner block, so
-// the inner hash is one crypto.hash() call and the outer one another (createHmac where Node has
-// no crypto.hash, before 20.12).
+// HMAC-SHA1 uses the key's precomputed blocks: the packet is written behind its 64-byte inner block,
+// so the inner hash is one crypto.hash() call, and the outer hash, one SHA-1 block from the opad
+// block's precomputed state, runs here in JS (a crypto.hash() call costs more than the block).
+// createHmac where Node has no crypto.hash (before 20.12).
 import * as nodeCrypto from 'node:crypto';
 import { type Cipher, createCipheriv, createHmac } from 'node:crypto';
 
@@ -32,8 +33,8 @@ export class SrtpCmSender {
   readonly #authKey: Buffer;
   /** HMAC key XOR ipad, written in front of each packet. */
   readonly #innerBlock = Buffer.alloc(HMAC_BLOCK, 0x36);
-  /** HMAC key XOR opad followed by the inner hash: the outer hash's whole input. */
-  readonly #outer = Buffer.alloc(HMAC_BLOCK + SHA1_LENGTH, 0x5c);
+  /** SHA-1 state after the block of HMAC key XOR opad. */
+  readonly #outerState = new Int32Array(5);
   readonly #roc = Buffer.alloc(4);
   /** Packet index (ROC·2^16 + SEQ) of the batch's first packet; -1 before the first batch. */
   #first = -1;
@@ -48,10 +49,13 @@ export class SrtpCmSender {
     this.#salt = Buffer.from(salt.subarray(0, 14));
     this.#ssrc = ssrc >>> 0;
     this.#authKey = Buffer.from(authKey);
+    const outerBlock = Buffer.alloc(HMAC_BLOCK, 0x5c);
     for (let i = 0; i < authKey.length; i++) {
       this.#innerBlock[i] ^= authKey[i];
-      this.#outer[i] ^= authKey[i];
+      outerBlock[i] ^= authKey[i];
     }
+    for (let i = 0; i < 16; i++) W[i] = outerBlock.readInt32BE(i * 4);
+    sha1Block(SHA1_INITIAL, this.#outerState);
   }
 
   /**
@@ -76,16 +80,27 @@ export class SrtpCmSender {
     }
     // RFC 3711 4.2: the tag covers the header, the encrypted payload and the ROC.
     this.#roc.writeUInt32BE(roc >>> 0, 0);
-    let tag: Buffer;
     if (sha1) {
       this.#innerBlock.copy(out, 0);
       this.#roc.copy(out, end);
-      sha1(out.subarray(0, end + 4)).copy(this.#outer, HMAC_BLOCK);
-      tag = sha1(this.#outer);
+      const inner = sha1(out.subarray(0, end + 4));
+      // The outer hash's one remaining block: the inner hash, then SHA-1 padding for 84 bytes.
+      for (let i = 0; i < 5; i++) W[i] = inner.readInt32BE(i * 4);
+      W[5] = 0x80000000 | 0;
+      W.fill(0, 6, 15);
+      W[15] = (HMAC_BLOCK + SHA1_LENGTH) * 8;
+      const tag = TAG_STATE;
+      sha1Block(this.#outerState, tag);
+      out.writeInt32BE(tag[0], end);
+      out.writeInt32BE(tag[1], end + 4);
+      out.writeUInt16BE(tag[2] >>> 16, end + 8);
     } else {
-      tag = createHmac('sha1', this.#authKey).update(out.subarray(CM_PREFIX, end)).update(this.#roc).digest();
+      const tag = createHmac('sha1', this.#authKey)
+        .update(out.subarray(CM_PREFIX, end))
+        .update(this.#roc)
+        .digest();
+      tag.copy(out, end, 0, CM_TAG_LENGTH);
     }
-    tag.copy(out, end, 0, CM_TAG_LENGTH);
     return out.subarray(CM_PREFIX, end + CM_TAG_LENGTH);
   }
 
@@ -150,6 +165,71 @@ export class SrtpCmSender {
   }
 }
 
+const SHA1_INITIAL = Int32Array.of(0x67452301, 0xefcdab89 | 0, 0x98badcfe | 0, 0x10325476, 0xc3d2e1f0 | 0);
+/** The message schedule; its first 16 words are the block to hash. */
+const W = new Int32Array(80);
+const TAG_STATE = new Int32Array(5);
+
+/** One SHA-1 compression (FIPS 180-4 6.1.2) of the block in W[0…16) on `state`, into `out`. */
+function sha1Block(state: Int32Array, out: Int32Array): void {
+  for (let t = 16; t < 80; t++) {
+    const x = W[t - 3] ^ W[t - 8] ^ W[t - 14] ^ W[t - 16];
+    W[t] = (x << 1) | (x >>> 31);
+  }
+  let a = state[0];
+  let b = state[1];
+  let c = state[2];
+  let d = state[3];
+  let e = state[4];
+  for (let t = 0; t < 80; t++) {
+    let f: number;
+    let k: number;
+    if (t < 20) {
+      f = (b & c) | (~b & d);
+      k = 0x5a827999;
+    } else if (t < 40) {
+      f = b ^ c ^ d;
+      k = 0x6ed9eba1;
+    } else if (t < 60) {
+      f = (b & c) | (b & d) | (c & d);
+      k = 0x8f1bbcdc | 0;
+    } else {
+      f = b ^ c ^ d;
+      k = 0xca62c1d6 | 0;
+    }
+    const next = (((a << 5) | (a >>> 27)) + f + e + k + W[t]) | 0;
+    e = d;
+    d = c;
+    c = (b << 30) | (b >>> 2);
+    b = a;
+    a = next;
+  }
+  out[0] = (state[0] + a) | 0;
+  out[1] = (state[1] + b) | 0;
+  out[2] = (state[2] + c) | 0;
+  out[3] = (state[3] + d) | 0;
+  out[4] = (state[4] + e) | 0;
+}
+
+/**
+ * Int32Array views of whole ArrayBuffers, the last two asked for: the packets' buffers come from
+ * Node's 8 KiB pool and the keystream from one batch, so a view is made every few packets.
+ */
+const views: { buffer: ArrayBufferLike | undefined; words: Int32Array }[] = [
+  { buffer: undefined, words: new Int32Array(0) },
+  { buffer: undefined, words: new Int32Array(0) },
+];
+function wordsOf(buffer: ArrayBufferLike): Int32Array {
+  if (views[0].buffer === buffer) return views[0].words;
+  if (views[1].buffer !== buffer) {
+    views[1] = { buffer, words: new Int32Array(buffer, 0, buffer.byteLength >>> 2) };
+  }
+  const recent = views[1];
+  views[1] = views[0];
+  views[0] = recent;
+  return recent.words;
+}
+
 /** out[at…at+length) ^= keystream[from…from+length), four bytes at a time where both are aligned. */
 function xorInto(out: Buffer, at: number, keystream: Buffer, from: number, length: number): void {
   let i = 0;
@@ -157,9 +237,11 @@ function xorInto(out: Buffer, at: number, keystream: Buffer, from: number, lengt
   const keyOffset = keystream.byteOffset + from;
   if ((outOffset & 3) === 0 && (keyOffset & 3) === 0 && length >= 4) {
     const words = length >>> 2;
-    const o = new Int32Array(out.buffer, outOffset, words);
-    const k = new Int32Array(keystream.buffer, keyOffset, words);
-    for (let w = 0; w < words; w++) o[w] ^= k[w];
+    const o = wordsOf(out.buffer);
+    const k = wordsOf(keystream.buffer);
+    const oStart = outOffset >>> 2;
+    const kStart = keyOffset >>> 2;
+    for (let w = 0; w < words; w++) o[oStart + w] ^= k[kStart + w];
     i = words << 2;
   }
   for (; i < length; i++) out[at + i] ^= keystream[from + i];
