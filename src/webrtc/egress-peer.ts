@@ -232,6 +232,17 @@ export class EgressPeer {
     return this.#session.state;
   }
 
+  /** The SRTP profile the viewer's DTLS handshake settled on; undefined before it has. */
+  get srtpProfile(): 'AES_CM_128_HMAC_SHA1_80' | 'AEAD_AES_128_GCM' | undefined {
+    const dtls = this.#video.transceiver.sender.dtlsTransport as unknown as {
+      srtp?: { localContext?: { profile: number } };
+    };
+    const profile = dtls.srtp?.localContext?.profile;
+    if (profile === SRTP_AES128_CM_HMAC_SHA1_80) return 'AES_CM_128_HMAC_SHA1_80';
+    if (profile === SRTP_AEAD_AES_128_GCM) return 'AEAD_AES_128_GCM';
+    return undefined;
+  }
+
   /** The ICE session's entity-tag (quoted) for ETag; it changes with each ICE restart. */
   get etag(): string {
     return this.#session.etag;

@@ -31,6 +31,7 @@ export class SrtpCmSender {
   readonly #salt: Buffer;
   readonly #ssrc: number;
   readonly #authKey: Buffer;
+  readonly #sha1: typeof sha1;
   /** HMAC key XOR ipad, written in front of each packet. */
   readonly #innerBlock = Buffer.alloc(HMAC_BLOCK, 0x36);
   /** SHA-1 state after the block of HMAC key XOR opad. */
@@ -43,7 +44,9 @@ export class SrtpCmSender {
   #keystream: Buffer | undefined;
   #counters: DataView | undefined;
 
-  constructor(key: Buffer, salt: Buffer, authKey: Buffer, ssrc: number) {
+  /** `hash`: null takes createHmac, as on a Node without crypto.hash (for tests). */
+  constructor(key: Buffer, salt: Buffer, authKey: Buffer, ssrc: number, hash: typeof sha1 | null = sha1) {
+    this.#sha1 = hash ?? undefined;
     this.#ecb = createCipheriv('aes-128-ecb', key, null);
     this.#ecb.setAutoPadding(false);
     this.#salt = Buffer.from(salt.subarray(0, 14));
@@ -80,10 +83,11 @@ export class SrtpCmSender {
     }
     // RFC 3711 4.2: the tag covers the header, the encrypted payload and the ROC.
     this.#roc.writeUInt32BE(roc >>> 0, 0);
-    if (sha1) {
+    const hash = this.#sha1;
+    if (hash) {
       this.#innerBlock.copy(out, 0);
       this.#roc.copy(out, end);
-      const inner = sha1(out.subarray(0, end + 4));
+      const inner = hash(out.subarray(0, end + 4));
       // The outer hash's one remaining block: the inner hash, then SHA-1 padding for 84 bytes.
       for (let i = 0; i < 5; i++) W[i] = inner.readInt32BE(i * 4);
       W[5] = 0x80000000 | 0;

@@ -143,6 +143,7 @@ describe('SRTP profile of egress peers', () => {
     expect(egress.answerSdp).toMatch(/^a=setup:passive\r?$/m);
     expect(egress.answerSdp).not.toMatch(/^a=setup:active/m);
     expect(negotiatedProfile(viewer)).toBe(1);
+    expect(egress.srtpProfile).toBe('AES_CM_128_HMAC_SHA1_80');
     expect(viewerDtls(viewer).role).toBe('client');
     // werift's module-wide list (the viewer's, and every ingest peer's) still prefers GCM.
     expect(viewerDtls(viewer).srtpProfiles).toEqual([7, 1]);
@@ -164,6 +165,7 @@ describe('SRTP profile of egress peers', () => {
     const { viewer, egress } = await connect();
     expect(egress.answerSdp).toMatch(/^a=setup:active/m);
     expect(negotiatedProfile(viewer)).toBe(7);
+    expect(egress.srtpProfile).toBe('AEAD_AES_128_GCM');
     expect(viewerDtls(viewer).role).toBe('server');
     const packets = await sendClip(egress, 10);
     await expectDecodesLikeTheClip(viewer, packets);

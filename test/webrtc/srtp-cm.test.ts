@@ -173,9 +173,11 @@ describe('SRTP AES_CM_128_HMAC_SHA1_80 (batched keystream, precomputed HMAC bloc
     expect(sent.map((p) => p.toString('hex'))).toEqual(expected.map((p) => p.toString('hex')));
   });
 
-  it('encrypts the same wherever the packet sits in memory (unaligned buffers XOR byte by byte)', () => {
+  it('encrypts the same wherever the packet sits in memory (unaligned buffers XOR byte by byte), and with createHmac where crypto.hash is missing', () => {
     const keys = newKeys();
     const cm = new SrtpCmSender(keys.key, keys.salt, keys.auth, SSRC);
+    // As on a Node before 20.12, without crypto.hash: createHmac.
+    const withHmac = new SrtpCmSender(keys.key, keys.salt, keys.auth, SSRC, null);
     for (const size of [1, 5, 100, 1201]) {
       const payload = randomBytes(size);
       const header = randomBytes(12);
@@ -199,8 +201,10 @@ describe('SRTP AES_CM_128_HMAC_SHA1_80 (batched keystream, precomputed HMAC bloc
         .digest();
       const expected = Buffer.concat([header, encrypted, tag.subarray(0, 10)]);
       // Slack 3: neither the payload nor the keystream slot is 4-byte aligned; 0: both are.
-      for (const slack of [3, 0])
+      for (const slack of [3, 0]) {
         expect(cm.protect(layout(slack), 12, size, 7, 4242).equals(expected)).toBe(true);
+        expect(withHmac.protect(layout(slack), 12, size, 7, 4242).equals(expected)).toBe(true);
+      }
     }
   });
 });
