@@ -24,6 +24,9 @@
 //                                                 rounds of the clip in real time, process CPU time
 //                                                 per packet (CPU time, not wall time: the least of
 //                                                 the rounds is the figure a loaded machine disturbs least)
+//   npm run bench:fanout -- --per-packet --srtp   the same A/B between the SRTP profiles instead: direct
+//                                                 path with AEAD_AES_128_GCM (LPGW_EGRESS_SRTP=gcm) vs
+//                                                 with AES_CM_128_HMAC_SHA1_80 (the default)
 //   npm run bench:fanout -- --keep-going          run every step even below 28 fps (on a machine
 //                                                 loaded by others the frame rate falls for reasons
 //                                                 of its own; the CPU per packet stays meaningful)
@@ -56,6 +59,8 @@ interface Options {
   keepGoing: boolean;
   sendOnly: boolean;
   perPacket: boolean;
+  /** --per-packet compares the SRTP profiles (both on the direct path) instead of the send paths. */
+  srtp: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -69,6 +74,7 @@ function parseArgs(argv: string[]): Options {
     keepGoing: argv.includes('--keep-going'),
     sendOnly: argv.includes('--send-only'),
     perPacket: argv.includes('--per-packet'),
+    srtp: argv.includes('--srtp'),
   };
   const value = (flag: string) => {
     const i = argv.indexOf(flag);
@@ -97,6 +103,7 @@ function parseArgs(argv: string[]): Options {
     if (path !== 'direct' && path !== 'werift') throw new Error('--send-path is direct or werift');
     opts.sendPath = path;
   }
+  if (opts.srtp && !opts.perPacket) throw new Error('--srtp goes with --per-packet');
   const known = [
     '--steps',
     '--workers',
@@ -105,6 +112,7 @@ function parseArgs(argv: string[]): Options {
     '--keep-going',
     '--send-only',
     '--per-packet',
+    '--srtp',
   ];
   for (const arg of argv) {
     if (arg.startsWith('--') && !known.includes(arg))
@@ -411,7 +419,22 @@ async function perPacketCost(opts: Options, frames: RtpFrame[]): Promise<string[
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/whep`;
   const workers = Array.from({ length: opts.workers }, (_, i) => new ViewerWorker(i));
-  const groups: Record<'werift' | 'direct', EgressPeer[]> = { werift: [], direct: [] };
+  // The two sides of the A/B: what each sets in the environment, and what its peers must show.
+  const variants = opts.srtp
+    ? [
+        { label: 'direct, AEAD_AES_128_GCM', path: 'direct', srtp: 'gcm', profile: 'AEAD_AES_128_GCM' },
+        {
+          label: 'direct, AES_CM_128_HMAC_SHA1_80',
+          path: 'direct',
+          srtp: 'cm',
+          profile: 'AES_CM_128_HMAC_SHA1_80',
+        },
+      ]
+    : [
+        { label: 'werift (RTCRtpSender.sendRtp)', path: 'werift', srtp: undefined, profile: undefined },
+        { label: 'direct (DirectRtpSender)', path: 'direct', srtp: undefined, profile: undefined },
+      ];
+  const groups: EgressPeer[][] = [[], []];
   let seq = 0;
   let timestamp = 0;
   /**
@@ -438,10 +461,12 @@ async function perPacketCost(opts: Options, frames: RtpFrame[]): Promise<string[
     }
     return sent + resent() - resent0;
   };
-  const costs: Record<'werift' | 'direct', number[]> = { werift: [], direct: [] };
+  const costs: number[][] = [[], []];
   try {
-    for (const path of ['werift', 'direct'] as const) {
+    for (const [v, variant] of variants.entries()) {
       const before = peers.length;
+      // The SRTP preference is read when a peer answers, the send path at its first send.
+      if (variant.srtp) process.env.LPGW_EGRESS_SRTP = variant.srtp;
       await Promise.all(
         workers.map((w, i) => {
           const share =
@@ -452,20 +477,21 @@ async function perPacketCost(opts: Options, frames: RtpFrame[]): Promise<string[
       // A viewer that failed to connect leaves a peer that never can send: leave it out.
       const added = peers.slice(before);
       await waitUntil(() => added.every((p) => p.canSend), 10_000, 'DTLS').catch(() => {});
-      groups[path] = added.filter((p) => p.canSend);
-      if (!groups[path].length) throw new Error(`no ${path} viewer connected`);
-      // The path is chosen at a track's first send.
-      process.env.LPGW_EGRESS_SEND_PATH = path;
-      await round(groups[path]);
-      if (groups[path].some((p) => p.videoSendPath !== path))
-        throw new Error(`not every peer took the ${path} path`);
+      groups[v] = added.filter((p) => p.canSend);
+      if (!groups[v].length) throw new Error(`no ${variant.label} viewer connected`);
+      process.env.LPGW_EGRESS_SEND_PATH = variant.path;
+      await round(groups[v]);
+      if (groups[v].some((p) => p.videoSendPath !== variant.path))
+        throw new Error(`not every peer took the ${variant.path} path`);
+      if (variant.profile && groups[v].some((p) => p.srtpProfile !== variant.profile))
+        throw new Error(`not every peer negotiated ${variant.profile}`);
     }
     for (let r = 0; r < 4; r++) {
-      for (const path of ['werift', 'direct'] as const) {
+      for (const v of [0, 1]) {
         const cpu0 = process.cpuUsage();
-        const sent = await round(groups[path]);
+        const sent = await round(groups[v]);
         const cpu = process.cpuUsage(cpu0);
-        costs[path].push((cpu.user + cpu.system) / sent);
+        costs[v].push((cpu.user + cpu.system) / sent);
       }
     }
   } finally {
@@ -483,8 +509,10 @@ async function perPacketCost(opts: Options, frames: RtpFrame[]): Promise<string[
   return [
     '| path | viewers | µs CPU per packet per viewer: least of 4 rounds | median | rounds |',
     '|---|---|---|---|---|',
-    `| werift (RTCRtpSender.sendRtp) | ${groups.werift.length} | **${min(costs.werift).toFixed(1)}** | ${median(costs.werift).toFixed(1)} | ${fmt(costs.werift)} |`,
-    `| direct (DirectRtpSender) | ${groups.direct.length} | **${min(costs.direct).toFixed(1)}** | ${median(costs.direct).toFixed(1)} | ${fmt(costs.direct)} |`,
+    ...variants.map(
+      (variant, v) =>
+        `| ${variant.label} | ${groups[v].length} | **${min(costs[v]).toFixed(1)}** | ${median(costs[v]).toFixed(1)} | ${fmt(costs[v])} |`,
+    ),
   ];
 }
 
@@ -585,7 +613,7 @@ async function main(): Promise<void> {
     const table = await perPacketCost(opts, frames);
     console.log(
       [
-        '## lp-gateway fan-out: CPU per packet per viewer, werift path vs direct path',
+        `## lp-gateway fan-out: CPU per packet per viewer, ${opts.srtp ? 'AEAD_AES_128_GCM vs AES_CM_128_HMAC_SHA1_80 (direct path)' : 'werift path vs direct path'}`,
         '',
         `The 1280×720 30 fps 2 Mbit/s clip (${packetsPerSecond.toFixed(0)} RTP packets/s), sent frame by frame to werift ` +
           `viewers in ${opts.workers} other processes; ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), load ` +

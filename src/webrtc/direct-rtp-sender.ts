@@ -4,18 +4,19 @@
 // string split and BigInts, feeds its bandwidth estimator, and goes through four async functions
 // (four promises) down to dgram's send(); profiled under fan-out that was most of the gateway's CPU
 // besides the syscall and the cipher itself (docs/performance.md). Here a packet costs a header
-// written into the output buffer, one node:crypto cipher (AES-GCM, or AES-CTR + HMAC-SHA1) and one
-// send().
+// written into the output buffer, one node:crypto cipher (AES-GCM) or a share of a batched keystream
+// and two SHA-1 calls (AES-CM + HMAC-SHA1, src/webrtc/srtp-cm.ts), and one send().
 //
 // What werift's sender still does for us: RTCP (sender reports are fed the same counters, so RTT
 // and receiver reports keep working), PLI/FIR/NACK parsing. NACKs are answered here from our own
 // history, since werift's history stays empty. Anything we cannot do the same way (another SRTP
 // profile, header extensions besides mid, RED) makes create() return undefined: the caller then
 // keeps werift's path.
-import { createCipheriv, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
+import { createCipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 import type { Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import type { RTCRtpSender } from 'werift';
+import { CM_PREFIX, CM_TAG_LENGTH, SrtpCmSender } from './srtp-cm.ts';
 import { MuxStunProtocol } from './werift-ice.ts';
 
 /** werift's numbers for the two SRTP profiles it negotiates (RFC 5764 / RFC 7714). */
@@ -70,10 +71,11 @@ interface DatagramProtocol {
 interface Keys {
   source: object;
   profile: number;
-  key: KeyObject;
+  /** AEAD_AES_128_GCM */
+  key: KeyObject | undefined;
   salt: Buffer;
-  authKey: KeyObject | undefined;
-  tagLength: number;
+  /** AES128_CM_HMAC_SHA1_80 */
+  cm: SrtpCmSender | undefined;
 }
 
 /** werift's ntpTime() as a proper 64-bit NTP timestamp, recomputed at most once a millisecond. */
@@ -99,8 +101,7 @@ export class DirectRtpSender {
   #keys: Keys | undefined;
   #roc = 0;
   #lastSeq = -1;
-  readonly #iv = Buffer.alloc(16);
-  readonly #rocBytes = Buffer.alloc(4);
+  readonly #iv = Buffer.alloc(12);
   readonly #history: (Uint8Array | undefined)[] = new Array(HISTORY);
   readonly #historySeq = new Int32Array(HISTORY).fill(-1);
   readonly #historyTimestamp = new Uint32Array(HISTORY);
@@ -183,48 +184,40 @@ export class DirectRtpSender {
     marker: boolean,
     roc: number,
   ): Buffer {
-    const ext = this.#extension;
-    const headerLength = 12 + ext.length;
-    const out = Buffer.allocUnsafe(headerLength + payload.length + keys.tagLength);
-    out[0] = ext.length ? 0x90 : 0x80;
-    out[1] = (marker ? 0x80 : 0) | this.#payloadType;
-    out.writeUInt16BE(seq, 2);
-    out.writeUInt32BE(timestamp >>> 0, 4);
-    const ssrc = this.#sender.ssrc >>> 0;
-    out.writeUInt32BE(ssrc, 8);
-    if (ext.length) ext.copy(out, 12);
-    const header = out.subarray(0, headerLength);
+    const headerLength = 12 + this.#extension.length;
+    if (keys.cm) {
+      const out = Buffer.allocUnsafe(CM_PREFIX + headerLength + payload.length + CM_TAG_LENGTH);
+      this.#writeHeader(out, CM_PREFIX, seq, timestamp, marker);
+      out.set(payload, CM_PREFIX + headerLength);
+      return keys.cm.protect(out, headerLength, payload.length, roc, seq);
+    }
+    const out = Buffer.allocUnsafe(headerLength + payload.length + 16);
+    this.#writeHeader(out, 0, seq, timestamp, marker);
+    // RFC 7714 8.1: IV = (00 00 || SSRC || ROC || SEQ) XOR salt, 12 bytes.
     const iv = this.#iv;
     const salt = keys.salt;
     iv.fill(0);
-    if (keys.profile === PROFILE_AEAD_AES_128_GCM) {
-      // RFC 7714 8.1: IV = (00 00 || SSRC || ROC || SEQ) XOR salt, 12 bytes.
-      iv.writeUInt32BE(ssrc, 2);
-      iv.writeUInt32BE(roc, 6);
-      iv.writeUInt16BE(seq, 10);
-      for (let i = 0; i < 12; i++) iv[i] ^= salt[i];
-      const cipher = createCipheriv('aes-128-gcm', keys.key, iv.subarray(0, 12));
-      cipher.setAAD(header);
-      cipher.update(payload).copy(out, headerLength);
-      cipher.final();
-      cipher.getAuthTag().copy(out, headerLength + payload.length);
-      return out;
-    }
-    // RFC 3711 4.1.1: counter = (salt * 2^16) XOR (SSRC * 2^64) XOR (index * 2^16).
-    iv.writeUInt32BE(ssrc, 4);
-    iv.writeUInt32BE(roc, 8);
-    iv.writeUInt16BE(seq, 12);
-    for (let i = 0; i < 14; i++) iv[i] ^= salt[i];
-    const cipher = createCipheriv('aes-128-ctr', keys.key, iv);
+    iv.writeUInt32BE(this.#sender.ssrc >>> 0, 2);
+    iv.writeUInt32BE(roc, 6);
+    iv.writeUInt16BE(seq, 10);
+    for (let i = 0; i < 12; i++) iv[i] ^= salt[i];
+    const cipher = createCipheriv('aes-128-gcm', keys.key as KeyObject, iv);
+    cipher.setAAD(out.subarray(0, headerLength));
     cipher.update(payload).copy(out, headerLength);
-    const body = out.subarray(0, headerLength + payload.length);
-    this.#rocBytes.writeUInt32BE(roc, 0);
-    const tag = createHmac('sha1', keys.authKey as KeyObject)
-      .update(body)
-      .update(this.#rocBytes)
-      .digest();
-    tag.copy(out, body.length, 0, keys.tagLength);
+    cipher.final();
+    cipher.getAuthTag().copy(out, headerLength + payload.length);
     return out;
+  }
+
+  /** The RTP header (and the mid extension) at out[at…]. */
+  #writeHeader(out: Buffer, at: number, seq: number, timestamp: number, marker: boolean): void {
+    const ext = this.#extension;
+    out[at] = ext.length ? 0x90 : 0x80;
+    out[at + 1] = (marker ? 0x80 : 0) | this.#payloadType;
+    out.writeUInt16BE(seq, at + 2);
+    out.writeUInt32BE(timestamp >>> 0, at + 4);
+    out.writeUInt32BE(this.#sender.ssrc >>> 0, at + 8);
+    if (ext.length) ext.copy(out, at + 12);
   }
 
   /** The keys of the current SRTP session (re-read when werift makes a new one). */
@@ -239,17 +232,20 @@ export class DirectRtpSender {
         profile,
         key: createSecretKey(cipher.srtpSessionKey),
         salt: Buffer.from(cipher.srtpSessionSalt),
-        authKey: undefined,
-        tagLength: 16,
+        cm: undefined,
       };
     } else if (profile === PROFILE_AES128_CM_HMAC_SHA1_80 && cipher.srtpSessionAuthTag) {
       this.#keys = {
         source: context,
         profile,
-        key: createSecretKey(cipher.srtpSessionKey),
+        key: undefined,
         salt: Buffer.from(cipher.srtpSessionSalt),
-        authKey: createSecretKey(cipher.srtpSessionAuthTag),
-        tagLength: 10,
+        cm: new SrtpCmSender(
+          cipher.srtpSessionKey,
+          cipher.srtpSessionSalt,
+          cipher.srtpSessionAuthTag,
+          this.#sender.ssrc,
+        ),
       };
     } else {
       this.#keys = undefined;

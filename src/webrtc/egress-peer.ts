@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
   PictureLossIndication,
+  type RTCPeerConnection,
   type RTCRtpTransceiver,
   type RtcpPacket,
   RtcpPayloadSpecificFeedback,
@@ -74,6 +75,43 @@ function firTargets(feedback: object): number[] {
  */
 export function egressSendPath(): 'direct' | 'werift' {
   return process.env.LPGW_EGRESS_SEND_PATH === 'werift' ? 'werift' : 'direct';
+}
+
+/** werift's numbers for the SRTP profiles (RFC 5764 / RFC 7714). */
+const SRTP_AES128_CM_HMAC_SHA1_80 = 1;
+const SRTP_AEAD_AES_128_GCM = 7;
+
+/**
+ * Which SRTP profile egress peers prefer, from LPGW_EGRESS_SRTP: `cm` (AES_CM_128_HMAC_SHA1_80,
+ * the default: the direct send path's cheapest, docs/performance.md) or `gcm` (werift's own
+ * preference and DTLS role, for A/B benchmarks and as an escape hatch).
+ */
+export function egressSrtpPreference(): 'cm' | 'gcm' {
+  return process.env.LPGW_EGRESS_SRTP === 'gcm' ? 'gcm' : 'cm';
+}
+
+/** The werift DTLS transport fields the SRTP preference sets (werift 0.24). */
+interface WeriftDtlsRole {
+  srtpProfiles: number[];
+  role: 'auto' | 'client' | 'server';
+  remoteParameters?: { role: 'auto' | 'client' | 'server' };
+}
+
+/**
+ * Makes a viewer's DTLS handshake pick AES_CM_128_HMAC_SHA1_80. The DTLS server picks the profile
+ * (the first of its own list the client offers), and werift, answering an actpass offer, would be
+ * the client (a=setup:active) and leave the choice to the viewer, which picks GCM. So we answer
+ * a=setup:passive (RFC 5763 allows either; over WHEP the viewer has our answer before ICE can
+ * start, so it costs no round trip) and list CM first. Every WebRTC endpoint offers CM (RFC 8827
+ * makes it mandatory to implement); one that offers only GCM still gets GCM. Runs after the offer
+ * is applied, before the answer is made and before DTLS starts; werift's module-wide list, which
+ * ingest peers use, is left alone.
+ */
+function preferAesCm(pc: RTCPeerConnection): void {
+  for (const transport of pc.dtlsTransports as unknown as WeriftDtlsRole[]) {
+    transport.srtpProfiles = [SRTP_AES128_CM_HMAC_SHA1_80, SRTP_AEAD_AES_128_GCM];
+    if (transport.role === 'auto' && transport.remoteParameters?.role === 'auto') transport.role = 'server';
+  }
 }
 
 class SendTrack {
@@ -181,6 +219,7 @@ export class EgressPeer {
           };
           video = new SendTrack(sending(plan.video.section.index), videoCodec);
           if (plan.audio && audioCodec) audio = new SendTrack(sending(plan.audio.section.index), audioCodec);
+          if (egressSrtpPreference() === 'cm') preferAesCm(pc);
         },
       },
       opts,
@@ -191,6 +230,17 @@ export class EgressPeer {
 
   get state(): PeerState {
     return this.#session.state;
+  }
+
+  /** The SRTP profile the viewer's DTLS handshake settled on; undefined before it has. */
+  get srtpProfile(): 'AES_CM_128_HMAC_SHA1_80' | 'AEAD_AES_128_GCM' | undefined {
+    const dtls = this.#video.transceiver.sender.dtlsTransport as unknown as {
+      srtp?: { localContext?: { profile: number } };
+    };
+    const profile = dtls.srtp?.localContext?.profile;
+    if (profile === SRTP_AES128_CM_HMAC_SHA1_80) return 'AES_CM_128_HMAC_SHA1_80';
+    if (profile === SRTP_AEAD_AES_128_GCM) return 'AEAD_AES_128_GCM';
+    return undefined;
   }
 
   /** The ICE session's entity-tag (quoted) for ETag; it changes with each ICE restart. */

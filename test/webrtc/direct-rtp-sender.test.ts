@@ -26,6 +26,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   delete process.env.LPGW_EGRESS_SEND_PATH;
+  delete process.env.LPGW_EGRESS_SRTP;
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
@@ -125,6 +126,48 @@ describe('DirectRtpSender (EgressPeer send path)', () => {
     const { viewer, egress } = await connect();
     const packets = await sendClip(egress, 1000);
     expect(egress.videoSendPath).toBe('werift');
+    await expectDecodesLikeTheClip(viewer, packets);
+  });
+});
+
+describe('SRTP profile of egress peers', () => {
+  /** werift's DTLS transport of the viewer's first transceiver. */
+  const viewerDtls = (viewer: WeriftViewer) =>
+    viewer.pc.getTransceivers()[0].receiver.dtlsTransport as unknown as {
+      role: string;
+      srtpProfiles: number[];
+    };
+
+  it('a viewer that offers both profiles (as every WebRTC endpoint does) gets AES_CM_128_HMAC_SHA1_80, with us as DTLS server', async () => {
+    const { viewer, egress } = await connect();
+    expect(egress.answerSdp).toMatch(/^a=setup:passive\r?$/m);
+    expect(egress.answerSdp).not.toMatch(/^a=setup:active/m);
+    expect(negotiatedProfile(viewer)).toBe(1);
+    expect(egress.srtpProfile).toBe('AES_CM_128_HMAC_SHA1_80');
+    expect(viewerDtls(viewer).role).toBe('client');
+    // werift's module-wide list (the viewer's, and every ingest peer's) still prefers GCM.
+    expect(viewerDtls(viewer).srtpProfiles).toEqual([7, 1]);
+    const packets = await sendClip(egress, 65_500);
+    expect(egress.videoSendPath).toBe('direct');
+    await expectDecodesLikeTheClip(viewer, packets);
+  });
+
+  it('a viewer that offers only GCM still gets GCM', async () => {
+    const { viewer, egress } = await connect([7]);
+    expect(egress.answerSdp).toMatch(/^a=setup:passive/m);
+    expect(negotiatedProfile(viewer)).toBe(7);
+    const packets = await sendClip(egress, 10);
+    await expectDecodesLikeTheClip(viewer, packets);
+  });
+
+  it('LPGW_EGRESS_SRTP=gcm keeps werift’s choice: we answer as DTLS client and the viewer picks GCM', async () => {
+    process.env.LPGW_EGRESS_SRTP = 'gcm';
+    const { viewer, egress } = await connect();
+    expect(egress.answerSdp).toMatch(/^a=setup:active/m);
+    expect(negotiatedProfile(viewer)).toBe(7);
+    expect(egress.srtpProfile).toBe('AEAD_AES_128_GCM');
+    expect(viewerDtls(viewer).role).toBe('server');
+    const packets = await sendClip(egress, 10);
     await expectDecodesLikeTheClip(viewer, packets);
   });
 });
