@@ -27,6 +27,10 @@
 //   npm run bench:fanout -- --per-packet --srtp   the same A/B between the SRTP profiles instead: direct
 //                                                 path with AEAD_AES_128_GCM (LPGW_EGRESS_SRTP=gcm) vs
 //                                                 with AES_CM_128_HMAC_SHA1_80 (the default)
+//   npm run bench:fanout -- --full-viewers      viewers decrypt and authenticate every packet in werift
+//                                                 (~35 µs a packet: two cores then feed ~170 viewers);
+//                                                 by default they count frames from RTP headers and
+//                                                 have werift authenticate every 16th packet
 //   npm run bench:fanout -- --keep-going          run every step even below 28 fps (on a machine
 //                                                 loaded by others the frame rate falls for reasons
 //                                                 of its own; the CPU per packet stays meaningful)
@@ -61,6 +65,8 @@ interface Options {
   perPacket: boolean;
   /** --per-packet compares the SRTP profiles (both on the direct path) instead of the send paths. */
   srtp: boolean;
+  /** Viewers decrypt every packet in werift (else they sample; bench/fanout-viewers.ts). */
+  fullViewers: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -74,6 +80,7 @@ function parseArgs(argv: string[]): Options {
     keepGoing: argv.includes('--keep-going'),
     sendOnly: argv.includes('--send-only'),
     perPacket: argv.includes('--per-packet'),
+    fullViewers: argv.includes('--full-viewers'),
     srtp: argv.includes('--srtp'),
   };
   const value = (flag: string) => {
@@ -112,6 +119,7 @@ function parseArgs(argv: string[]): Options {
     '--keep-going',
     '--send-only',
     '--per-packet',
+    '--full-viewers',
     '--srtp',
   ];
   for (const arg of argv) {
@@ -272,9 +280,10 @@ class ViewerWorker {
   readonly child: Child;
   readonly #proc: ChildProcess;
   viewers = 0;
-  constructor(index: number) {
+  constructor(index: number, full: boolean) {
     this.#proc = fork(join(ROOT, 'bench/fanout-viewers.ts'), [], {
       cwd: ROOT,
+      env: { ...process.env, FANOUT_VIEWERS: full ? 'full' : 'sampled' },
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
@@ -297,8 +306,8 @@ class ViewerWorker {
     if (r.failed.length)
       console.error(`${this.child.name}: ${r.failed.length} viewers failed: ${r.failed[0]}`);
   }
-  async frames(): Promise<number[]> {
-    return (await this.#ask<{ frames: number[] }>({ report: true }, 30_000)).frames;
+  async report(): Promise<ViewerReport> {
+    return this.#ask<ViewerReport>({ report: true }, 30_000);
   }
   async close(): Promise<void> {
     if (!this.child.exited) this.#proc.send({ close: true });
@@ -307,8 +316,24 @@ class ViewerWorker {
   }
 }
 
+/** Frames per viewer so far; RTP packets handed to werift's receiver and authenticated by it. */
+interface ViewerReport {
+  frames: number[];
+  sampled: number;
+  verified: number;
+}
+
+async function allReports(workers: ViewerWorker[]): Promise<ViewerReport> {
+  const reports = await Promise.all(workers.map((w) => w.report()));
+  return {
+    frames: reports.flatMap((r) => r.frames),
+    sampled: reports.reduce((n, r) => n + r.sampled, 0),
+    verified: reports.reduce((n, r) => n + r.verified, 0),
+  };
+}
+
 async function allFrames(workers: ViewerWorker[]): Promise<number[]> {
-  return (await Promise.all(workers.map((w) => w.frames()))).flat();
+  return (await allReports(workers)).frames;
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -418,7 +443,7 @@ async function perPacketCost(opts: Options, frames: RtpFrame[]): Promise<string[
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/whep`;
-  const workers = Array.from({ length: opts.workers }, (_, i) => new ViewerWorker(i));
+  const workers = Array.from({ length: opts.workers }, (_, i) => new ViewerWorker(i, opts.fullViewers));
   // The two sides of the A/B: what each sets in the environment, and what its peers must show.
   const variants = opts.srtp
     ? [
@@ -536,7 +561,7 @@ async function sendOnly(opts: Options, frames: RtpFrame[], packetsPerSecond: num
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/whep`;
-  const workers = Array.from({ length: opts.workers }, (_, i) => new ViewerWorker(i));
+  const workers = Array.from({ length: opts.workers }, (_, i) => new ViewerWorker(i, opts.fullViewers));
   let stopped = false;
   let sent = 0;
   // One packet list per frame, sent to every viewer with shared seq/timestamps, 30 frames a second.
@@ -643,7 +668,7 @@ async function main(): Promise<void> {
   const { gateway, orchestrator, base } = await startGateway(opts, profileDir);
   let lastWindow: { fromMs: number; toMs: number } | undefined;
   const publisher = new WeriftPublisher({ audio: false });
-  const workers = Array.from({ length: opts.workers }, (_, i) => new ViewerWorker(i));
+  const workers = Array.from({ length: opts.workers }, (_, i) => new ViewerWorker(i, opts.fullViewers));
   let stopped = false;
   let pumping: Promise<void> | undefined;
   const rows: string[] = [];
@@ -673,7 +698,8 @@ async function main(): Promise<void> {
       );
       viewers = workers.reduce((n, w) => n + w.viewers, 0);
       await sleep(opts.warmupMs);
-      const f0 = await allFrames(workers);
+      const r0 = await allReports(workers);
+      const f0 = r0.frames;
       const t0 = performance.now();
       const c0 = processTicks(gateway.pid);
       const v0 = workers.reduce((n, w) => n + processTicks(w.child.pid), 0);
@@ -683,8 +709,20 @@ async function main(): Promise<void> {
       const c1 = processTicks(gateway.pid);
       const v1 = workers.reduce((n, w) => n + processTicks(w.child.pid), 0);
       const o1 = processTicks(orchestrator.pid);
-      const f1 = await allFrames(workers);
+      const r1 = await allReports(workers);
+      const f1 = r1.frames;
       const seconds = (performance.now() - t0) / 1000;
+      // Sampled viewers: the share of the packets handed to werift that it authenticated.
+      const sampled = r1.sampled - r0.sampled;
+      const authenticated = opts.fullViewers
+        ? '-'
+        : sampled > 0
+          ? `${((100 * (r1.verified - r0.verified)) / sampled).toFixed(0)}%`
+          : 'none';
+      if (!opts.fullViewers && (sampled === 0 || r1.verified - r0.verified < 0.95 * sampled))
+        console.error(
+          `SRTP check failed: werift authenticated ${r1.verified - r0.verified} of ${sampled} sampled packets`,
+        );
       lastWindow = { fromMs: t0 - spawnedAt, toMs: t0 - spawnedAt + seconds * 1000 };
       const cpu = (c1 - c0) / CLK_TCK / seconds;
       const fps = f1.map((n, i) => (n - (f0[i] ?? 0)) / seconds).sort((a, b) => a - b);
@@ -697,7 +735,7 @@ async function main(): Promise<void> {
         `| ${viewers} | ${(cpu * 100).toFixed(1)}% | ${median.toFixed(1)} | ${quantile(fps, 0.1).toFixed(1)} | ` +
         `${fps[0]?.toFixed(1)} | ${Math.round(perCore)} | ${((cpu * 1e6) / delivered).toFixed(1)} | ` +
         `${(((v1 - v0) / CLK_TCK / seconds) * 100).toFixed(0)}% | ${(((o1 - o0) / CLK_TCK / seconds) * 100).toFixed(0)}% | ` +
-        `${load0.toFixed(1)} |`;
+        `${authenticated} | ${load0.toFixed(1)} |`;
       rows.push(row);
       console.error(row);
       if (median >= MIN_FPS) best = { viewers, cpu };
@@ -721,10 +759,10 @@ async function main(): Promise<void> {
     '',
     `One 1280×720 30 fps H.264 stream (${(bitrate / 1e6).toFixed(2)} Mbit/s, ${packetsPerSecond.toFixed(0)} RTP packets/s), ` +
       `effect \`passthrough\`, local orchestrator in its own process, send path \`${opts.sendPath}\`, ` +
-      `${opts.workers} viewer processes; ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), all on 127.0.0.1.`,
+      `${opts.workers} viewer processes (${opts.fullViewers ? 'full werift viewers: every packet decrypted and authenticated' : `sampled viewers: frames counted from RTP headers, every ${16}th packet authenticated by werift`}); ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), all on 127.0.0.1.`,
     '',
-    '| viewers | gateway CPU (of one core) | median fps | p10 fps | min fps | viewers per core | gateway µs per delivered packet | viewer processes CPU | orchestrator CPU | load avg |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| viewers | gateway CPU (of one core) | median fps | p10 fps | min fps | viewers per core | gateway µs per delivered packet | viewer processes CPU | orchestrator CPU | sampled packets authenticated | load avg |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
     best
