@@ -106,6 +106,24 @@ interface Held {
 
 type Client = ReturnType<typeof createClient>;
 
+/**
+ * Closes a client politely (its pending commands finish), or drops it after CALL_TIMEOUT_MS: a
+ * client still reconnecting to a Redis that went away would otherwise keep close() waiting.
+ */
+async function closeClient(client: Client): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const polite = client.close().then(
+    () => true,
+    () => false,
+  );
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), CALL_TIMEOUT_MS);
+  });
+  const closed = await Promise.race([polite, timedOut]);
+  clearTimeout(timer);
+  if (!closed) client.destroy();
+}
+
 export class RedisClusterStore implements ClusterStore {
   readonly shared = true;
   readonly nodeId: string;
@@ -279,7 +297,7 @@ export class RedisClusterStore implements ClusterStore {
     this.closed = true;
     clearInterval(this.timer);
     await Promise.allSettled([...this.pending]);
-    await Promise.allSettled([this.client.quit(), this.sub.quit()]);
+    await Promise.allSettled([closeClient(this.client), closeClient(this.sub)]);
   }
 
   /** Renews every lease this node holds in one round trip; says which streams were lost. */

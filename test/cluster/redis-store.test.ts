@@ -133,6 +133,25 @@ describe('RedisClusterStore', () => {
       15_000,
     );
   }, 30_000);
+
+  it('close() returns while Redis is gone: a client still reconnecting is dropped, not waited for', async () => {
+    const own = await startRedis();
+    try {
+      const s = await RedisClusterStore.connect({
+        url: own.url,
+        nodeUrl: 'http://c1',
+        leaseMs: 10_000,
+        logger,
+      });
+      await own.kill();
+      await new Promise((r) => setTimeout(r, 300)); // the clients notice and start reconnecting
+      const started = Date.now();
+      await s.close();
+      expect(Date.now() - started).toBeLessThan(8000);
+    } finally {
+      await own.kill();
+    }
+  }, 20_000);
 });
 
 describe('MemoryClusterStore (no -redisUrl)', () => {
