@@ -17,7 +17,8 @@
 //   npm run bench:live -- --joins 20   viewers that join a running stream one by one (0: skip)
 //   npm run bench:live -- --clip-kbps 2500
 //                                      cap the clip's bitrate (default: uncapped x264 ultrafast, ~7.6 Mbit/s
-//                                      at 720p, three times what a browser sends for 720p30)
+//                                      at 720p, three times what a browser sends for 720p30; the on-chain
+//                                      phase alone defaults to 2500, a browser's 720p30)
 //   npm run bench:live -- --prepay-only
 //                                      only the on-chain phase: the gateway's event-loop delay while 4 paid
 //                                      streams run and a 5th starts with a 249-ticket prepayment (ganache
@@ -1183,6 +1184,8 @@ const PREPAY_PRICE_PER_PIXEL = 1200n;
 /** prom-client's event-loop monitor resolution (its default): every sample includes it. */
 const ELD_RESOLUTION_MS = 10;
 const PREPAY_PASSWORD = 'bench on chain';
+/** The on-chain phase's clip bitrate unless --clip-kbps is given. */
+const PREPAY_CLIP_KBPS = 2500;
 
 interface DelayWindow {
   /** Worst p99 of the windows, and the largest single delay, ms (resolution taken off). */
@@ -1747,6 +1750,7 @@ async function main(): Promise<void> {
   const failures: string[] = [];
   let idle = Number.NaN;
   let prepay: PrepayResult | undefined;
+  let prepayKbps: number | undefined;
   let vp8Result: Vp8Result | undefined;
   try {
     if (gateway) await offChainPhases(gateway);
@@ -1762,7 +1766,25 @@ async function main(): Promise<void> {
   }
   if ((opts.prepay || opts.prepayOnly) && !opts.vp8Only) {
     try {
-      prepay = await prepayPhase(clip, opts, log);
+      // The on-chain phase's streams run at what a browser sends for 720p30 (libwebrtc's ceiling
+      // for 1280x720 is 2.5 Mbit/s), unless --clip-kbps says otherwise: its question is what a
+      // start with a prepayment costs the loop, not how many 7.6 Mbit/s streams two cores carry.
+      prepayKbps = opts.clipKbps ?? PREPAY_CLIP_KBPS;
+      const prepayClip =
+        prepayKbps === opts.clipKbps
+          ? clip
+          : new Clip(
+              await makeH264Clip({
+                seconds: opts.clipSeconds,
+                width: 1280,
+                height: 720,
+                fps: 30,
+                dark: false,
+                kbps: prepayKbps,
+              }),
+              30,
+            );
+      prepay = await prepayPhase(prepayClip, opts, log);
       for (const e of prepay.errors) failures.push(`on chain: ${e}`);
     } catch (err) {
       failures.push(`on chain: ${(err as Error).message}`);
@@ -1858,7 +1880,7 @@ async function main(): Promise<void> {
           : 'embedded local orchestrator (same process)') +
       `, effect \`passthrough\`; all on 127.0.0.1.` +
       (opts.prepay || opts.prepayOnly
-        ? ` On chain: ganache with our contract doubles in the bench process; the gateway (\`src/cli.ts start\`, keystore account) and the local orchestrator (\`-ticketEV ${PREPAY_TICKET_EV}\`, ${opts.prepayFree ? '0 wei/pixel: free, no tickets (--prepay-free, the control)' : `${PREPAY_PRICE_PER_PIXEL} wei/pixel`}) each in its own process${opts.nice ? '; the orchestrator and the bench process (peers, chain) niced +10, as if on other machines (--no-nice: not)' : ', all at the same priority (--no-nice)'}.`
+        ? ` On chain: ganache with our contract doubles in the bench process; the gateway (\`src/cli.ts start\`, keystore account) and the local orchestrator (\`-ticketEV ${PREPAY_TICKET_EV}\`, ${opts.prepayFree ? '0 wei/pixel: free, no tickets (--prepay-free, the control)' : `${PREPAY_PRICE_PER_PIXEL} wei/pixel`}) each in its own process${opts.nice ? '; the orchestrator and the bench process (peers, chain) niced +10, as if on other machines (--no-nice: not)' : ', all at the same priority (--no-nice)'}; its streams ${prepayKbps === undefined ? 'use the clip above' : `use the clip capped at ${prepayKbps} kbit/s (what a browser sends for 720p30; --clip-kbps to change)`}.`
         : ''),
   );
   out.push(
