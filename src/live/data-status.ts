@@ -32,8 +32,11 @@ export interface InputDataStatus {
   } | null;
 }
 
-/** The hub's own counters, with each viewer's summary instead of the count. */
-export type OutputDataStatus = Omit<OutputHubStats, 'viewers' | 'frames'> & { viewers: ViewerSummary[] };
+/** A viewer's summary, with the codec it is sent. */
+export type ViewerStatus = ViewerSummary & { codec: 'h264' | 'vp8' };
+
+/** The hub's own counters, with each viewer's summary instead of the count (VP8 viewers' too). */
+export type OutputDataStatus = Omit<OutputHubStats, 'viewers' | 'frames'> & { viewers: ViewerStatus[] };
 
 export function inputDataStatus(ingest: Ingest, peer: IngestPeer | undefined): InputDataStatus {
   const s = ingest.stats();
@@ -59,7 +62,8 @@ export function inputDataStatus(ingest: Ingest, peer: IngestPeer | undefined): I
   };
 }
 
-export function outputDataStatus(hub: OutputHub): OutputDataStatus {
+/** `vp8Hub`: the VP8 viewers' hub (fed by the H.264 one through an encoder), when there is one. */
+export function outputDataStatus(hub: OutputHub, vp8Hub?: OutputHub): OutputDataStatus {
   const s = hub.stats();
   return {
     framesDropped: s.framesDropped,
@@ -72,7 +76,10 @@ export function outputDataStatus(hub: OutputHub): OutputDataStatus {
     framesCaughtUp: s.framesCaughtUp,
     gop: s.gop,
     starts: s.starts,
-    viewers: hub.viewerSummaries(),
+    viewers: [
+      ...hub.viewerSummaries().map((v) => ({ ...v, codec: 'h264' as const })),
+      ...(vp8Hub?.viewerSummaries() ?? []).map((v) => ({ ...v, codec: 'vp8' as const })),
+    ],
   };
 }
 

@@ -422,7 +422,11 @@ export class LiveSession {
       manifestId: current?.session.urls.manifestId ?? null,
       startedAt: new Date(this.startedAt).toISOString(),
       input: { ...this.inputRate.read(), ...inputDataStatus(this.ingest, this.ingestPeer) },
-      output: { ...this.outputRate.read(), segments: this.segmentsOut, ...outputDataStatus(this.output) },
+      output: {
+        ...this.outputRate.read(),
+        segments: this.segmentsOut,
+        ...outputDataStatus(this.output, this.vp8?.hub),
+      },
       viewers: this.viewerCount,
       codecs: {
         publisher: this.ingestPeer?.videoCodecName ?? null,

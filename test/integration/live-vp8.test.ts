@@ -97,6 +97,11 @@ describe('VP8 publisher and viewers', () => {
       expect(during.viewers).toBe(2);
       expect(during.codecs).toMatchObject({ publisher: 'vp8', vp8Viewers: 1, vp8Encoder: { starts: 1 } });
       expect(during.codecs.vp8Encoder.framesOut).toBeGreaterThan(0);
+      // Both viewers are listed, each with the codec it is sent.
+      expect(during.output.viewers.map((v: { codec: string }) => v.codec).sort()).toEqual(['h264', 'vp8']);
+      expect(
+        during.output.viewers.find((v: { codec: string }) => v.codec === 'vp8').framesSent,
+      ).toBeGreaterThan(0);
       // The last VP8 viewer gone (while the stream goes on): its encoder stops, the ingest transcode does not.
       await vp8Viewer.close();
       await waitFor(async () => (await ffmpegChildren('libvpx')) === 0, 'the VP8 encoder to stop', 15_000);
