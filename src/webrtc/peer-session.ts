@@ -16,6 +16,7 @@ import {
 import { sendCloseNotify } from './close-notify.ts';
 import { checkIfMatch, IcePatchError, type IcePatchResult, newIceEtag } from './ice-patch.ts';
 import { type IcePortsAttachment, IcePortsFullError } from './ice-ports.ts';
+import { useNativeX25519 } from './native-x25519.ts';
 import { type PeerNetworkOptions, usesStunServer, weriftNetworkConfig } from './network.ts';
 import { finishAnswer, OfferRejectedError, type RewrittenOffer } from './sdp.ts';
 import {
@@ -32,6 +33,9 @@ import {
   newIceCredentials,
   setLocalIceCredentials,
 } from './werift-ice.ts';
+
+// Every peer's DTLS handshake: X25519 by OpenSSL instead of tweetnacl's JavaScript.
+useNativeX25519();
 
 /**
  * 'connecting' → 'connected' → 'failed' | 'closed'. An ICE restart goes 'connected' →
