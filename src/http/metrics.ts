@@ -38,7 +38,9 @@ export function createMetrics(sources: {
     labelNames: ['blame', 'cause'],
     registers: [registry],
   });
-  // Read at scrape time, so nothing is counted on the media path.
+  // Read at scrape time, so nothing is counted on the media path. One scrape reads many gauges:
+  // every stream's status (and the data-plane sums) is built once per scrape, not once per gauge.
+  const statuses = perScrape(() => sources.streams().list());
   new Gauge({
     name: 'livepeer_ai_live_streams',
     help: 'Live streams by state',
@@ -46,7 +48,7 @@ export function createMetrics(sources: {
     registers: [registry],
     collect() {
       this.reset();
-      for (const s of sources.streams().list()) this.inc({ state: s.state });
+      for (const s of statuses()) this.inc({ state: s.state });
     },
   });
   new Gauge({
@@ -54,22 +56,11 @@ export function createMetrics(sources: {
     help: 'WHEP viewers across all live streams',
     registers: [registry],
     collect() {
-      this.set(
-        sources
-          .streams()
-          .list()
-          .reduce((n, s) => n + s.viewers, 0),
-      );
+      this.set(statuses().reduce((n, s) => n + s.viewers, 0));
     },
   });
   // Data-plane counters, summed over all streams (ended ones included) when scraped.
-  // One scrape reads every counter: sum the streams once, not once per counter.
-  let memo: { at: number; totals: DataPlaneTotals } | undefined;
-  const totals = (): DataPlaneTotals => {
-    const now = Date.now();
-    if (!memo || now - memo.at > 250) memo = { at: now, totals: sources.streams().dataTotals() };
-    return memo.totals;
-  };
+  const totals = perScrape(() => sources.streams().dataTotals());
   const counter = (name: string, help: string, value: (t: DataPlaneTotals) => number) =>
     new Counter({
       name,
@@ -149,11 +140,9 @@ export function createMetrics(sources: {
     registers: [registry],
     collect() {
       this.reset();
-      const statuses = sources.streams().list();
-      const publishers = statuses.flatMap((s) => (s.input.rtp?.rttMs == null ? [] : [s.input.rtp.rttMs]));
-      const viewers = statuses.flatMap((s) =>
-        s.output.viewers.flatMap((v) => (v.rttMs == null ? [] : [v.rttMs])),
-      );
+      const all = statuses();
+      const publishers = all.flatMap((s) => (s.input.rtp?.rttMs == null ? [] : [s.input.rtp.rttMs]));
+      const viewers = all.flatMap((s) => s.output.viewers.flatMap((v) => (v.rttMs == null ? [] : [v.rttMs])));
       for (const [peer, values] of [
         ['publisher', publishers],
         ['viewer', viewers],
@@ -181,5 +170,15 @@ export function createMetrics(sources: {
       firstOutput: (ms) => firstSegmentDelay.observe(ms),
       swap: (record) => swaps.inc({ blame: record.blame, cause: record.code }),
     },
+  };
+}
+
+/** `read()`'s value, computed at most once per 250 ms: all the gauges of one scrape share it. */
+function perScrape<T>(read: () => T): () => T {
+  let memo: { at: number; value: T } | undefined;
+  return () => {
+    const now = Date.now();
+    if (!memo || now - memo.at > 250) memo = { at: now, value: read() };
+    return memo.value;
   };
 }
