@@ -1707,14 +1707,10 @@ async function main(): Promise<void> {
   const log = (msg: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${msg}`);
 
   log(`making a ${opts.clipSeconds} s 1280x720 30 fps H.264 clip...`);
-  const annexB = await makeH264Clip({
-    seconds: opts.clipSeconds,
-    width: 1280,
-    height: 720,
-    fps: 30,
-    dark: false,
-    kbps: opts.clipKbps,
-  });
+  /** The bench's 1280x720 30 fps clip, bitrate capped at `kbps` (uncapped: undefined). */
+  const makeClip = (kbps: number | undefined) =>
+    makeH264Clip({ seconds: opts.clipSeconds, width: 1280, height: 720, fps: 30, dark: false, kbps });
+  const annexB = await makeClip(opts.clipKbps);
   const clip = new Clip(annexB, 30);
   const clipKbps = (annexB.length * 8) / opts.clipSeconds / 1000;
   const packetsPerFrame = clip.video.reduce((n, f) => n + f.payloads.length, 0) / clip.video.length;
@@ -1770,20 +1766,7 @@ async function main(): Promise<void> {
       // for 1280x720 is 2.5 Mbit/s), unless --clip-kbps says otherwise: its question is what a
       // start with a prepayment costs the loop, not how many 7.6 Mbit/s streams two cores carry.
       prepayKbps = opts.clipKbps ?? PREPAY_CLIP_KBPS;
-      const prepayClip =
-        prepayKbps === opts.clipKbps
-          ? clip
-          : new Clip(
-              await makeH264Clip({
-                seconds: opts.clipSeconds,
-                width: 1280,
-                height: 720,
-                fps: 30,
-                dark: false,
-                kbps: prepayKbps,
-              }),
-              30,
-            );
+      const prepayClip = prepayKbps === opts.clipKbps ? clip : new Clip(await makeClip(prepayKbps), 30);
       prepay = await prepayPhase(prepayClip, opts, log);
       for (const e of prepay.errors) failures.push(`on chain: ${e}`);
     } catch (err) {

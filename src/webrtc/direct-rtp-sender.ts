@@ -67,16 +67,10 @@ interface DatagramProtocol {
   sendData(data: Buffer, addr: Address): Promise<void>;
 }
 
-/** SRTP for one SSRC with keys from one DTLS handshake. */
-interface Keys {
-  source: object;
-  profile: number;
-  /** AEAD_AES_128_GCM */
-  key: KeyObject | undefined;
-  salt: Buffer;
-  /** AES128_CM_HMAC_SHA1_80 */
-  cm: SrtpCmSender | undefined;
-}
+/** SRTP for one SSRC with keys from one DTLS handshake (werift's context is `source`): one profile. */
+type Keys =
+  | { source: object; gcm: { key: KeyObject; salt: Buffer }; cm?: undefined }
+  | { source: object; cm: SrtpCmSender; gcm?: undefined };
 
 /** werift's ntpTime() as a proper 64-bit NTP timestamp, recomputed at most once a millisecond. */
 let ntpMs = -1;
@@ -195,13 +189,13 @@ export class DirectRtpSender {
     this.#writeHeader(out, 0, seq, timestamp, marker);
     // RFC 7714 8.1: IV = (00 00 || SSRC || ROC || SEQ) XOR salt, 12 bytes.
     const iv = this.#iv;
-    const salt = keys.salt;
+    const { key, salt } = keys.gcm;
     iv.fill(0);
     iv.writeUInt32BE(this.#sender.ssrc >>> 0, 2);
     iv.writeUInt32BE(roc, 6);
     iv.writeUInt16BE(seq, 10);
     for (let i = 0; i < 12; i++) iv[i] ^= salt[i];
-    const cipher = createCipheriv('aes-128-gcm', keys.key as KeyObject, iv);
+    const cipher = createCipheriv('aes-128-gcm', key, iv);
     cipher.setAAD(out.subarray(0, headerLength));
     cipher.update(payload).copy(out, headerLength);
     cipher.final();
@@ -229,17 +223,11 @@ export class DirectRtpSender {
     if (profile === PROFILE_AEAD_AES_128_GCM) {
       this.#keys = {
         source: context,
-        profile,
-        key: createSecretKey(cipher.srtpSessionKey),
-        salt: Buffer.from(cipher.srtpSessionSalt),
-        cm: undefined,
+        gcm: { key: createSecretKey(cipher.srtpSessionKey), salt: Buffer.from(cipher.srtpSessionSalt) },
       };
     } else if (profile === PROFILE_AES128_CM_HMAC_SHA1_80 && cipher.srtpSessionAuthTag) {
       this.#keys = {
         source: context,
-        profile,
-        key: undefined,
-        salt: Buffer.from(cipher.srtpSessionSalt),
         cm: new SrtpCmSender(
           cipher.srtpSessionKey,
           cipher.srtpSessionSalt,
