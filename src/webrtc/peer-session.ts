@@ -14,6 +14,7 @@ import {
   type RTCRtpTransceiver,
 } from 'werift';
 import { sendCloseNotify } from './close-notify.ts';
+import { useEgressLookup } from './dgram-lookup.ts';
 import { checkIfMatch, IcePatchError, type IcePatchResult, newIceEtag } from './ice-patch.ts';
 import { type IcePortsAttachment, IcePortsFullError } from './ice-ports.ts';
 import { useNativeX25519 } from './native-x25519.ts';
@@ -36,6 +37,8 @@ import {
 
 // Every peer's DTLS handshake: X25519 by OpenSSL instead of tweetnacl's JavaScript.
 useNativeX25519();
+// Every peer's UDP socket can send media within the call (sendNow), not a tick later.
+useEgressLookup();
 
 /**
  * 'connecting' → 'connected' → 'failed' | 'closed'. An ICE restart goes 'connected' →

@@ -5,7 +5,9 @@
 // next BATCH packets in one update() call, and each packet XORs its share into its payload. The
 // HMAC-SHA1 uses the key's precomputed blocks: the packet is written behind its 64-byte inner block,
 // so the inner hash is one crypto.hash() call, and the outer hash, one SHA-1 block from the opad
-// block's precomputed state, runs here in JS (a crypto.hash() call costs more than the block).
+// block's precomputed state, runs here in JS (a crypto.hash() call costs more than the block). The
+// inner digest comes back as a latin1 string, one char per byte: a Buffer made in C++ costs about
+// 0.6 µs more per call than the string (1.6 → 1.0 µs for a 1.3 kB packet on the sandbox's EPYC).
 // createHmac where Node has no crypto.hash (before 20.12).
 import * as nodeCrypto from 'node:crypto';
 import { type Cipher, createCipheriv, createHmac } from 'node:crypto';
@@ -22,8 +24,9 @@ const MAX_STRIDE = 1504;
 const HMAC_BLOCK = 64;
 const SHA1_LENGTH = 20;
 
-const sha1: ((data: Uint8Array) => Buffer) | undefined =
-  typeof nodeCrypto.hash === 'function' ? (data) => nodeCrypto.hash('sha1', data, 'buffer') : undefined;
+/** SHA-1 of `data` as 20 latin1 chars (char i = byte i; 'binary' is Node's alias of latin1). */
+const sha1: ((data: Uint8Array) => string) | undefined =
+  typeof nodeCrypto.hash === 'function' ? (data) => nodeCrypto.hash('sha1', data, 'binary') : undefined;
 
 export class SrtpCmSender {
   readonly #ecb: Cipher;
@@ -89,7 +92,13 @@ export class SrtpCmSender {
       this.#roc.copy(out, end);
       const inner = hash(out.subarray(0, end + 4));
       // The outer hash's one remaining block: the inner hash, then SHA-1 padding for 84 bytes.
-      for (let i = 0; i < 5; i++) W[i] = inner.readInt32BE(i * 4);
+      for (let i = 0, c = 0; i < 5; i++, c += 4) {
+        W[i] =
+          (inner.charCodeAt(c) << 24) |
+          (inner.charCodeAt(c + 1) << 16) |
+          (inner.charCodeAt(c + 2) << 8) |
+          inner.charCodeAt(c + 3);
+      }
       W[5] = 0x80000000 | 0;
       W.fill(0, 6, 15);
       W[15] = (HMAC_BLOCK + SHA1_LENGTH) * 8;
