@@ -183,8 +183,7 @@ export class DirectRtpSender {
     if (keys.cm) {
       const out = Buffer.allocUnsafe(CM_PREFIX + headerLength + payload.length + CM_TAG_LENGTH);
       this.#writeHeader(out, CM_PREFIX, seq, timestamp, marker);
-      out.set(payload, CM_PREFIX + headerLength);
-      return keys.cm.protect(out, headerLength, payload.length, roc, seq);
+      return keys.cm.protect(out, headerLength, payload, roc, seq);
     }
     const out = Buffer.allocUnsafe(headerLength + payload.length + 16);
     this.#writeHeader(out, 0, seq, timestamp, marker);

@@ -2,7 +2,8 @@
 // node:crypto cannot give an AES-CTR context a new IV, so the usual way costs a createCipheriv and a
 // createHmac per packet. AES-CM's keystream is AES-ECB of counter blocks that depend only on the
 // salt, SSRC and packet index, so one ECB context made per key encrypts the counter blocks of the
-// next BATCH packets in one update() call, and each packet XORs its share into its payload. The
+// next BATCH packets in one update() call, and each packet XORs its share with its payload (in
+// WebAssembly SIMD, simd-xor.ts; in JS where that is missing or the payload too long). The
 // HMAC-SHA1 uses the key's precomputed blocks: the packet is written behind its 64-byte inner block,
 // so the inner hash is one crypto.hash() call, and the outer hash, one SHA-1 block from the opad
 // block's precomputed state, runs here in JS (a crypto.hash() call costs more than the block). The
@@ -11,6 +12,7 @@
 // createHmac where Node has no crypto.hash (before 20.12).
 import * as nodeCrypto from 'node:crypto';
 import { type Cipher, createCipheriv, createHmac } from 'node:crypto';
+import { xorPayloadSimd } from './simd-xor.ts';
 
 /** Spare bytes the caller leaves in front of the packet for the HMAC's inner key block. */
 export const CM_PREFIX = 64;
@@ -47,9 +49,21 @@ export class SrtpCmSender {
   #keystream: Buffer | undefined;
   #counters: DataView | undefined;
 
-  /** `hash`: null takes createHmac, as on a Node without crypto.hash (for tests). */
-  constructor(key: Buffer, salt: Buffer, authKey: Buffer, ssrc: number, hash: typeof sha1 | null = sha1) {
-    this.#sha1 = hash ?? undefined;
+  readonly #simd: boolean;
+
+  /**
+   * For tests, `without`: `hash` takes createHmac, as on a Node without crypto.hash; `simd` XORs
+   * in JavaScript, as where WebAssembly SIMD is missing.
+   */
+  constructor(
+    key: Buffer,
+    salt: Buffer,
+    authKey: Buffer,
+    ssrc: number,
+    without: { hash?: boolean; simd?: boolean } = {},
+  ) {
+    this.#sha1 = without.hash ? undefined : sha1;
+    this.#simd = !without.simd;
     this.#ecb = createCipheriv('aes-128-ecb', key, null);
     this.#ecb.setAutoPadding(false);
     this.#salt = Buffer.from(salt.subarray(0, 14));
@@ -65,23 +79,29 @@ export class SrtpCmSender {
   }
 
   /**
-   * Encrypts and authenticates one packet in place. `out` holds CM_PREFIX spare bytes, then the
-   * RTP header (headerLength bytes), then the plaintext payload (payloadLength bytes), then at least
-   * CM_TAG_LENGTH spare bytes. Returns the SRTP packet, a view of `out`.
+   * Encrypts `payload` into `out` and authenticates the packet. `out` holds CM_PREFIX spare bytes,
+   * then the RTP header (headerLength bytes), then room for the payload and CM_TAG_LENGTH bytes.
+   * Returns the SRTP packet, a view of `out`.
    */
-  protect(out: Buffer, headerLength: number, payloadLength: number, roc: number, seq: number): Buffer {
+  protect(out: Buffer, headerLength: number, payload: Uint8Array, roc: number, seq: number): Buffer {
+    const payloadLength = payload.length;
     const start = CM_PREFIX + headerLength;
     const end = start + payloadLength;
     if (payloadLength > 0) {
       const index = roc * 0x10000 + seq;
       const need = Math.ceil(payloadLength / BLOCK) * BLOCK;
-      if (need > MAX_STRIDE) {
-        xorInto(out, start, this.#makeKeystream(index, 1, need), 0, payloadLength);
+      let keystream: Buffer;
+      let offset = need > MAX_STRIDE ? -1 : this.#batchOffset(index, need);
+      if (offset >= 0) {
+        keystream = this.#keystream as Buffer;
       } else {
-        const offset = this.#batchOffset(index, need);
-        if (offset >= 0) xorInto(out, start, this.#keystream as Buffer, offset, payloadLength);
-        // An older packet (a retransmission) than the batch holds: its own keystream.
-        else xorInto(out, start, this.#makeKeystream(index, 1, need), 0, payloadLength);
+        // Wider than a batch slot, or older than the batch (a retransmission): its own keystream.
+        keystream = this.#makeKeystream(index, 1, need);
+        offset = 0;
+      }
+      if (!this.#simd || !xorPayloadSimd(out, start, payload, keystream, offset, payloadLength)) {
+        out.set(payload, start);
+        xorInto(out, start, keystream, offset, payloadLength);
       }
     }
     // RFC 3711 4.2: the tag covers the header, the encrypted payload and the ROC.

@@ -4,6 +4,7 @@
 import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { DirectRtpSender } from '../../src/webrtc/direct-rtp-sender.ts';
+import { hasSimdXor } from '../../src/webrtc/simd-xor.ts';
 import { CM_PREFIX, CM_TAG_LENGTH, SrtpCmSender } from '../../src/webrtc/srtp-cm.ts';
 
 const SSRC = 0x8badf00d;
@@ -173,19 +174,24 @@ describe('SRTP AES_CM_128_HMAC_SHA1_80 (batched keystream, precomputed HMAC bloc
     expect(sent.map((p) => p.toString('hex'))).toEqual(expected.map((p) => p.toString('hex')));
   });
 
-  it('encrypts the same wherever the packet sits in memory (unaligned buffers XOR byte by byte), and with createHmac where crypto.hash is missing', () => {
+  it('encrypts the same wherever the packet sits in memory (unaligned buffers XOR byte by byte), in SIMD or in JS, and with createHmac where crypto.hash is missing', () => {
     const keys = newKeys();
-    const cm = new SrtpCmSender(keys.key, keys.salt, keys.auth, SSRC);
-    // As on a Node before 20.12, without crypto.hash: createHmac.
-    const withHmac = new SrtpCmSender(keys.key, keys.salt, keys.auth, SSRC, null);
-    for (const size of [1, 5, 100, 1201]) {
+    const senders = {
+      default: new SrtpCmSender(keys.key, keys.salt, keys.auth, SSRC),
+      // As where WebAssembly SIMD is missing: the XOR in JavaScript.
+      js: new SrtpCmSender(keys.key, keys.salt, keys.auth, SSRC, { simd: true }),
+      // As on a Node before 20.12, without crypto.hash: createHmac.
+      hmac: new SrtpCmSender(keys.key, keys.salt, keys.auth, SSRC, { hash: true }),
+    };
+    expect(hasSimdXor).toBe(true); // Node 20's V8 has it: the default path is the SIMD one
+    // 2100: longer than a batch slot and than the SIMD regions.
+    for (const size of [1, 5, 15, 16, 17, 100, 1201, 2048, 2100]) {
       const payload = randomBytes(size);
       const header = randomBytes(12);
       const layout = (slack: number) => {
         const backing = Buffer.alloc(slack + CM_PREFIX + 12 + size + CM_TAG_LENGTH);
         const out = backing.subarray(slack);
         header.copy(out, CM_PREFIX);
-        payload.copy(out, CM_PREFIX + 12);
         return out;
       };
       const iv = Buffer.alloc(16);
@@ -202,8 +208,14 @@ describe('SRTP AES_CM_128_HMAC_SHA1_80 (batched keystream, precomputed HMAC bloc
       const expected = Buffer.concat([header, encrypted, tag.subarray(0, 10)]);
       // Slack 3: neither the payload nor the keystream slot is 4-byte aligned; 0: both are.
       for (const slack of [3, 0]) {
-        expect(cm.protect(layout(slack), 12, size, 7, 4242).equals(expected)).toBe(true);
-        expect(withHmac.protect(layout(slack), 12, size, 7, 4242).equals(expected)).toBe(true);
+        for (const [name, cm] of Object.entries(senders)) {
+          expect([
+            name,
+            size,
+            slack,
+            cm.protect(layout(slack), 12, payload, 7, 4242).toString('hex'),
+          ]).toEqual([name, size, slack, expected.toString('hex')]);
+        }
       }
     }
   });
