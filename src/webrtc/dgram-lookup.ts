@@ -4,13 +4,16 @@
 // larger costs after the syscall and the cipher (about 0.9 µs of ~15 µs per packet per viewer,
 // docs/performance.md).
 //
-// sendNow() sends to an IP literal within the call: the socket's lookup is `egressLookup`, which
-// answers IP literals at once while sendNow() runs. Everything else (bind, connect, werift's own
-// sends, host names) goes to dns.lookup as before: a synchronous answer to bind() would emit
-// 'listening' before a caller that binds and then waits for the event (werift does) is listening.
+// A socket given syncSends() sends to an IP literal within its send() call: its lookup is
+// `egressLookup`, which answers IP literals at once while one of that socket's sends runs. Every
+// send on the socket goes that way, werift's DTLS records as well as our SRTP, so they leave in the
+// order they were sent (were only ours synchronous, media would overtake the DTLS Finished still
+// waiting for its tick, and the viewer would drop it). bind() and connect() keep dns.lookup's
+// next-tick answer: a synchronous one would emit 'listening' before a caller that binds and then
+// waits for the event (werift does) is listening. Host names go to dns.lookup as before.
 //
-// werift makes its sockets with createSocket(type), so the lookup is given at that door:
-// useEgressLookup() makes createSocket on node:dgram (and its ESM bindings) default to it.
+// werift makes its sockets with createSocket(type), so this is given at that door:
+// useEgressLookup() makes createSocket on node:dgram (and its ESM bindings) return such sockets.
 import type { Socket } from 'node:dgram';
 import { lookup as dnsLookup } from 'node:dns';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
@@ -21,7 +24,7 @@ type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, famil
 const require = createRequire(import.meta.url);
 let sending = false;
 
-/** dgram's `lookup` option: dns.lookup, except for an IP literal sent by sendNow(). */
+/** dgram's `lookup` option: dns.lookup, except for an IP literal sent by a syncSends() socket. */
 export function egressLookup(address: string, family: unknown, callback: LookupCallback): void {
   if (sending) {
     const ipFamily = isIP(address);
@@ -34,22 +37,28 @@ export function egressLookup(address: string, family: unknown, callback: LookupC
   dnsLookup(address, family as any, callback);
 }
 
-/**
- * Sends one datagram to an IP literal. On a bound socket whose lookup is egressLookup the
- * datagram is handed to the kernel before this returns; on any other socket it is socket.send().
- */
-export function sendNow(socket: Socket, data: Buffer, port: number, ip: string): void {
-  sending = true;
-  try {
-    socket.send(data, port, ip);
-  } finally {
-    sending = false;
-  }
+/** Makes every send() of `socket` to an IP literal leave within the call (see above). */
+export function syncSends(socket: Socket): Socket {
+  const send = socket.send;
+  socket.send = function sendNow(this: Socket, ...args: unknown[]) {
+    const outer = sending;
+    sending = true;
+    try {
+      // biome-ignore lint/suspicious/noExplicitAny: dgram's own overloads, passed through.
+      return (send as any).apply(this, args);
+    } finally {
+      sending = outer;
+    }
+  } as Socket['send'];
+  return socket;
 }
 
 let installed = false;
 
-/** Makes egressLookup the default lookup of dgram sockets made from now on (once per process). */
+/**
+ * Makes dgram sockets made from now on (without a lookup of their own) syncSends() sockets with
+ * egressLookup (once per process).
+ */
 export function useEgressLookup(): void {
   if (installed) return;
   installed = true;
@@ -63,7 +72,8 @@ export function useEgressLookup(): void {
           ? { ...typeOrOptions, lookup: egressLookup }
           : typeOrOptions;
     // biome-ignore lint/suspicious/noExplicitAny: the same arguments dgram.createSocket takes.
-    return (original as any)(options, listener);
+    const socket = (original as any)(options, listener) as import('node:dgram').Socket;
+    return options === typeOrOptions ? socket : syncSends(socket);
   };
   dgram.createSocket = createSocket as typeof dgram.createSocket;
   // ESM importers (werift's bundle) hold live bindings of node:dgram's exports.

@@ -16,7 +16,6 @@ import { createCipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 import type { Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import type { RTCRtpSender } from 'werift';
-import { sendNow } from './dgram-lookup.ts';
 import { CM_PREFIX, CM_TAG_LENGTH, SrtpCmSender } from './srtp-cm.ts';
 import { MuxStunProtocol } from './werift-ice.ts';
 
@@ -276,9 +275,9 @@ function sendFunction(protocol: DatagramProtocol, addr: Address): ((data: Buffer
   const transport = protocol.transport;
   const socket = transport?.socket;
   if (socket && typeof socket.send === 'function' && isIP(host) !== 0) {
-    // No callback (no event-loop turn per packet), and no lookup tick (dgram-lookup.ts).
+    // No callback (no event-loop turn per packet); no lookup tick either (dgram-lookup.ts).
     return (data) => {
-      if (!transport.closed) sendNow(socket, data, port, host);
+      if (!transport.closed) socket.send(data, port, host);
     };
   }
   // ICE-TCP and anything else: the protocol frames it.

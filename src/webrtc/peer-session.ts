@@ -37,7 +37,7 @@ import {
 
 // Every peer's DTLS handshake: X25519 by OpenSSL instead of tweetnacl's JavaScript.
 useNativeX25519();
-// Every peer's UDP socket can send media within the call (sendNow), not a tick later.
+// Every peer's UDP socket sends to an IP address within send(), not a tick later (dgram-lookup.ts).
 useEgressLookup();
 
 /**

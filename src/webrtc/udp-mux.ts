@@ -10,7 +10,7 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { parseMessage } from 'werift';
-import { egressLookup, sendNow } from './dgram-lookup.ts';
+import { egressLookup, syncSends } from './dgram-lookup.ts';
 import type { Address, MuxStunProtocol, UdpSink } from './werift-ice.ts';
 
 export interface UdpMuxCounters {
@@ -91,12 +91,14 @@ export class UdpMux implements UdpSink {
   static async bind(opts: UdpMuxOptions): Promise<UdpMux> {
     const socketType = isIP(opts.host) === 6 ? 'udp6' : 'udp4';
     // IPv6 sockets stay IPv6-only: candidates are announced per family, never as mapped addresses.
-    const socket = createSocket({
-      type: socketType,
-      reuseAddr: false,
-      ipv6Only: socketType === 'udp6',
-      lookup: egressLookup,
-    });
+    const socket = syncSends(
+      createSocket({
+        type: socketType,
+        reuseAddr: false,
+        ipv6Only: socketType === 'udp6',
+        lookup: egressLookup,
+      }),
+    );
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
       socket.bind({ address: opts.host, port: opts.port, exclusive: true }, () => {
@@ -121,7 +123,7 @@ export class UdpMux implements UdpSink {
       this.#counters.droppedSendQueue++;
       return;
     }
-    sendNow(this.#socket, data, addr[1], addr[0]);
+    this.#socket.send(data, addr[1], addr[0]);
   }
 
   expectResponse(transactionIdHex: string, protocol: MuxStunProtocol): void {

@@ -1,12 +1,14 @@
-// The egress sends each packet within sendNow(): werift's sockets (and the UDP mux's) resolve IP
-// literals at once there instead of on the next tick. Observable: a datagram sent right before
-// close() in the same turn still leaves; with dgram's default lookup it is dropped with the socket.
+// The egress's sockets send each datagram within send(): werift's sockets (and the UDP mux's)
+// resolve IP literals at once instead of on the next tick, for every send on them, so werift's
+// DTLS records and our SRTP leave in the order they were sent. Observable: a datagram sent right
+// before close() in the same turn still leaves; with dgram's default lookup it is dropped with the
+// socket.
 import { createSocket, type Socket } from 'node:dgram';
 import { lookup as dnsLookup } from 'node:dns';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UdpTransport } from 'werift';
-import { egressLookup, sendNow, useEgressLookup } from '../../src/webrtc/dgram-lookup.ts';
+import { egressLookup, syncSends, useEgressLookup } from '../../src/webrtc/dgram-lookup.ts';
 
 const open: Socket[] = [];
 afterEach(() => {
@@ -29,7 +31,7 @@ async function bound(socket: Socket): Promise<Socket> {
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 100));
 
-describe('IP-literal lookup for dgram sockets', () => {
+describe('synchronous sends to IP literals on dgram sockets', () => {
   it('control: with dns.lookup a send right before close() never leaves', async () => {
     const { port, got } = await receiver();
     const socket = await bound(createSocket({ type: 'udp4', lookup: dnsLookup }));
@@ -39,18 +41,18 @@ describe('IP-literal lookup for dgram sockets', () => {
     expect(got).toHaveLength(0);
   });
 
-  it('sendNow sends to an IP literal within the call', async () => {
+  it('a syncSends socket sends to an IP literal within send()', async () => {
     const { port, got } = await receiver();
-    const socket = await bound(createSocket({ type: 'udp4', lookup: egressLookup }));
-    sendNow(socket, Buffer.from('now'), port, '127.0.0.1');
+    const socket = await bound(syncSends(createSocket({ type: 'udp4', lookup: egressLookup })));
+    socket.send(Buffer.from('now'), port, '127.0.0.1');
     socket.close();
     await settle();
     expect(got.map(String)).toEqual(['now']);
   });
 
-  it("other sends and bind keep dns.lookup's next-tick answer", async () => {
-    const { port, got } = await receiver();
-    const socket = createSocket({ type: 'udp4', lookup: egressLookup });
+  it("bind keeps dns.lookup's next-tick answer ('listening' after bind() returns)", async () => {
+    const socket = syncSends(createSocket({ type: 'udp4', lookup: egressLookup }));
+    open.push(socket);
     let listeningInBind = false;
     socket.once('listening', () => {
       listeningInBind = true;
@@ -58,22 +60,21 @@ describe('IP-literal lookup for dgram sockets', () => {
     socket.bind(0, '127.0.0.1');
     const afterBind = listeningInBind;
     if (!afterBind) await once(socket, 'listening');
-    socket.send(Buffer.from('later'), port, '127.0.0.1');
-    socket.close();
-    await settle();
     // werift binds, then waits for 'listening': it must not have fired inside bind().
     expect(afterBind).toBe(false);
-    expect(got).toHaveLength(0);
   });
 
-  it("is the default for werift's UDP transports once installed", async () => {
+  it("werift's UDP transports get it once installed, and their own sends and direct ones keep their order", async () => {
     useEgressLookup();
     const { port, got } = await receiver();
     const transport = await UdpTransport.init('udp4', { interfaceAddresses: { udp4: '127.0.0.1' } });
-    sendNow(transport.socket, Buffer.from('werift'), port, '127.0.0.1');
+    // werift's own send path (DTLS records go this way), then a direct send (the egress's SRTP).
+    await transport.send(Buffer.from('dtls-finished'), ['127.0.0.1', port]);
+    transport.socket.send(Buffer.from('srtp'), port, '127.0.0.1');
+    transport.socket.send(Buffer.from('last'), port, '127.0.0.1');
     transport.socket.close();
     await settle();
-    expect(got.map(String)).toEqual(['werift']);
+    expect(got.map(String)).toEqual(['dtls-finished', 'srtp', 'last']);
   });
 
   // Only names /etc/hosts answers: the tests never ask a DNS server.
@@ -89,7 +90,7 @@ describe('IP-literal lookup for dgram sockets', () => {
     expect(got.map(String)).toEqual(['by name']);
   });
 
-  it("keeps a caller's own lookup", async () => {
+  it("keeps a caller's own lookup (and its timing)", async () => {
     useEgressLookup();
     const asked: string[] = [];
     const socket = await bound(
@@ -97,7 +98,7 @@ describe('IP-literal lookup for dgram sockets', () => {
         type: 'udp4',
         lookup: (address, family, callback) => {
           asked.push(address);
-          egressLookup(address, family, callback);
+          dnsLookup(address, family, callback);
         },
       }),
     );
