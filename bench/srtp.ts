@@ -48,7 +48,7 @@ function cmPerPacket(seq: number, roc: number): Buffer {
 }
 
 const cm = new SrtpCmSender(key, salt, auth, SSRC);
-const cmJsXor = new SrtpCmSender(key, salt, auth, SSRC, { simd: true });
+const cmJsXor = new SrtpCmSender(key, salt, auth, SSRC, { jsXor: true });
 function batched(sender: SrtpCmSender): (seq: number, roc: number) => Buffer {
   return (seq, roc) => {
     const out = Buffer.allocUnsafe(CM_PREFIX + HEADER + PAYLOAD + CM_TAG_LENGTH);

@@ -23,13 +23,22 @@ type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, famil
 
 const require = createRequire(import.meta.url);
 let sending = false;
+/** The last IP literal answered: a viewer's packets all go to one address (isIP is a regex test). */
+let lastIp = '';
+let lastFamily = 0;
 
 /** dgram's `lookup` option: dns.lookup, except for an IP literal sent by a syncSends() socket. */
 export function egressLookup(address: string, family: unknown, callback: LookupCallback): void {
   if (sending) {
-    const ipFamily = isIP(address);
-    if (ipFamily !== 0) {
-      callback(null, address, ipFamily);
+    if (address !== lastIp) {
+      const ipFamily = isIP(address);
+      if (ipFamily !== 0) {
+        lastIp = address;
+        lastFamily = ipFamily;
+      }
+    }
+    if (address === lastIp) {
+      callback(null, address, lastFamily);
       return;
     }
   }
@@ -39,13 +48,23 @@ export function egressLookup(address: string, family: unknown, callback: LookupC
 
 /** Makes every send() of `socket` to an IP literal leave within the call (see above). */
 export function syncSends(socket: Socket): Socket {
-  const send = socket.send;
-  socket.send = function sendNow(this: Socket, ...args: unknown[]) {
+  // biome-ignore lint/suspicious/noExplicitAny: dgram's own overloads, passed through.
+  const send = socket.send as (this: Socket, ...args: any[]) => void;
+  // Fixed parameters, not a rest array: this runs per packet. dgram reads its arguments by name,
+  // so trailing undefineds mean what leaving them out means.
+  socket.send = function sendNow(
+    this: Socket,
+    msg: unknown,
+    offset?: unknown,
+    length?: unknown,
+    port?: unknown,
+    address?: unknown,
+    callback?: unknown,
+  ) {
     const outer = sending;
     sending = true;
     try {
-      // biome-ignore lint/suspicious/noExplicitAny: dgram's own overloads, passed through.
-      return (send as any).apply(this, args);
+      send.call(this, msg, offset, length, port, address, callback);
     } finally {
       sending = outer;
     }

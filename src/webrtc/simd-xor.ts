@@ -66,8 +66,8 @@ const simd: SimdXor | undefined = (() => {
 export const hasSimdXor = simd !== undefined;
 
 /**
- * out[at…at+length) = payload[0…length) XOR keystream[from…from+length). false (nothing written)
- * where SIMD is missing or the payload is longer than SIMD_XOR_MAX.
+ * out[at…at+payload.length) = payload XOR keystream[from…). false (nothing written) where SIMD is
+ * missing or the payload is longer than SIMD_XOR_MAX.
  */
 export function xorPayloadSimd(
   out: Uint8Array,
@@ -75,11 +75,11 @@ export function xorPayloadSimd(
   payload: Uint8Array,
   keystream: Uint8Array,
   from: number,
-  length: number,
 ): boolean {
+  const length = payload.length;
   if (!simd || length > SIMD_XOR_MAX) return false;
   const { memory, xor } = simd;
-  memory.set(length === payload.length ? payload : payload.subarray(0, length), DATA);
+  memory.set(payload, DATA);
   memory.set(keystream.subarray(from, from + length), KEYSTREAM);
   xor(DATA, KEYSTREAM, length);
   out.set(memory.subarray(DATA, DATA + length), at);

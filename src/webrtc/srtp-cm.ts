@@ -52,18 +52,18 @@ export class SrtpCmSender {
   readonly #simd: boolean;
 
   /**
-   * For tests, `without`: `hash` takes createHmac, as on a Node without crypto.hash; `simd` XORs
-   * in JavaScript, as where WebAssembly SIMD is missing.
+   * For tests: `createHmac` as on a Node without crypto.hash; `jsXor` as where WebAssembly SIMD is
+   * missing.
    */
   constructor(
     key: Buffer,
     salt: Buffer,
     authKey: Buffer,
     ssrc: number,
-    without: { hash?: boolean; simd?: boolean } = {},
+    fallbacks: { createHmac?: boolean; jsXor?: boolean } = {},
   ) {
-    this.#sha1 = without.hash ? undefined : sha1;
-    this.#simd = !without.simd;
+    this.#sha1 = fallbacks.createHmac ? undefined : sha1;
+    this.#simd = !fallbacks.jsXor;
     this.#ecb = createCipheriv('aes-128-ecb', key, null);
     this.#ecb.setAutoPadding(false);
     this.#salt = Buffer.from(salt.subarray(0, 14));
@@ -99,7 +99,7 @@ export class SrtpCmSender {
         keystream = this.#makeKeystream(index, 1, need);
         offset = 0;
       }
-      if (!this.#simd || !xorPayloadSimd(out, start, payload, keystream, offset, payloadLength)) {
+      if (!this.#simd || !xorPayloadSimd(out, start, payload, keystream, offset)) {
         out.set(payload, start);
         xorInto(out, start, keystream, offset, payloadLength);
       }

@@ -179,9 +179,9 @@ describe('SRTP AES_CM_128_HMAC_SHA1_80 (batched keystream, precomputed HMAC bloc
     const senders = {
       default: new SrtpCmSender(keys.key, keys.salt, keys.auth, SSRC),
       // As where WebAssembly SIMD is missing: the XOR in JavaScript.
-      js: new SrtpCmSender(keys.key, keys.salt, keys.auth, SSRC, { simd: true }),
+      js: new SrtpCmSender(keys.key, keys.salt, keys.auth, SSRC, { jsXor: true }),
       // As on a Node before 20.12, without crypto.hash: createHmac.
-      hmac: new SrtpCmSender(keys.key, keys.salt, keys.auth, SSRC, { hash: true }),
+      hmac: new SrtpCmSender(keys.key, keys.salt, keys.auth, SSRC, { createHmac: true }),
     };
     expect(hasSimdXor).toBe(true); // Node 20's V8 has it: the default path is the SIMD one
     // 2100: longer than a batch slot and than the SIMD regions.
