@@ -17,6 +17,7 @@ import type { Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import type { RTCRtpSender } from 'werift';
 import { CM_PREFIX, CM_TAG_LENGTH, SrtpCmSender } from './srtp-cm.ts';
+import { type DatagramSend, directSend } from './udp-send.ts';
 import { MuxStunProtocol } from './werift-ice.ts';
 
 /** werift's numbers for the two SRTP profiles it negotiates (RFC 5764 / RFC 7714). */
@@ -25,6 +26,14 @@ const PROFILE_AEAD_AES_128_GCM = 7;
 const SDES_MID_URI = 'urn:ietf:params:rtp-hdrext:sdes:mid';
 /** Packets kept for NACKs: about 2 s of a 2 Mbit/s stream (werift keeps 128). */
 const HISTORY = 512;
+/**
+ * Every packet is written into this one buffer and sent from it: a send that the kernel took within
+ * the call (udp-send.ts) leaves it free for the next packet, of any viewer. Only when a send is
+ * queued (the socket is backed up, or the path is not a plain UDP socket) does the packet keep the
+ * buffer and a new one is made: no allocation per packet otherwise.
+ */
+const SCRATCH_BYTES = CM_PREFIX + 2048;
+let scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
 /** NTP seconds at the Unix epoch. */
 const NTP_EPOCH_OFFSET = 2_208_988_800;
 
@@ -102,7 +111,8 @@ export class DirectRtpSender {
   readonly #historyMarker = new Uint8Array(HISTORY);
   readonly #historyRoc = new Uint32Array(HISTORY);
   #pair: IceConnection['nominated'];
-  #send: ((data: Buffer) => void) | undefined;
+  /** Sends one packet; true when it left within the call (its buffer is free again). */
+  #send: ((data: Buffer) => boolean) | undefined;
 
   private constructor(sender: WeriftSenderInternals, payloadType: number, extension: Buffer) {
     this.#sender = sender;
@@ -180,11 +190,11 @@ export class DirectRtpSender {
   ): Buffer {
     const headerLength = 12 + this.#extension.length;
     if (keys.cm) {
-      const out = Buffer.allocUnsafe(CM_PREFIX + headerLength + payload.length + CM_TAG_LENGTH);
+      const out = outputBuffer(CM_PREFIX + headerLength + payload.length + CM_TAG_LENGTH);
       this.#writeHeader(out, CM_PREFIX, seq, timestamp, marker);
       return keys.cm.protect(out, headerLength, payload, roc, seq);
     }
-    const out = Buffer.allocUnsafe(headerLength + payload.length + 16);
+    const out = outputBuffer(headerLength + payload.length + 16);
     this.#writeHeader(out, 0, seq, timestamp, marker);
     // RFC 7714 8.1: IV = (00 00 || SSRC || ROC || SEQ) XOR salt, 12 bytes.
     const iv = this.#iv;
@@ -199,7 +209,7 @@ export class DirectRtpSender {
     cipher.update(payload).copy(out, headerLength);
     cipher.final();
     cipher.getAuthTag().copy(out, headerLength + payload.length);
-    return out;
+    return out.subarray(0, headerLength + payload.length + 16);
   }
 
   /** The RTP header (and the mid extension) at out[at…]. */
@@ -260,7 +270,9 @@ export class DirectRtpSender {
   }
 
   #transmit(data: Buffer): void {
-    this.#send?.(data);
+    // A send that did not finish within the call keeps the shared buffer: the next packet gets a new one.
+    if (!this.#send?.(data) && data.buffer === scratch.buffer)
+      scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
     const pair = this.#pair;
     if (pair) {
       pair.packetsSent++;
@@ -269,21 +281,26 @@ export class DirectRtpSender {
   }
 }
 
-function sendFunction(protocol: DatagramProtocol, addr: Address): ((data: Buffer) => void) | undefined {
+function sendFunction(protocol: DatagramProtocol, addr: Address): ((data: Buffer) => boolean) | undefined {
   const [host, port] = addr;
   if (protocol instanceof MuxStunProtocol) return (data) => protocol.sendDatagram(data, addr);
   const transport = protocol.transport;
   const socket = transport?.socket;
   if (socket && typeof socket.send === 'function' && isIP(host) !== 0) {
-    // No callback (no event-loop turn per packet); no lookup tick either (dgram-lookup.ts).
-    return (data) => {
-      if (!transport.closed) socket.send(data, port, host);
-    };
+    // Into the socket's handle within the call: no callback, no lookup, no request object per packet.
+    const send: DatagramSend = directSend(socket);
+    return (data) => !transport.closed && send(data, port, host);
   }
-  // ICE-TCP and anything else: the protocol frames it.
+  // ICE-TCP and anything else: the protocol frames it (later: the buffer is not free on return).
   return (data) => {
     protocol.sendData(data, addr).catch(() => {});
+    return false;
   };
+}
+
+/** The shared output buffer when `bytes` fit in it, else a buffer of its own. */
+function outputBuffer(bytes: number): Buffer {
+  return bytes <= scratch.length ? scratch : Buffer.allocUnsafe(bytes);
 }
 
 /** An RFC 8285 one-byte header extension block holding a single element. */

@@ -11,6 +11,7 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { parseMessage } from 'werift';
 import { egressLookup, syncSends } from './dgram-lookup.ts';
+import { type DatagramSend, directSend } from './udp-send.ts';
 import type { Address, MuxStunProtocol, UdpSink } from './werift-ice.ts';
 
 export interface UdpMuxCounters {
@@ -75,9 +76,11 @@ export class UdpMux implements UdpSink {
     droppedSendQueue: 0,
   };
   #closed = false;
+  readonly #send: DatagramSend;
 
   private constructor(socket: Socket, socketType: 'udp4' | 'udp6', opts: UdpMuxOptions) {
     this.#socket = socket;
+    this.#send = directSend(socket);
     this.socketType = socketType;
     this.host = opts.host;
     this.#lookup = opts.lookup;
@@ -117,13 +120,14 @@ export class UdpMux implements UdpSink {
     return { port: this.port, ...this.#counters, bindings: this.#routes.size };
   }
 
-  send(data: Buffer, addr: Address): void {
-    if (this.#closed || isIP(addr[0]) === 0) return;
+  /** true when the datagram left within the call (`data` is free again). */
+  send(data: Buffer, addr: Address): boolean {
+    if (this.#closed || isIP(addr[0]) === 0) return false;
     if (this.#socket.getSendQueueCount() > MAX_SEND_QUEUE) {
       this.#counters.droppedSendQueue++;
-      return;
+      return false;
     }
-    this.#socket.send(data, addr[1], addr[0]);
+    return this.#send(data, addr[1], addr[0]);
   }
 
   expectResponse(transactionIdHex: string, protocol: MuxStunProtocol): void {

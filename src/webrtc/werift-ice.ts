@@ -130,7 +130,8 @@ class AdvertisedCandidate extends Candidate {
 export interface UdpSink {
   readonly socketType: 'udp4' | 'udp6';
   readonly port: number;
-  send(data: Buffer, addr: Address): void;
+  /** true when the datagram left within the call (`data` is free again). */
+  send(data: Buffer, addr: Address): boolean;
   /** A STUN request went out with this transaction id: route its response back here. */
   expectResponse(transactionIdHex: string, protocol: MuxStunProtocol): void;
   /** The protocol closed (its ICE agent closed): forget it. */
@@ -176,8 +177,9 @@ export class MuxStunProtocol extends StunProtocol {
   }
 
   /** Sends at once, without a promise: the egress hot path (DirectRtpSender) sends SRTP this way. */
-  sendDatagram(data: Buffer, addr: Address): void {
-    if (!this.#closed) this.#sink.send(data, addr);
+  /** true when the datagram left within the call (`data` is free again). */
+  sendDatagram(data: Buffer, addr: Address): boolean {
+    return !this.#closed && this.#sink.send(data, addr);
   }
 
   override async sendStun(message: Message, addr: Address): Promise<void> {
