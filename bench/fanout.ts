@@ -13,6 +13,8 @@
 //                                                 and print its top functions (CPU figures inflated)
 //   npm run bench:fanout -- --send-path werift    the gateway sends through werift's RTCRtpSender
 //                                                 (LPGW_EGRESS_SEND_PATH=werift), for a before/after
+//   npm run bench:fanout -- --no-batch            the egress sends packet by packet (LPGW_UDP_BATCH=0),
+//                                                 not a frame per system call: for a before/after
 //   npm run bench:fanout -- --workers 4           viewer processes (default 3)
 //   npm run bench:fanout -- --send-only           no gateway: this process answers WHEP with EgressPeers
 //                                                 itself and sends the clip's packets to every viewer
@@ -60,6 +62,8 @@ interface Options {
   windowMs: number;
   cpuProf: boolean;
   sendPath: 'direct' | 'werift';
+  /** LPGW_UDP_BATCH=0: packet-by-packet sends. */
+  noBatch: boolean;
   keepGoing: boolean;
   sendOnly: boolean;
   perPacket: boolean;
@@ -77,6 +81,7 @@ function parseArgs(argv: string[]): Options {
     windowMs: 6000,
     cpuProf: argv.includes('--cpu-prof'),
     sendPath: 'direct',
+    noBatch: argv.includes('--no-batch'),
     keepGoing: argv.includes('--keep-going'),
     sendOnly: argv.includes('--send-only'),
     perPacket: argv.includes('--per-packet'),
@@ -121,6 +126,7 @@ function parseArgs(argv: string[]): Options {
     '--per-packet',
     '--full-viewers',
     '--srtp',
+    '--no-batch',
   ];
   for (const arg of argv) {
     if (arg.startsWith('--') && !known.includes(arg))
@@ -222,7 +228,7 @@ async function startGateway(opts: Options, profileDir: string | undefined) {
       ...['-liveMaxViewers', String(Math.max(...opts.steps))],
     ],
     profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
-    { LPGW_EGRESS_SEND_PATH: opts.sendPath },
+    { LPGW_EGRESS_SEND_PATH: opts.sendPath, ...(opts.noBatch ? { LPGW_UDP_BATCH: '0' } : {}) },
   );
   const base = `http://127.0.0.1:${httpPort}`;
   await waitUntil(
@@ -477,10 +483,8 @@ async function perPacketCost(opts: Options, frames: RtpFrame[]): Promise<string[
       if (wait > 1) await sleep(wait);
       timestamp = (timestamp + 3000) >>> 0;
       for (const peer of group) {
-        const { payloads } = frame;
-        for (let k = 0; k < payloads.length; k++) {
-          if (peer.sendVideo(payloads[k].payload, (seq + k) & 0xffff, timestamp, payloads[k].marker)) sent++;
-        }
+        // As the output hub sends: a frame at a time.
+        if (peer.sendVideoFrame(frame.payloads, seq, timestamp)) sent += frame.payloads.length;
       }
       seq = (seq + frame.payloads.length) & 0xffff;
     }
@@ -544,6 +548,7 @@ async function perPacketCost(opts: Options, frames: RtpFrame[]): Promise<string[
 /** The egress alone: a WHEP endpoint of bare EgressPeers in this process, fed the clip's packets. */
 async function sendOnly(opts: Options, frames: RtpFrame[], packetsPerSecond: number): Promise<string[]> {
   process.env.LPGW_EGRESS_SEND_PATH = opts.sendPath;
+  if (opts.noBatch) process.env.LPGW_UDP_BATCH = '0';
   const peers: EgressPeer[] = [];
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -575,10 +580,8 @@ async function sendOnly(opts: Options, frames: RtpFrame[], packetsPerSecond: num
       const timestamp = (i * 3000) >>> 0;
       for (const peer of peers) {
         if (!peer.canSend) continue;
-        const { payloads } = frame;
-        for (let k = 0; k < payloads.length; k++) {
-          if (peer.sendVideo(payloads[k].payload, (seq + k) & 0xffff, timestamp, payloads[k].marker)) sent++;
-        }
+        // As the output hub sends: a frame at a time.
+        if (peer.sendVideoFrame(frame.payloads, seq, timestamp)) sent += frame.payloads.length;
       }
       seq = (seq + frame.payloads.length) & 0xffff;
     }
@@ -653,7 +656,7 @@ async function main(): Promise<void> {
     const table = await sendOnly(opts, frames, packetsPerSecond);
     console.log(
       [
-        `## lp-gateway fan-out benchmark, send path only (\`${opts.sendPath}\`)`,
+        `## lp-gateway fan-out benchmark, send path only (\`${opts.sendPath}\`, ${opts.noBatch ? 'packet by packet' : 'a frame per system call'})`,
         '',
         `EgressPeers in the benchmark process send a 1280×720 30 fps H.264 clip (${(bitrate / 1e6).toFixed(2)} Mbit/s, ` +
           `${packetsPerSecond.toFixed(0)} RTP packets/s) to werift viewers in ${opts.workers} other processes; ` +
@@ -758,7 +761,7 @@ async function main(): Promise<void> {
     `## lp-gateway fan-out benchmark${opts.cpuProf ? ' (gateway under --cpu-prof: CPU figures inflated)' : ''}`,
     '',
     `One 1280×720 30 fps H.264 stream (${(bitrate / 1e6).toFixed(2)} Mbit/s, ${packetsPerSecond.toFixed(0)} RTP packets/s), ` +
-      `effect \`passthrough\`, local orchestrator in its own process, send path \`${opts.sendPath}\`, ` +
+      `effect \`passthrough\`, local orchestrator in its own process, send path \`${opts.sendPath}\` (${opts.noBatch ? 'packet by packet' : 'a frame per system call'}), ` +
       `${opts.workers} viewer processes (${opts.fullViewers ? 'full werift viewers: every packet decrypted and authenticated' : `sampled viewers: frames counted from RTP headers, every ${16}th packet authenticated by werift`}); ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), all on 127.0.0.1.`,
     '',
     '| viewers | gateway CPU (of one core) | median fps | p10 fps | min fps | viewers per core | gateway µs per delivered packet | viewer processes CPU | orchestrator CPU | sampled packets authenticated | load avg |',

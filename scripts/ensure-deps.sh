@@ -36,3 +36,6 @@ if [ ${#need[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+
+# The egress's batched UDP sender (optional: without a C compiler the gateway sends packet by packet).
+bash scripts/build-native.sh

@@ -32,7 +32,7 @@ import { RtmpServer } from './rtmp/server.ts';
 import { installShutdown } from './shutdown.ts';
 import { RemoteSignerClient } from './signer/client.ts';
 import { runSigner } from './signer/run.ts';
-import { IcePorts } from './webrtc/index.ts';
+import { egressBatching, IcePorts } from './webrtc/index.ts';
 
 /** Runs the gateway with these arguments (after the program name); `src/cli.ts` calls it too. */
 export async function main(
@@ -111,6 +111,18 @@ export async function main(
     }
   }
   const identity = onchain?.identity ?? remote?.identity ?? offchainIdentity;
+
+  const batching = egressBatching();
+  if (batching.on)
+    logger.info(
+      { udpSegmentation: batching.segmentation },
+      'egress: each frame goes to a viewer in one system call (sendmmsg, UDP segmentation where the kernel allows)',
+    );
+  else
+    logger.warn(
+      { reason: batching.reason },
+      'egress: UDP sends go packet by packet (fan-out costs more CPU; scripts/build-native.sh builds the batched sender)',
+    );
 
   let local: LocalOrchestrator | undefined;
   let orchestrators = [...config.orchAddr];

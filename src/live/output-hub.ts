@@ -29,7 +29,7 @@ export type OutputPeer = Pick<
   EgressPeer,
   | 'state'
   | 'canSend'
-  | 'sendVideo'
+  | 'sendVideoFrame'
   | 'sendAudio'
   | 'sendQueueBytes'
   | 'onKeyframeRequest'
@@ -595,14 +595,11 @@ export class OutputHub<P extends OutputPeer = OutputPeer> {
   }
 
   private sendFrame(viewer: Viewer, frame: OutFrame, timestamp: number): boolean {
-    const { packets } = frame;
-    const seq = frame.firstSeq + viewer.videoSeqShift;
-    for (let i = 0; i < packets.length; i++) {
-      if (!viewer.peer.sendVideo(packets[i].payload, (seq + i) & 0xffff, timestamp, packets[i].marker)) {
-        return false;
-      }
-    }
-    return true;
+    return viewer.peer.sendVideoFrame(
+      frame.packets,
+      (frame.firstSeq + viewer.videoSeqShift) & 0xffff,
+      timestamp,
+    );
   }
 
   /**

@@ -17,7 +17,7 @@ import type { Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import type { RTCRtpSender } from 'werift';
 import { CM_PREFIX, CM_TAG_LENGTH, SrtpCmSender } from './srtp-cm.ts';
-import { type DatagramSend, directSend } from './udp-send.ts';
+import { batchSend, type DatagramBatchSend, type DatagramSend, directSend } from './udp-send.ts';
 import { MuxStunProtocol } from './werift-ice.ts';
 
 /** werift's numbers for the two SRTP profiles it negotiates (RFC 5764 / RFC 7714). */
@@ -34,6 +34,20 @@ const HISTORY = 512;
  */
 const SCRATCH_BYTES = CM_PREFIX + 2048;
 let scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+/**
+ * A frame for one viewer is written here packet after packet and handed to the kernel in one call
+ * (udp-send.ts batchSend). One batch at a time (sendFrame runs to its end without yielding).
+ */
+const BATCH_BYTES = 256 * 1024;
+const BATCH_PACKETS = 256;
+const batch = {
+  open: false,
+  buffer: Buffer.allocUnsafeSlow(BATCH_BYTES),
+  used: 0,
+  count: 0,
+  offsets: new Uint32Array(BATCH_PACKETS),
+  lengths: new Uint32Array(BATCH_PACKETS),
+};
 /** NTP seconds at the Unix epoch. */
 const NTP_EPOCH_OFFSET = 2_208_988_800;
 
@@ -113,6 +127,8 @@ export class DirectRtpSender {
   #pair: IceConnection['nominated'];
   /** Sends one packet; true when it left within the call (its buffer is free again). */
   #send: ((data: Buffer) => boolean) | undefined;
+  /** Sends a batch on the pair's socket (undefined: packet by packet). */
+  #sendBatch: ((count: number) => number) | undefined;
 
   private constructor(sender: WeriftSenderInternals, payloadType: number, extension: Buffer) {
     this.#sender = sender;
@@ -161,6 +177,39 @@ export class DirectRtpSender {
     s.packetCount = (s.packetCount + 1) >>> 0;
     // Starts werift's sender reports once (it returns at once while they run).
     if (s.packetCount === 1) s.runRtcp().catch(() => {});
+    return true;
+  }
+
+  /**
+   * Encrypts and sends a frame's packets (sequence numbers firstSeq, firstSeq+1, …) in as few system
+   * calls as the socket allows. false as for send(), when nothing was sent.
+   */
+  sendFrame(
+    packets: readonly { payload: Uint8Array; marker: boolean }[],
+    firstSeq: number,
+    timestamp: number,
+  ): boolean {
+    if (!packets.length) return true;
+    if (!this.#currentKeys() || this.#sender.dtlsTransport.state !== 'connected' || !this.#canTransmit())
+      return false;
+    if (packets.length === 1 || !this.#sendBatch) {
+      for (let i = 0; i < packets.length; i++)
+        this.send(packets[i].payload, (firstSeq + i) & 0xffff, timestamp, packets[i].marker);
+      return true;
+    }
+    batch.open = true;
+    try {
+      const overhead = CM_PREFIX + 12 + this.#extension.length + 16;
+      for (let i = 0; i < packets.length; i++) {
+        const { payload } = packets[i];
+        if (batch.count === BATCH_PACKETS || batch.used + overhead + payload.length > BATCH_BYTES)
+          this.#flush();
+        this.send(payload, (firstSeq + i) & 0xffff, timestamp, packets[i].marker);
+      }
+    } finally {
+      batch.open = false;
+      this.#flush();
+    }
     return true;
   }
 
@@ -263,16 +312,40 @@ export class DirectRtpSender {
     // RFC 7675: no application data once consent has expired.
     if (connection.canSendApplicationData && !connection.canSendApplicationData()) return false;
     if (pair !== this.#pair) {
+      this.#flush();
       this.#pair = pair;
       this.#send = sendFunction(pair.protocol, pair.remoteAddr);
+      this.#sendBatch = batchFunction(pair.protocol, pair.remoteAddr);
     }
     return this.#send !== undefined;
   }
 
+  /** Hands the batch to the kernel; what it did not take goes packet by packet, copied (it queues). */
+  #flush(): void {
+    const count = batch.count;
+    if (!count) return;
+    batch.count = 0;
+    batch.used = 0;
+    const sent = this.#sendBatch?.(count) ?? 0;
+    for (let i = sent; i < count; i++) {
+      const start = batch.offsets[i];
+      this.#send?.(Buffer.from(batch.buffer.subarray(start, start + batch.lengths[i])));
+    }
+  }
+
   #transmit(data: Buffer): void {
-    // A send that did not finish within the call keeps the shared buffer: the next packet gets a new one.
-    if (!this.#send?.(data) && data.buffer === scratch.buffer)
-      scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+    if (batch.open && data.buffer === batch.buffer.buffer) {
+      // Written into the batch: it leaves with the rest of the frame.
+      batch.offsets[batch.count] = data.byteOffset;
+      batch.lengths[batch.count] = data.length;
+      batch.count++;
+    } else {
+      // Outside the batch (a packet too large for it): what is batched goes first.
+      this.#flush();
+      // A send that did not finish within the call keeps the shared buffer: the next packet gets a new one.
+      if (!this.#send?.(data) && data.buffer === scratch.buffer)
+        scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+    }
     const pair = this.#pair;
     if (pair) {
       pair.packetsSent++;
@@ -298,9 +371,25 @@ function sendFunction(protocol: DatagramProtocol, addr: Address): ((data: Buffer
   };
 }
 
-/** The shared output buffer when `bytes` fit in it, else a buffer of its own. */
+/** The batch's next free bytes while a batch is open, else the shared output buffer, or a buffer of its own. */
 function outputBuffer(bytes: number): Buffer {
+  if (batch.open && batch.used + bytes <= BATCH_BYTES) {
+    const out = batch.buffer.subarray(batch.used, batch.used + bytes);
+    batch.used += bytes;
+    return out;
+  }
   return bytes <= scratch.length ? scratch : Buffer.allocUnsafe(bytes);
+}
+
+function batchFunction(protocol: DatagramProtocol, addr: Address): ((count: number) => number) | undefined {
+  const [host, port] = addr;
+  const transport = protocol.transport;
+  const socket = transport?.socket;
+  if (protocol instanceof MuxStunProtocol || !socket || isIP(host) === 0) return undefined;
+  const send: DatagramBatchSend | undefined = batchSend(socket);
+  if (!send) return undefined;
+  return (count) =>
+    transport.closed ? 0 : send(batch.buffer, batch.offsets, batch.lengths, count, port, host);
 }
 
 /** An RFC 8285 one-byte header extension block holding a single element. */

@@ -290,6 +290,36 @@ export class EgressPeer {
     return this.#send(this.#video, payload, seq, timestamp, marker);
   }
 
+  /**
+   * Sends a video frame's packets (sequence numbers firstSeq, firstSeq+1, …) with one timestamp: on the
+   * direct path in as few system calls as the socket allows. false when nothing could be sent.
+   */
+  sendVideoFrame(
+    packets: readonly { payload: Uint8Array; marker: boolean }[],
+    firstSeq: number,
+    timestamp: number,
+  ): boolean {
+    const track = this.#video;
+    const sender = track.transceiver.sender;
+    if (this.state === 'connected' && sender.dtlsTransport.state === 'connected') {
+      if (track.direct === null) {
+        track.direct =
+          egressSendPath() === 'direct' ? DirectRtpSender.create(sender, track.codec.payloadType) : undefined;
+      }
+      if (track.direct?.sendFrame(packets, firstSeq, timestamp)) {
+        track.lastPath = 'direct';
+        track.packets += packets.length;
+        for (const packet of packets) track.bytes += packet.payload.byteLength;
+        return true;
+      }
+    }
+    for (let i = 0; i < packets.length; i++) {
+      if (!this.#send(track, packets[i].payload, (firstSeq + i) & 0xffff, timestamp, packets[i].marker))
+        return false;
+    }
+    return true;
+  }
+
   /** Sends one Opus RTP payload (same rules as sendVideo); ignored when the viewer took no audio. */
   sendAudio(payload: Uint8Array, seq: number, timestamp: number, marker: boolean): boolean {
     return this.#audio ? this.#send(this.#audio, payload, seq, timestamp, marker) : false;

@@ -50,4 +50,5 @@ export {
 } from './sdp.ts';
 export { decodeSdp, SdpParseError } from './sdp-parse.ts';
 export { SDPFRAG_CONTENT_TYPE, SDPFRAG_LIMITS } from './sdpfrag.ts';
+export { egressBatching } from './udp-send.ts';
 export { WeriftInternalsError } from './werift-ice.ts';

@@ -13,11 +13,14 @@
 // bound/connected flags) and takes dgram's SendWrap constructor from the first send it watches.
 // Where any of that is missing, sends go through socket.send() and are reported as not done at once.
 import type { Socket } from 'node:dgram';
+import { createRequire } from 'node:module';
 
 /** Sends `data` to ip:port; true when it left within the call (`data` may be reused at once). */
 export type DatagramSend = (data: Uint8Array, port: number, ip: string) => boolean;
 
 interface UdpHandle {
+  fd?: number;
+  getSendQueueCount?(): number;
   send(
     req: object,
     list: Uint8Array[],
@@ -102,4 +105,100 @@ function learnSendWrap(handle: UdpHandle): void {
 /** For tests: forget the learnt constructor. */
 export function resetDirectSendForTests(): void {
   SendWrap = undefined;
+}
+
+/**
+ * Sends packets `data[offsets[i] … + lengths[i]]`, i < count, to ip:port in order; returns how many
+ * left (from the first). The caller sends the rest its own way (they wait behind a full socket).
+ */
+export type DatagramBatchSend = (
+  data: Uint8Array,
+  offsets: Uint32Array,
+  lengths: Uint32Array,
+  count: number,
+  port: number,
+  ip: string,
+) => number;
+
+interface UdpBatchAddon {
+  sendBatch(
+    fd: number,
+    ip: string,
+    port: number,
+    data: Uint8Array,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    count: number,
+    segmentation: boolean,
+  ): number;
+}
+
+/** Errors from the kernel that mean "no UDP segmentation here" (old kernel, no checksum offload). */
+const NO_SEGMENTATION = new Set([5 /* EIO */, 22 /* EINVAL */, 92 /* ENOPROTOOPT */, 95 /* EOPNOTSUPP */]);
+
+/**
+ * The batched sender (src/webrtc/native/udp-batch.c, built by scripts/build-native.sh): one
+ * sendmmsg(2) per run of packets, and UDP segmentation where the kernel and the route allow.
+ */
+export const udpBatch: {
+  addon: UdpBatchAddon | undefined;
+  /** Why batches are off, or undefined when on. */
+  unavailable: string | undefined;
+  segmentation: boolean;
+  /** System calls made for batches, and the packets they carried. */
+  calls: number;
+  packets: number;
+  /** Batches the kernel refused outright (their packets then went one by one). */
+  errors: number;
+} = { addon: undefined, unavailable: undefined, segmentation: true, calls: 0, packets: 0, errors: 0 };
+
+function loadBatchAddon(): void {
+  if (process.platform !== 'linux') {
+    udpBatch.unavailable = `not built for ${process.platform}`;
+    return;
+  }
+  try {
+    const path = new URL('../../build/udp-batch.node', import.meta.url).pathname;
+    udpBatch.addon = createRequire(import.meta.url)(path) as UdpBatchAddon;
+  } catch (err) {
+    udpBatch.unavailable = `build/udp-batch.node did not load (${(err as Error).message.split('\n')[0]}); run scripts/build-native.sh`;
+  }
+}
+loadBatchAddon();
+
+/**
+ * A batch sender for `socket`, or undefined when batches are off (the caller sends one by one):
+ * no addon, or LPGW_UDP_BATCH=0 (an escape hatch, and the A/B switch of bench:fanout --no-batch).
+ */
+export function batchSend(socket: Socket): DatagramBatchSend | undefined {
+  const addon = udpBatch.addon;
+  const state = stateOf(socket);
+  if (!addon || !state || process.env.LPGW_UDP_BATCH === '0') return undefined;
+  return (data, offsets, lengths, count, port, ip) => {
+    const handle = state.handle;
+    if (!handle || typeof handle.fd !== 'number' || handle.fd < 0) return 0;
+    if (state.bindState !== BIND_STATE_BOUND || state.connectState !== CONNECT_STATE_DISCONNECTED) return 0;
+    // Packets already waiting in libuv's queue go first: these then wait behind them.
+    if (handle.getSendQueueCount?.() !== 0) return 0;
+    let sent = addon.sendBatch(handle.fd, ip, port, data, offsets, lengths, count, udpBatch.segmentation);
+    if (sent < 0 && udpBatch.segmentation && NO_SEGMENTATION.has(-sent)) {
+      // Off for good only when the same packets go without it.
+      sent = addon.sendBatch(handle.fd, ip, port, data, offsets, lengths, count, false);
+      if (sent >= 0) udpBatch.segmentation = false;
+    }
+    udpBatch.calls++;
+    if (sent < 0) {
+      udpBatch.errors++;
+      return 0;
+    }
+    udpBatch.packets += sent;
+    return sent;
+  };
+}
+
+/** Whether the egress sends a frame per system call, and if not, why: for the gateway's start log. */
+export function egressBatching(): { on: true; segmentation: boolean } | { on: false; reason: string } {
+  if (process.env.LPGW_UDP_BATCH === '0') return { on: false, reason: 'LPGW_UDP_BATCH=0' };
+  if (!udpBatch.addon) return { on: false, reason: udpBatch.unavailable ?? 'not loaded' };
+  return { on: true, segmentation: udpBatch.segmentation };
 }

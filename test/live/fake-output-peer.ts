@@ -37,6 +37,18 @@ export class FakeOutputPeer implements OutputPeer {
     return true;
   }
 
+  sendVideoFrame(
+    packets: readonly { payload: Uint8Array; marker: boolean }[],
+    firstSeq: number,
+    timestamp: number,
+  ): boolean {
+    for (let i = 0; i < packets.length; i++) {
+      if (!this.sendVideo(packets[i].payload, (firstSeq + i) & 0xffff, timestamp, packets[i].marker))
+        return false;
+    }
+    return true;
+  }
+
   sendAudio(payload: Uint8Array, seq: number, timestamp: number, marker: boolean): boolean {
     if (!this.canSend) return false;
     this.audio.push({ payload: payload.slice(), seq, timestamp, marker });

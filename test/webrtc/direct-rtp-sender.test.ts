@@ -5,6 +5,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DirectRtpSender } from '../../src/webrtc/direct-rtp-sender.ts';
 import { EgressPeer, LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
+import { udpBatch } from '../../src/webrtc/udp-send.ts';
 import {
   decodedFrameHashes,
   h264Frames,
@@ -63,6 +64,19 @@ async function sendClip(egress: EgressPeer, firstSeq: number): Promise<number> {
   return packets;
 }
 
+/** As the output hub sends: a frame's packets in one call (batched into one system call). */
+async function sendClipByFrame(egress: EgressPeer, firstSeq: number): Promise<number> {
+  let seq = firstSeq;
+  let packets = 0;
+  for (const frame of video) {
+    expect(egress.sendVideoFrame(frame.payloads, seq, 90_000 + frame.timestamp)).toBe(true);
+    seq = (seq + frame.payloads.length) & 0xffff;
+    packets += frame.payloads.length;
+    await sleep(5);
+  }
+  return packets;
+}
+
 /** The SRTP profile the viewer's DTLS handshake settled on. */
 function negotiatedProfile(viewer: WeriftViewer): number | undefined {
   const [transceiver] = viewer.pc.getTransceivers();
@@ -91,6 +105,71 @@ describe('DirectRtpSender (EgressPeer send path)', () => {
     expect(negotiatedProfile(viewer)).toBe(profiles[0]);
     await expectDecodesLikeTheClip(viewer, packets);
     expect(egress.stats().video).toMatchObject({ packetsSent: packets, packetsDropped: 0 });
+  });
+
+  it.each([
+    ['AEAD_AES_128_GCM', [7]],
+    ['AES128_CM_HMAC_SHA1_80', [1]],
+  ])(
+    '%s: frames sent a frame per system call arrive authenticated and decode like the clip',
+    async (_name, profiles) => {
+      const { viewer, egress } = await connect(profiles);
+      const before = { calls: udpBatch.calls, packets: udpBatch.packets };
+      const packets = await sendClipByFrame(egress, 65_500);
+      expect(egress.videoSendPath).toBe('direct');
+      await expectDecodesLikeTheClip(viewer, packets);
+      expect(egress.stats().video).toMatchObject({ packetsSent: packets, packetsDropped: 0 });
+      // Every frame of more than one packet went as a batch (one packet alone goes the plain way).
+      const batched = video.filter((f) => f.payloads.length > 1);
+      expect(udpBatch.calls - before.calls).toBe(batched.length);
+      expect(udpBatch.packets - before.packets).toBe(batched.reduce((n, f) => n + f.payloads.length, 0));
+      expect(udpBatch.errors).toBe(0);
+    },
+  );
+
+  it('a frame of mixed packet sizes (one batch, several segmented runs) arrives packet for packet', async () => {
+    const { viewer, egress } = await connect([1]);
+    // Sizes as a packetizer makes them (full fragments, a shorter last), plus ones that break runs.
+    const sizes = [20, 30, ...new Array(40).fill(1100), 700, 1100, 1100, 5, 900, 901];
+    const payloads = sizes.map((size, i) => ({
+      payload: Buffer.alloc(size, i + 1),
+      marker: i === sizes.length - 1,
+    }));
+    expect(egress.sendVideoFrame(payloads, 65_520, 1234)).toBe(true);
+    await viewer.waitForVideoPackets(sizes.length, 10_000);
+    const got = viewer.videoPackets;
+    expect(got.map((p) => p.seq)).toEqual(sizes.map((_, i) => (65_520 + i) & 0xffff));
+    expect(got.map((p) => p.payload.length)).toEqual(sizes);
+    expect(got.every((p, i) => p.payload.every((byte) => byte === i + 1) && p.timestamp === 1234)).toBe(true);
+    expect(got.map((p) => p.marker)).toEqual(sizes.map((_, i) => i === sizes.length - 1));
+  });
+
+  it('LPGW_UDP_BATCH=0: frames go packet by packet, and arrive the same', async () => {
+    process.env.LPGW_UDP_BATCH = '0';
+    try {
+      const { viewer, egress } = await connect();
+      const calls = udpBatch.calls;
+      const packets = await sendClipByFrame(egress, 10);
+      await expectDecodesLikeTheClip(viewer, packets);
+      expect(udpBatch.calls).toBe(calls);
+    } finally {
+      delete process.env.LPGW_UDP_BATCH;
+    }
+  });
+
+  it('answers a NACK for a packet that went in a batch', async () => {
+    const { viewer, egress } = await connect();
+    const packets = await sendClipByFrame(egress, 200);
+    await viewer.waitForVideoPackets(packets, 10_000);
+    await viewer.sendNack([205]);
+    await waitFor(
+      () => viewer.videoPackets.filter((p) => p.seq === 205).length === 2,
+      5000,
+      'the retransmission',
+    );
+    const [first, again] = viewer.videoPackets.filter((p) => p.seq === 205);
+    expect(again.payload.equals(first.payload)).toBe(true);
+    expect(egress.stats().video.retransmittedPackets).toBe(1);
   });
 
   it('answers a NACK from its own history, with the rollover counter of the original packet', async () => {

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { egressLookup, syncSends } from '../../src/webrtc/dgram-lookup.ts';
-import { directSend, directSendErrors } from '../../src/webrtc/udp-send.ts';
+import { batchSend, directSend, directSendErrors, udpBatch } from '../../src/webrtc/udp-send.ts';
 
 const open: Socket[] = [];
 afterEach(() => {
@@ -109,3 +109,145 @@ describe('directSend', () => {
     expect(sent).toEqual([[data, 5004, '127.0.0.1']]);
   });
 });
+
+/** Packets laid out with gaps between them (as the egress writes them), and their offsets/lengths. */
+function layout(sizes: number[]) {
+  const data = Buffer.alloc(sizes.reduce((n, size) => n + size + 13, 0));
+  const offsets = new Uint32Array(sizes.length);
+  const lengths = new Uint32Array(sizes.length);
+  let at = 5;
+  sizes.forEach((size, i) => {
+    offsets[i] = at;
+    lengths[i] = size;
+    data.fill(i & 0xff, at, at + size);
+    data.writeUInt16BE(i, at);
+    at += size + 13;
+  });
+  return { data, offsets, lengths };
+}
+
+/** What arrived, as "index:size", checking each packet's bytes. */
+async function received(sizes: number[]) {
+  const socket = await bound(createSocket('udp4'));
+  const got: string[] = [];
+  socket.on('message', (m) => {
+    const i = m.readUInt16BE(0);
+    const intact = m.subarray(2).every((byte) => byte === (i & 0xff));
+    got.push(`${i}:${m.length}${intact ? '' : ' corrupt'}`);
+  });
+  return { port: socket.address().port, got, want: sizes.map((size, i) => `${i}:${size}`) };
+}
+
+describe('batchSend (build/udp-batch.node)', () => {
+  const sender = async () =>
+    batchSend(await bound(syncSends(createSocket({ type: 'udp4', lookup: egressLookup })))) as NonNullable<
+      ReturnType<typeof batchSend>
+    >;
+
+  it('is built and loads here (scripts/build-native.sh runs in npm start and npm test)', () => {
+    expect(udpBatch.unavailable).toBeUndefined();
+    expect(udpBatch.addon).toBeDefined();
+  });
+
+  it.each([
+    ['with', true],
+    ['without', false],
+  ])(
+    '%s UDP segmentation, a frame of mixed sizes arrives packet for packet, in order, intact',
+    async (_w, segmentation) => {
+      const saved = udpBatch.segmentation;
+      udpBatch.segmentation = segmentation;
+      try {
+        // Runs of one size with a shorter last (one segmented message each), a longer packet
+        // starting a new run, single small packets, and a run longer than the kernel's 64 segments.
+        const sizes = [40, 1200, 1200, 1200, 700, 1200, 1200, 30, 30, 30, 90, ...new Array(70).fill(300), 12];
+        const { port, got, want } = await received(sizes);
+        const send = await sender();
+        const { data, offsets, lengths } = layout(sizes);
+        const calls = udpBatch.calls;
+        expect(send(data, offsets, lengths, sizes.length, port, '127.0.0.1')).toBe(sizes.length);
+        expect(udpBatch.calls).toBe(calls + 1);
+        await waitForCount(got, sizes.length);
+        expect(got).toEqual(want);
+        expect(udpBatch.segmentation).toBe(segmentation);
+      } finally {
+        udpBatch.segmentation = saved;
+      }
+    },
+  );
+
+  it('more messages than one system call takes (every packet longer than the last) all arrive in order', async () => {
+    const sizes = Array.from({ length: 150 }, (_, i) => 20 + i);
+    const { port, got, want } = await received(sizes);
+    const { data, offsets, lengths } = layout(sizes);
+    expect((await sender())(data, offsets, lengths, sizes.length, port, '127.0.0.1')).toBe(150);
+    await waitForCount(got, 150);
+    expect(got).toEqual(want);
+  });
+
+  it('a bad destination is counted and reported as nothing sent (the caller then sends one by one), not thrown', async () => {
+    const send = await sender();
+    const { data, offsets, lengths } = layout([100, 100]);
+    const errors = udpBatch.errors;
+    expect(send(data, offsets, lengths, 2, 0, '127.0.0.1')).toBe(0);
+    expect(send(data, offsets, lengths, 2, 5000, 'not an address')).toBe(0);
+    expect(udpBatch.errors).toBe(errors + 2);
+    // Still segmenting: the plain retry failed too, so segmentation was not to blame.
+    expect(udpBatch.segmentation).toBe(true);
+  });
+
+  it('a closed socket sends nothing', async () => {
+    const socket = await bound(syncSends(createSocket({ type: 'udp4', lookup: egressLookup })));
+    const send = batchSend(socket);
+    socket.close();
+    open.splice(open.indexOf(socket), 1);
+    const { data, offsets, lengths } = layout([10]);
+    expect(send?.(data, offsets, lengths, 1, 5000, '127.0.0.1')).toBe(0);
+  });
+
+  it('packets waiting in the socket’s queue go first: a batch behind them is not sent', () => {
+    // A child Node whose UDP sends all wait for libuv's queue.
+    const script = `
+      import { createSocket } from 'node:dgram';
+      import { batchSend, directSend } from ${JSON.stringify(new URL('../../src/webrtc/udp-send.ts', import.meta.url).href)};
+      import { egressLookup, syncSends } from ${JSON.stringify(new URL('../../src/webrtc/dgram-lookup.ts', import.meta.url).href)};
+      const r = createSocket('udp4'); const got = [];
+      r.on('message', (m) => got.push(String(m)));
+      await new Promise((ok) => r.bind(0, '127.0.0.1', ok));
+      // As the egress's sockets: sends reach libuv within the call.
+      const s = syncSends(createSocket({ type: 'udp4', lookup: egressLookup }));
+      await new Promise((ok) => s.bind(0, '127.0.0.1', ok));
+      const port = r.address().port;
+      directSend(s)(Buffer.from('queued'), port, '127.0.0.1');
+      const data = Buffer.from('batch'); const offsets = new Uint32Array([0]); const lengths = new Uint32Array([5]);
+      const behind = batchSend(s)(data, offsets, lengths, 1, port, '127.0.0.1');
+      await new Promise((ok) => setTimeout(ok, 100));
+      const after = batchSend(s)(data, offsets, lengths, 1, port, '127.0.0.1');
+      await new Promise((ok) => setTimeout(ok, 100));
+      console.log(JSON.stringify({ behind, after, got }));
+      s.close(); r.close();`;
+    const out = execFileSync(
+      process.execPath,
+      ['--test-udp-no-try-send', '--import', 'tsx', '--input-type=module', '-e', script],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(JSON.parse(out.trim().split('\n').at(-1) ?? '{}')).toEqual({
+      behind: 0,
+      after: 1,
+      got: ['queued', 'batch'],
+    });
+  });
+
+  it('LPGW_UDP_BATCH=0 turns batches off', async () => {
+    process.env.LPGW_UDP_BATCH = '0';
+    try {
+      expect(batchSend(await bound(createSocket('udp4')))).toBeUndefined();
+    } finally {
+      delete process.env.LPGW_UDP_BATCH;
+    }
+  });
+});
+
+async function waitForCount(got: unknown[], count: number): Promise<void> {
+  for (let i = 0; i < 100 && got.length < count; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+}
