@@ -7,7 +7,7 @@
 // 28 fps (or the gateway uses a whole core); viewers per core = viewers / gateway CPU fraction at the
 // last step at or above 28 fps.
 //
-//   npm run bench:fanout                          steps 10,25,50,100,150,200,300
+//   npm run bench:fanout                          steps 10,25,50,100,150,200,250,300
 //   npm run bench:fanout -- --steps 10,50,100     other steps
 //   npm run bench:fanout -- --cpu-prof            profile the gateway (node --cpu-prof) at the last step
 //                                                 and print its top functions (CPU figures inflated)
@@ -75,7 +75,7 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   const opts: Options = {
-    steps: [10, 25, 50, 100, 150, 200, 300],
+    steps: [10, 25, 50, 100, 150, 200, 250, 300],
     workers: 3,
     warmupMs: 3000,
     windowMs: 6000,
@@ -261,6 +261,19 @@ async function makeClip(): Promise<Buffer> {
     ],
     { maxBuffer: 64 * 1024 * 1024 },
   );
+}
+
+/** "in / out" frames per second from a stream's /status ("?" when it does not answer). */
+async function streamFps(url: string): Promise<string> {
+  try {
+    const status = (await (await fetch(url, { signal: AbortSignal.timeout(2000) })).json()) as {
+      input?: { fps?: number };
+      output?: { fps?: number };
+    };
+    return `${status.input?.fps?.toFixed(1) ?? '?'} / ${status.output?.fps?.toFixed(1) ?? '?'}`;
+  } catch {
+    return '?';
+  }
 }
 
 /** Sends the clip in real time, looping with continuous timestamps, until stopped. */
@@ -707,8 +720,13 @@ async function main(): Promise<void> {
       const c0 = processTicks(gateway.pid);
       const v0 = workers.reduce((n, w) => n + processTicks(w.child.pid), 0);
       const o0 = processTicks(orchestrator.pid);
+      const b0 = process.cpuUsage();
       const load0 = os.loadavg()[0];
       await sleep(opts.windowMs);
+      const b1 = process.cpuUsage(b0);
+      // The stream's own frame rates as the gateway sees them: a publisher or orchestrator starved by
+      // the rig shows here (input/output below 30), a slow egress does not.
+      const stream = await streamFps(`${base}/live/video-to-video/${name}/status`);
       const c1 = processTicks(gateway.pid);
       const v1 = workers.reduce((n, w) => n + processTicks(w.child.pid), 0);
       const o1 = processTicks(orchestrator.pid);
@@ -738,7 +756,7 @@ async function main(): Promise<void> {
         `| ${viewers} | ${(cpu * 100).toFixed(1)}% | ${median.toFixed(1)} | ${quantile(fps, 0.1).toFixed(1)} | ` +
         `${fps[0]?.toFixed(1)} | ${Math.round(perCore)} | ${((cpu * 1e6) / delivered).toFixed(1)} | ` +
         `${(((v1 - v0) / CLK_TCK / seconds) * 100).toFixed(0)}% | ${(((o1 - o0) / CLK_TCK / seconds) * 100).toFixed(0)}% | ` +
-        `${authenticated} | ${load0.toFixed(1)} |`;
+        `${authenticated} | ${stream} | ${(((b1.user + b1.system) / 1e6 / seconds) * 100).toFixed(0)}% | ${load0.toFixed(1)} |`;
       rows.push(row);
       console.error(row);
       if (median >= MIN_FPS) best = { viewers, cpu };
@@ -764,8 +782,8 @@ async function main(): Promise<void> {
       `effect \`passthrough\`, local orchestrator in its own process, send path \`${opts.sendPath}\` (${opts.noBatch ? 'packet by packet' : 'a frame per system call'}), ` +
       `${opts.workers} viewer processes (${opts.fullViewers ? 'full werift viewers: every packet decrypted and authenticated' : `sampled viewers: frames counted from RTP headers, every ${16}th packet authenticated by werift`}); ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), all on 127.0.0.1.`,
     '',
-    '| viewers | gateway CPU (of one core) | median fps | p10 fps | min fps | viewers per core | gateway µs per delivered packet | viewer processes CPU | orchestrator CPU | sampled packets authenticated | load avg |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| viewers | gateway CPU (of one core) | median fps | p10 fps | min fps | viewers per core | gateway µs per delivered packet | viewer processes CPU | orchestrator CPU | sampled packets authenticated | stream in/out fps at the gateway | bench process (publisher) CPU | load avg |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
     best
