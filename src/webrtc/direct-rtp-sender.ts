@@ -5,7 +5,8 @@
 // (four promises) down to dgram's send(); profiled under fan-out that was most of the gateway's CPU
 // besides the syscall and the cipher itself (docs/performance.md). Here a packet costs a header
 // written into the output buffer, one node:crypto cipher (AES-GCM) or a share of a batched keystream
-// and two SHA-1 calls (AES-CM + HMAC-SHA1, src/webrtc/srtp-cm.ts), and one send().
+// and two SHA-1 calls (AES-CM + HMAC-SHA1, src/webrtc/srtp-cm.ts), and one send(); a frame's
+// packets to one viewer go to the kernel in one system call (sendFrame, udp-send.ts batchSend).
 //
 // What werift's sender still does for us: RTCP (sender reports are fed the same counters, so RTT
 // and receiver reports keep working), PLI/FIR/NACK parsing. NACKs are answered here from our own
