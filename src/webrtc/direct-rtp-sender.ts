@@ -157,8 +157,20 @@ export class DirectRtpSender {
    * nominated pair); the caller may hand the packet to werift instead.
    */
   send(payload: Uint8Array, seq: number, timestamp: number, marker: boolean): boolean {
+    const keys = this.#ready();
+    if (!keys) return false;
+    this.#sendPacket(keys, payload, seq, timestamp, marker);
+    return true;
+  }
+
+  /** The keys to send with now, or undefined when this path cannot send (see send()). */
+  #ready(): Keys | undefined {
     const keys = this.#currentKeys();
-    if (!keys || this.#sender.dtlsTransport.state !== 'connected' || !this.#canTransmit()) return false;
+    if (!keys || this.#sender.dtlsTransport.state !== 'connected' || !this.#canTransmit()) return undefined;
+    return keys;
+  }
+
+  #sendPacket(keys: Keys, payload: Uint8Array, seq: number, timestamp: number, marker: boolean): void {
     seq &= 0xffff;
     // RFC 3711 3.3.1: our own sequence numbers only go forward (retransmits use the stored ROC).
     if (this.#lastSeq >= 0 && seq < this.#lastSeq && this.#lastSeq - seq > 0x8000)
@@ -178,7 +190,6 @@ export class DirectRtpSender {
     s.packetCount = (s.packetCount + 1) >>> 0;
     // Starts werift's sender reports once (it returns at once while they run).
     if (s.packetCount === 1) s.runRtcp().catch(() => {});
-    return true;
   }
 
   /**
@@ -191,11 +202,12 @@ export class DirectRtpSender {
     timestamp: number,
   ): boolean {
     if (!packets.length) return true;
-    if (!this.#currentKeys() || this.#sender.dtlsTransport.state !== 'connected' || !this.#canTransmit())
-      return false;
+    // Checked once for the frame: nothing below yields, so nothing changes between its packets.
+    const keys = this.#ready();
+    if (!keys) return false;
     if (packets.length === 1 || !this.#sendBatch) {
       for (let i = 0; i < packets.length; i++)
-        this.send(packets[i].payload, (firstSeq + i) & 0xffff, timestamp, packets[i].marker);
+        this.#sendPacket(keys, packets[i].payload, firstSeq + i, timestamp, packets[i].marker);
       return true;
     }
     batch.open = true;
@@ -205,7 +217,7 @@ export class DirectRtpSender {
         const { payload } = packets[i];
         if (batch.count === BATCH_PACKETS || batch.used + overhead + payload.length > BATCH_BYTES)
           this.#flush();
-        this.send(payload, (firstSeq + i) & 0xffff, timestamp, packets[i].marker);
+        this.#sendPacket(keys, payload, firstSeq + i, timestamp, packets[i].marker);
       }
     } finally {
       batch.open = false;
@@ -383,10 +395,13 @@ function outputBuffer(bytes: number): Buffer {
 }
 
 function batchFunction(protocol: DatagramProtocol, addr: Address): ((count: number) => number) | undefined {
+  // The shared UDP port: the same batches, on the mux's socket.
+  if (protocol instanceof MuxStunProtocol)
+    return (count) => protocol.sendDatagramBatch(batch.buffer, batch.offsets, batch.lengths, count, addr);
   const [host, port] = addr;
   const transport = protocol.transport;
   const socket = transport?.socket;
-  if (protocol instanceof MuxStunProtocol || !socket || isIP(host) === 0) return undefined;
+  if (!socket || isIP(host) === 0) return undefined;
   const send: DatagramBatchSend | undefined = batchSend(socket);
   if (!send) return undefined;
   return (count) =>

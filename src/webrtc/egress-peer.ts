@@ -302,11 +302,7 @@ export class EgressPeer {
     const track = this.#video;
     const sender = track.transceiver.sender;
     if (this.state === 'connected' && sender.dtlsTransport.state === 'connected') {
-      if (track.direct === null) {
-        track.direct =
-          egressSendPath() === 'direct' ? DirectRtpSender.create(sender, track.codec.payloadType) : undefined;
-      }
-      if (track.direct?.sendFrame(packets, firstSeq, timestamp)) {
+      if (this.#direct(track)?.sendFrame(packets, firstSeq, timestamp)) {
         track.lastPath = 'direct';
         track.packets += packets.length;
         for (const packet of packets) track.bytes += packet.payload.byteLength;
@@ -367,17 +363,24 @@ export class EgressPeer {
     return this.#session.close();
   }
 
+  /** The track's direct sender, made on first use (undefined: werift's path). */
+  #direct(track: SendTrack): DirectRtpSender | undefined {
+    if (track.direct === null) {
+      track.direct =
+        egressSendPath() === 'direct'
+          ? DirectRtpSender.create(track.transceiver.sender, track.codec.payloadType)
+          : undefined;
+    }
+    return track.direct;
+  }
+
   #send(track: SendTrack, payload: Uint8Array, seq: number, timestamp: number, marker: boolean): boolean {
     const sender = track.transceiver.sender;
     if (this.state !== 'connected' || sender.dtlsTransport.state !== 'connected') {
       track.dropped++;
       return false;
     }
-    if (track.direct === null) {
-      track.direct =
-        egressSendPath() === 'direct' ? DirectRtpSender.create(sender, track.codec.payloadType) : undefined;
-    }
-    if (track.direct?.send(payload, seq, timestamp, marker)) {
+    if (this.#direct(track)?.send(payload, seq, timestamp, marker)) {
       track.lastPath = 'direct';
       track.packets++;
       track.bytes += payload.byteLength;

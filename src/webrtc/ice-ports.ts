@@ -180,6 +180,8 @@ export class IcePorts {
           socketType: udp.socketType,
           port: udp.port,
           send: (data, addr) => udp.send(data, addr),
+          sendBatch: (data, offsets, lengths, count, addr) =>
+            udp.sendBatch(data, offsets, lengths, count, addr),
           expectResponse: (id, p) => udp.expectResponse(id, p),
           released: (p) => {
             udp.released(p);

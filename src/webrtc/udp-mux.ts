@@ -11,7 +11,7 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { parseMessage } from 'werift';
 import { egressLookup, syncSends } from './dgram-lookup.ts';
-import { type DatagramSend, directSend } from './udp-send.ts';
+import { batchSend, type DatagramBatchSend, type DatagramSend, directSend } from './udp-send.ts';
 import type { Address, MuxStunProtocol, UdpSink } from './werift-ice.ts';
 
 export interface UdpMuxCounters {
@@ -77,10 +77,12 @@ export class UdpMux implements UdpSink {
   };
   #closed = false;
   readonly #send: DatagramSend;
+  readonly #sendBatch: DatagramBatchSend | undefined;
 
   private constructor(socket: Socket, socketType: 'udp4' | 'udp6', opts: UdpMuxOptions) {
     this.#socket = socket;
     this.#send = directSend(socket);
+    this.#sendBatch = batchSend(socket);
     this.socketType = socketType;
     this.host = opts.host;
     this.#lookup = opts.lookup;
@@ -128,6 +130,18 @@ export class UdpMux implements UdpSink {
       return false;
     }
     return this.#send(data, addr[1], addr[0]);
+  }
+
+  /** How many of the packets left in one system call (the rest go through send(), which counts drops). */
+  sendBatch(
+    data: Uint8Array,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    count: number,
+    addr: Address,
+  ): number {
+    if (this.#closed || !this.#sendBatch || isIP(addr[0]) === 0) return 0;
+    return this.#sendBatch(data, offsets, lengths, count, addr[1], addr[0]);
   }
 
   expectResponse(transactionIdHex: string, protocol: MuxStunProtocol): void {

@@ -145,7 +145,7 @@ export const udpBatch: {
   /** Why batches are off, or undefined when on. */
   unavailable: string | undefined;
   segmentation: boolean;
-  /** System calls made for batches, and the packets they carried. */
+  /** Batches handed to the kernel (one sendmmsg each, or a few for very large ones), and the packets they carried. */
   calls: number;
   packets: number;
   /** Batches the kernel refused outright (their packets then went one by one). */
@@ -173,7 +173,7 @@ loadBatchAddon();
 export function batchSend(socket: Socket): DatagramBatchSend | undefined {
   const addon = udpBatch.addon;
   const state = stateOf(socket);
-  if (!addon || !state || process.env.LPGW_UDP_BATCH === '0') return undefined;
+  if (!addon || !state || !egressBatching().on) return undefined;
   return (data, offsets, lengths, count, port, ip) => {
     const handle = state.handle;
     if (!handle || typeof handle.fd !== 'number' || handle.fd < 0) return 0;

@@ -132,6 +132,14 @@ export interface UdpSink {
   readonly port: number;
   /** true when the datagram left within the call (`data` is free again). */
   send(data: Buffer, addr: Address): boolean;
+  /** Packets data[offsets[i] … + lengths[i]], i < count, to addr in order; how many left (udp-send.ts batchSend). */
+  sendBatch(
+    data: Uint8Array,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    count: number,
+    addr: Address,
+  ): number;
   /** A STUN request went out with this transaction id: route its response back here. */
   expectResponse(transactionIdHex: string, protocol: MuxStunProtocol): void;
   /** The protocol closed (its ICE agent closed): forget it. */
@@ -176,10 +184,23 @@ export class MuxStunProtocol extends StunProtocol {
     (this as unknown as { datagramReceived(d: Buffer, a: Address): void }).datagramReceived(data, addr);
   }
 
-  /** Sends at once, without a promise: the egress hot path (DirectRtpSender) sends SRTP this way. */
-  /** true when the datagram left within the call (`data` is free again). */
+  /**
+   * Sends at once, without a promise: the egress hot path (DirectRtpSender) sends SRTP this way.
+   * true when the datagram left within the call (`data` is free again).
+   */
   sendDatagram(data: Buffer, addr: Address): boolean {
     return !this.#closed && this.#sink.send(data, addr);
+  }
+
+  /** A frame's packets in one system call where the shared socket allows (UdpSink.sendBatch). */
+  sendDatagramBatch(
+    data: Uint8Array,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    count: number,
+    addr: Address,
+  ): number {
+    return this.#closed ? 0 : this.#sink.sendBatch(data, offsets, lengths, count, addr);
   }
 
   override async sendStun(message: Message, addr: Address): Promise<void> {

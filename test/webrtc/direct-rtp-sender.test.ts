@@ -4,7 +4,7 @@
 // SRTP profiles werift negotiates. Not timed.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DirectRtpSender } from '../../src/webrtc/direct-rtp-sender.ts';
-import { EgressPeer, LOOPBACK_NETWORK } from '../../src/webrtc/index.ts';
+import { EgressPeer, IcePorts, LOOPBACK_NETWORK, type PeerNetworkOptions } from '../../src/webrtc/index.ts';
 import { udpBatch } from '../../src/webrtc/udp-send.ts';
 import {
   decodedFrameHashes,
@@ -32,7 +32,7 @@ afterEach(async () => {
 });
 
 /** werift's SRTP profile numbers: 1 AES128_CM_HMAC_SHA1_80, 7 AEAD_AES_128_GCM. */
-async function connect(srtpProfiles?: number[]) {
+async function connect(srtpProfiles?: number[], network: PeerNetworkOptions = LOOPBACK_NETWORK) {
   const viewer = new WeriftViewer({ audio: false });
   cleanups.push(() => viewer.close());
   const offer = await viewer.createOffer();
@@ -43,7 +43,7 @@ async function connect(srtpProfiles?: number[]) {
         srtpProfiles;
     }
   }
-  const egress = await EgressPeer.create(offer, LOOPBACK_NETWORK);
+  const egress = await EgressPeer.create(offer, network);
   cleanups.push(() => egress.close());
   await viewer.applyAnswer(egress.answerSdp);
   await waitFor(() => egress.canSend, 15_000, 'egress DTLS up');
@@ -142,6 +142,17 @@ describe('DirectRtpSender (EgressPeer send path)', () => {
     expect(got.map((p) => p.payload.length)).toEqual(sizes);
     expect(got.every((p, i) => p.payload.every((byte) => byte === i + 1) && p.timestamp === 1234)).toBe(true);
     expect(got.map((p) => p.marker)).toEqual(sizes.map((_, i) => i === sizes.length - 1));
+  });
+
+  it('on the shared UDP port (-liveWebrtcUdpAddr), frames go a batch per frame on its socket and decode like the clip', async () => {
+    const ports = await IcePorts.open({ udp: { host: '127.0.0.1', port: 0 } });
+    cleanups.push(() => ports.close());
+    const { viewer, egress } = await connect(undefined, { ...LOOPBACK_NETWORK, ports });
+    const calls = udpBatch.calls;
+    const packets = await sendClipByFrame(egress, 65_500);
+    expect(egress.videoSendPath).toBe('direct');
+    await expectDecodesLikeTheClip(viewer, packets);
+    expect(udpBatch.calls - calls).toBe(video.filter((f) => f.payloads.length > 1).length);
   });
 
   it('LPGW_UDP_BATCH=0: frames go packet by packet, and arrive the same', async () => {
