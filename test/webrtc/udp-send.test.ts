@@ -196,6 +196,33 @@ describe('batchSend (build/udp-batch.node)', () => {
     expect(udpBatch.segmentation).toBe(true);
   });
 
+  it('a kernel that refuses segmentation (EIO: no checksum offload) gets the same packets plain, and no more segmented batches', async () => {
+    const real = udpBatch.addon as NonNullable<typeof udpBatch.addon>;
+    const segmented: boolean[] = [];
+    // Such a kernel, in front of the real addon.
+    udpBatch.addon = {
+      sendBatch: (...args) => {
+        segmented.push(args[7]);
+        return args[7] ? -5 : real.sendBatch(...args);
+      },
+    };
+    try {
+      const sizes = [1200, 1200, 1200, 400];
+      const { port, got, want } = await received(sizes);
+      const send = await sender();
+      const { data, offsets, lengths } = layout(sizes);
+      expect(send(data, offsets, lengths, 4, port, '127.0.0.1')).toBe(4);
+      expect(send(data, offsets, lengths, 4, port, '127.0.0.1')).toBe(4);
+      await waitForCount(got, 8);
+      expect(got).toEqual([...want, ...want]);
+      expect(segmented).toEqual([true, false, false]);
+      expect(udpBatch.segmentation).toBe(false);
+    } finally {
+      udpBatch.addon = real;
+      udpBatch.segmentation = true;
+    }
+  });
+
   it('a closed socket sends nothing', async () => {
     const socket = await bound(syncSends(createSocket({ type: 'udp4', lookup: egressLookup })));
     const send = batchSend(socket);
