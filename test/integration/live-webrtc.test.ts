@@ -67,6 +67,14 @@ describe('live video-to-video over WHIP and WHEP', () => {
     expect(sent.videoFrames).toBe(150);
     // PLI when the publisher connects and then every pliIntervalMs (2 s here) over a 5 s stream.
     expect(sent.keyframeRequests).toBeGreaterThanOrEqual(2);
+    // A real publisher never goes quiet between our checks: audio runs on (its clock continuing from
+    // the clip's) until the DELETE, so a slow decode on a loaded machine cannot trip the 1.5 s ingest
+    // timeout of this suite and end the stream under the test.
+    const quiet = new AbortController();
+    const audioGoesOn = publisher.send({
+      audio: syntheticOpusFrames(250 + 3000).slice(250),
+      signal: quiet.signal,
+    });
 
     // ≥ 90 % of the sent frames reach the viewer (the last, still open segment may lag a little).
     await waitFor(() => viewer.frames.length >= 0.9 * sent.videoFrames, 'frames at the viewer');
@@ -121,6 +129,8 @@ describe('live video-to-video over WHIP and WHEP', () => {
       async () => (await (await fetch(url('cam1', 'status'))).json()).viewers === 0,
       'viewer to leave',
     );
+    quiet.abort();
+    await audioGoesOn;
     await publisher.close(); // DELETE
     const ended = await (await fetch(url('cam1', 'status'))).json();
     expect(ended.state).toBe('ended');
