@@ -34,11 +34,14 @@ import {
   newIceCredentials,
   setLocalIceCredentials,
 } from './werift-ice.ts';
+import { useFastRtpHeaderParse } from './werift-rtp-header.ts';
 
 // Every peer's DTLS handshake: X25519 by OpenSSL instead of tweetnacl's JavaScript.
 useNativeX25519();
 // Every peer's UDP socket sends to an IP address within send(), not a tick later (dgram-lookup.ts).
 useEgressLookup();
+// Every received RTP header: parsed with shifts, not werift's bit strings (werift-rtp-header.ts).
+useFastRtpHeaderParse();
 
 /**
  * 'connecting' → 'connected' → 'failed' | 'closed'. An ICE restart goes 'connected' →
