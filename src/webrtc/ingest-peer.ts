@@ -21,6 +21,7 @@ import {
   transceiverAt,
 } from './peer-session.ts';
 import { OfferRejectedError, planOffer, rewriteOffer, type VideoCodecName } from './sdp.ts';
+import { leanReceive } from './werift-receiver.ts';
 
 const VIDEO_MIME: Record<VideoCodecName, string> = {
   h264: 'video/H264',
@@ -152,6 +153,10 @@ export class IngestPeer {
           disableWeriftNack(video.transceiver);
           if (plan.audio && audioCodec)
             audio = new TrackTap(transceiverAt(pc, plan.audio.section.index), audioCodec);
+          for (const tap of [video, audio]) {
+            const missing = tap ? leanReceive(tap.transceiver.receiver) : [];
+            if (missing.length > 0) warnWeriftReceiver(opts.logger, missing);
+          }
         },
       },
       opts,
@@ -321,4 +326,13 @@ function disableWeriftNack(transceiver: RTCRtpTransceiver): void {
     (c) => new RTCRtpCodecParameters({ ...c, rtcpFeedback: c.rtcpFeedback.filter((f) => f.type !== 'nack') }),
   );
   transceiver.receiver.prepareReceive({ codecs, headerExtensions: [], encodings: [] });
+}
+
+let warnedReceiver = false;
+
+/** Once per process: werift's receiver moved, so its own (slower) packet handler stays. */
+function warnWeriftReceiver(log: Logger | undefined, missing: string[]): void {
+  if (warnedReceiver) return;
+  warnedReceiver = true;
+  log?.warn({ missing }, "webrtc: werift receiver internals changed; received RTP takes werift's own path");
 }
