@@ -42,6 +42,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { GATEWAY_NODE_FLAGS } from '../bin/node-flags.js';
 import { makeH264Clip } from '../test/helpers/media.ts';
 import {
   type LocalOrchestratorProcess,
@@ -300,7 +301,8 @@ async function startGateway(
   ];
   // The gateway exits when this process goes away, even when SIGKILLed: its stdin pipe closes.
   const guard = 'data:text/javascript,process.stdin.on("end",()=>process.exit(1)).resume()';
-  const proc = spawn(process.execPath, ['--import', guard, '--import', 'tsx', 'src/main.ts', ...args], {
+  const flags = [...GATEWAY_NODE_FLAGS, '--import', guard, '--import', 'tsx'];
+  const proc = spawn(process.execPath, [...flags, 'src/main.ts', ...args], {
     cwd: ROOT,
     stdio: ['pipe', 'pipe', 'pipe'],
     env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LP_'))),

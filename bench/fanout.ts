@@ -48,6 +48,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { GATEWAY_NODE_FLAGS } from '../bin/node-flags.js';
 import { EgressPeer, LOOPBACK_NETWORK } from '../src/webrtc/index.ts';
 import { h264Frames, type RtpFrame, WeriftPublisher } from '../test/helpers/webrtc-clients.ts';
 import { freePort, sleep, waitUntil, withTimeout } from './common.ts';
@@ -227,7 +228,8 @@ async function startGateway(opts: Options, profileDir: string | undefined) {
       // the default per-stream cap (100) would end the run before the CPU does
       ...['-liveMaxViewers', String(Math.max(...opts.steps))],
     ],
-    profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
+    // As `npm start` runs it (bin/node-flags.js).
+    [...GATEWAY_NODE_FLAGS, ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])],
     { LPGW_EGRESS_SEND_PATH: opts.sendPath, ...(opts.noBatch ? { LPGW_UDP_BATCH: '0' } : {}) },
   );
   const base = `http://127.0.0.1:${httpPort}`;

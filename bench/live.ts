@@ -31,6 +31,8 @@
 //                                      the on-chain phase normally nices (+10) the orchestrator and this
 //                                      process (peers, chain): on a deployment they are other machines;
 //                                      --no-nice leaves every process at the same priority
+//   BENCH_GATEWAY_NODE_FLAGS='' npm run bench:live -- --prepay-only
+//                                      the gateway with other Node flags than bin/node-flags.js ('' : none)
 //   npm run bench:live -- --vp8-only   only the VP8 phase: CPU of one VP8 publisher (gateway + its ffmpeg
 //                                      transcodes) with an H.264 viewer and a VP8 viewer; --no-vp8 skips it
 //   BENCH_DEBUG=1 npm run bench:live  also prints each frame's client-side latency (clip index:ms) to stderr
@@ -41,6 +43,7 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { keccak256, stringToBytes } from 'viem';
+import { GATEWAY_NODE_FLAGS } from '../bin/node-flags.js';
 import { IvfReader, packetizeVp8 } from '../src/media/index.ts';
 import { encryptKeystore } from '../src/payments/keystore.ts';
 import { type LocalChain, startLocalChain, TEST_SENDER_KEY } from '../test/helpers/local-chain.ts';
@@ -60,6 +63,15 @@ import {
 import { freePort, sleep, waitUntil, withTimeout } from './common.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/**
+ * The gateway's Node flags: bin/node-flags.js, as `npm start` runs it; BENCH_GATEWAY_NODE_FLAGS
+ * replaces them for an A/B ('' for V8's defaults).
+ */
+function gatewayNodeFlags(): string[] {
+  const env = process.env.BENCH_GATEWAY_NODE_FLAGS;
+  return env === undefined ? [...GATEWAY_NODE_FLAGS] : env.split(' ').filter(Boolean);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -364,7 +376,10 @@ async function startGateway(opts: BenchOptions): Promise<Gateway> {
     }
   }
   const profileDir = opts.cpuProf ? mkdtempSync(join(os.tmpdir(), 'lpgw-bench-prof-')) : undefined;
-  const nodeFlags = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+  const nodeFlags = [
+    ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
+    ...gatewayNodeFlags(),
+  ];
   const args = [
     ...['-httpAddr', `127.0.0.1:${httpPort}`, '-liveMaxStreams', '16', '-v', '0'],
     ...['-rtmpAddr', `127.0.0.1:${rtmpPort}`],
@@ -1373,7 +1388,7 @@ async function prepayPhase(clip: Clip, opts: BenchOptions, log: (m: string) => v
       dir,
       [
         ...(result.profileDir ? ['--cpu-prof', '--cpu-prof-dir', result.profileDir] : []),
-        ...(process.env.BENCH_GATEWAY_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
+        ...gatewayNodeFlags(),
       ],
       opts.prepayFree ? 0n : PREPAY_PRICE_PER_PIXEL,
     );
@@ -1855,7 +1870,7 @@ async function main(): Promise<void> {
   out.push('');
   out.push(
     `Machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ` +
-      `${os.type()} ${os.release()}, Node ${process.version}. Gateway: child process, ` +
+      `${os.type()} ${os.release()}, Node ${process.version}. Gateway: child process (Node flags: ${gatewayNodeFlags().join(' ') || 'none'}), ` +
       (opts.prepayOnly
         ? 'on chain only'
         : opts.externalOrch

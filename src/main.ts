@@ -112,6 +112,14 @@ export async function main(
   }
   const identity = onchain?.identity ?? remote?.identity ?? offchainIdentity;
 
+  const semiSpace = youngGenerationMb();
+  if (semiSpace !== undefined)
+    logger.info({ maxSemiSpaceMb: semiSpace }, `node: young generation up to ${semiSpace} MB per semi-space`);
+  else
+    logger.info(
+      "node: young generation at V8's default (16 MB per semi-space); bin/lp-gateway.js (npm start) runs with 64, which keeps stream starts from stalling the media loop on collections",
+    );
+
   const batching = egressBatching();
   if (batching.on)
     logger.info(
@@ -484,4 +492,13 @@ export function exitOnError(err: unknown): never {
 // Run only as the entry point (`tsx src/main.ts`), not when src/cli.ts imports it.
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   main().catch(exitOnError);
+}
+
+/** --max-semi-space-size as this process was started with (bin/node-flags.js), or undefined. */
+function youngGenerationMb(): number | undefined {
+  const flags = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].filter((a) =>
+    /^--max[-_]semi[-_]space[-_]size=\d+$/.test(a),
+  );
+  const flag = flags.at(-1);
+  return flag === undefined ? undefined : Number(flag.split('=')[1]);
 }
