@@ -11,7 +11,7 @@
 // No sockets: the rest of a packet's cost (docs/performance.md) is not in these figures.
 import { createCipheriv, createHmac, createSecretKey, randomBytes } from 'node:crypto';
 import os from 'node:os';
-import { CM_PREFIX, CM_TAG_LENGTH, SrtpCmSender } from '../src/webrtc/srtp-cm.ts';
+import { CM_PREFIX, CM_TAG_LENGTH, SrtpCmContext } from '../src/webrtc/srtp-cm.ts';
 
 const PAYLOAD = 1200;
 const HEADER = 20; // 12 bytes + the sdes:mid extension, as viewers get it
@@ -47,9 +47,9 @@ function cmPerPacket(seq: number, roc: number): Buffer {
   return out;
 }
 
-const cm = new SrtpCmSender(key, salt, auth, SSRC);
-const cmJsXor = new SrtpCmSender(key, salt, auth, SSRC, { jsXor: true });
-function batched(sender: SrtpCmSender): (seq: number, roc: number) => Buffer {
+const cm = new SrtpCmContext(key, salt, auth, SSRC);
+const cmJsXor = new SrtpCmContext(key, salt, auth, SSRC, { jsXor: true });
+function batched(sender: SrtpCmContext): (seq: number, roc: number) => Buffer {
   return (seq, roc) => {
     const out = Buffer.allocUnsafe(CM_PREFIX + HEADER + PAYLOAD + CM_TAG_LENGTH);
     header.copy(out, CM_PREFIX);

@@ -17,7 +17,7 @@ import { createCipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 import type { Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import type { RTCRtpSender } from 'werift';
-import { CM_PREFIX, CM_TAG_LENGTH, SrtpCmSender } from './srtp-cm.ts';
+import { CM_PREFIX, CM_TAG_LENGTH, SrtpCmContext } from './srtp-cm.ts';
 import { batchSend, type DatagramBatchSend, type DatagramSend, directSend } from './udp-send.ts';
 import { MuxStunProtocol } from './werift-ice.ts';
 
@@ -94,7 +94,7 @@ interface DatagramProtocol {
 /** SRTP for one SSRC with keys from one DTLS handshake (werift's context is `source`): one profile. */
 type Keys =
   | { source: object; gcm: { key: KeyObject; salt: Buffer }; cm?: undefined }
-  | { source: object; cm: SrtpCmSender; gcm?: undefined };
+  | { source: object; cm: SrtpCmContext; gcm?: undefined };
 
 /** werift's ntpTime() as a proper 64-bit NTP timestamp, recomputed at most once a millisecond. */
 let ntpMs = -1;
@@ -299,7 +299,7 @@ export class DirectRtpSender {
     } else if (profile === PROFILE_AES128_CM_HMAC_SHA1_80 && cipher.srtpSessionAuthTag) {
       this.#keys = {
         source: context,
-        cm: new SrtpCmSender(
+        cm: new SrtpCmContext(
           cipher.srtpSessionKey,
           cipher.srtpSessionSalt,
           cipher.srtpSessionAuthTag,

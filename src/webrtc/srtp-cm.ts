@@ -1,4 +1,4 @@
-// SRTP AES_CM_128_HMAC_SHA1_80 (RFC 3711) for one sending SSRC, without a cipher object per packet.
+// SRTP AES_CM_128_HMAC_SHA1_80 (RFC 3711) for one SSRC, without a cipher object per packet.
 // node:crypto cannot give an AES-CTR context a new IV, so the usual way costs a createCipheriv and a
 // createHmac per packet. AES-CM's keystream is AES-ECB of counter blocks that depend only on the
 // salt, SSRC and packet index, so one ECB context made per key encrypts the counter blocks of the
@@ -30,7 +30,8 @@ const SHA1_LENGTH = 20;
 const sha1: ((data: Uint8Array) => string) | undefined =
   typeof nodeCrypto.hash === 'function' ? (data) => nodeCrypto.hash('sha1', data, 'binary') : undefined;
 
-export class SrtpCmSender {
+/** One SSRC's AES-CM context in one direction: protect() for what we send, unprotect() for what we receive. */
+export class SrtpCmContext {
   readonly #ecb: Cipher;
   /** The 14-byte session salt. */
   readonly #salt: Buffer;
@@ -84,27 +85,67 @@ export class SrtpCmSender {
    * Returns the SRTP packet, a view of `out`.
    */
   protect(out: Buffer, headerLength: number, payload: Uint8Array, roc: number, seq: number): Buffer {
-    const payloadLength = payload.length;
+    const start = CM_PREFIX + headerLength;
+    const end = start + payload.length;
+    this.#xorKeystream(out, start, payload, roc * 0x10000 + seq);
+    this.#tag(out, end, roc);
+    return out.subarray(CM_PREFIX, end + CM_TAG_LENGTH);
+  }
+
+  /**
+   * Checks and decrypts a received packet in place. `out` holds CM_PREFIX spare bytes, then the
+   * packet without its tag (header, headerLength bytes, and the encrypted payload, payloadLength
+   * bytes), then at least CM_TAG_LENGTH spare bytes; the packet's tag is tag[tagAt…tagAt+10). False,
+   * with the payload left as it was, when the tag is not the one the key gives (RFC 3711 3.3: no
+   * decryption then).
+   */
+  unprotect(
+    out: Buffer,
+    headerLength: number,
+    payloadLength: number,
+    roc: number,
+    tag: Uint8Array,
+    tagAt = 0,
+  ): boolean {
     const start = CM_PREFIX + headerLength;
     const end = start + payloadLength;
-    if (payloadLength > 0) {
-      const index = roc * 0x10000 + seq;
-      const need = Math.ceil(payloadLength / BLOCK) * BLOCK;
-      let keystream: Buffer;
-      let offset = need > MAX_STRIDE ? -1 : this.#batchOffset(index, need);
-      if (offset >= 0) {
-        keystream = this.#keystream as Buffer;
-      } else {
-        // Wider than a batch slot, or older than the batch (a retransmission): its own keystream.
-        keystream = this.#makeKeystream(index, 1, need);
-        offset = 0;
-      }
-      if (!this.#simd || !xorPayloadSimd(out, start, payload, keystream, offset)) {
-        out.set(payload, start);
-        xorInto(out, start, keystream, offset, payloadLength);
-      }
+    const seq = out.readUInt16BE(CM_PREFIX + 2);
+    this.#tag(out, end, roc);
+    if (tag.length - tagAt !== CM_TAG_LENGTH) return false;
+    // Every byte compared, whatever differs first.
+    let differ = 0;
+    for (let i = 0; i < CM_TAG_LENGTH; i++) differ |= out[end + i] ^ tag[tagAt + i];
+    if (differ !== 0) return false;
+    this.#xorKeystream(out, start, out.subarray(start, end), roc * 0x10000 + seq);
+    return true;
+  }
+
+  /** out[start…) = payload XOR the keystream of packet `index` (payload may be that part of out). */
+  #xorKeystream(out: Buffer, start: number, payload: Uint8Array, index: number): void {
+    const payloadLength = payload.length;
+    if (payloadLength === 0) return;
+    const need = Math.ceil(payloadLength / BLOCK) * BLOCK;
+    let keystream: Buffer;
+    let offset = need > MAX_STRIDE ? -1 : this.#batchOffset(index, need);
+    if (offset >= 0) {
+      keystream = this.#keystream as Buffer;
+    } else {
+      // Wider than a batch slot, or older than the batch (a retransmission): its own keystream.
+      keystream = this.#makeKeystream(index, 1, need);
+      offset = 0;
     }
-    // RFC 3711 4.2: the tag covers the header, the encrypted payload and the ROC.
+    if (!this.#simd || !xorPayloadSimd(out, start, payload, keystream, offset)) {
+      out.set(payload, start);
+      xorInto(out, start, keystream, offset, payloadLength);
+    }
+  }
+
+  /**
+   * Writes the HMAC-SHA1-80 tag of out[CM_PREFIX…end) and the ROC at out[end…end+10) (RFC 3711
+   * 4.2: the tag covers the header, the encrypted payload and the ROC). Uses out[0…CM_PREFIX) and
+   * out[end…end+4) as scratch.
+   */
+  #tag(out: Buffer, end: number, roc: number): void {
     this.#roc.writeUInt32BE(roc >>> 0, 0);
     const hash = this.#sha1;
     if (hash) {
@@ -134,7 +175,6 @@ export class SrtpCmSender {
         .digest();
       tag.copy(out, end, 0, CM_TAG_LENGTH);
     }
-    return out.subarray(CM_PREFIX, end + CM_TAG_LENGTH);
   }
 
   /**

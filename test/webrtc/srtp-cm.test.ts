@@ -5,7 +5,7 @@ import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { DirectRtpSender } from '../../src/webrtc/direct-rtp-sender.ts';
 import { hasSimdXor } from '../../src/webrtc/simd-xor.ts';
-import { CM_PREFIX, CM_TAG_LENGTH, SrtpCmSender } from '../../src/webrtc/srtp-cm.ts';
+import { CM_PREFIX, CM_TAG_LENGTH, SrtpCmContext } from '../../src/webrtc/srtp-cm.ts';
 
 const SSRC = 0x8badf00d;
 const PAYLOAD_TYPE = 102;
@@ -177,11 +177,11 @@ describe('SRTP AES_CM_128_HMAC_SHA1_80 (batched keystream, precomputed HMAC bloc
   it('encrypts the same wherever the packet sits in memory (unaligned buffers XOR byte by byte), in SIMD or in JS, and with createHmac where crypto.hash is missing', () => {
     const keys = newKeys();
     const senders = {
-      default: new SrtpCmSender(keys.key, keys.salt, keys.auth, SSRC),
+      default: new SrtpCmContext(keys.key, keys.salt, keys.auth, SSRC),
       // As where WebAssembly SIMD is missing: the XOR in JavaScript.
-      js: new SrtpCmSender(keys.key, keys.salt, keys.auth, SSRC, { jsXor: true }),
+      js: new SrtpCmContext(keys.key, keys.salt, keys.auth, SSRC, { jsXor: true }),
       // As on a Node before 20.12, without crypto.hash: createHmac.
-      hmac: new SrtpCmSender(keys.key, keys.salt, keys.auth, SSRC, { createHmac: true }),
+      hmac: new SrtpCmContext(keys.key, keys.salt, keys.auth, SSRC, { createHmac: true }),
     };
     expect(hasSimdXor).toBe(true); // Node 20's V8 has it: the default path is the SIMD one
     // 2100: longer than a batch slot and than the SIMD regions.
