@@ -3,7 +3,6 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
   PictureLossIndication,
-  type RTCPeerConnection,
   type RTCRtpTransceiver,
   type RtcpPacket,
   RtcpPayloadSpecificFeedback,
@@ -23,6 +22,7 @@ import {
   transceiverAt,
 } from './peer-session.ts';
 import { OfferRejectedError, pickH264ForSending, planOffer, rewriteOffer } from './sdp.ts';
+import { preferAesCm, SRTP_AEAD_AES_128_GCM, SRTP_AES128_CM_HMAC_SHA1_80 } from './werift-srtp.ts';
 
 export interface EgressPeerOptions extends PeerOptions {
   /**
@@ -77,10 +77,6 @@ export function egressSendPath(): 'direct' | 'werift' {
   return process.env.LPGW_EGRESS_SEND_PATH === 'werift' ? 'werift' : 'direct';
 }
 
-/** werift's numbers for the SRTP profiles (RFC 5764 / RFC 7714). */
-const SRTP_AES128_CM_HMAC_SHA1_80 = 1;
-const SRTP_AEAD_AES_128_GCM = 7;
-
 /**
  * Which SRTP profile egress peers prefer, from LPGW_EGRESS_SRTP: `cm` (AES_CM_128_HMAC_SHA1_80,
  * the default: the direct send path's cheapest, docs/performance.md) or `gcm` (werift's own
@@ -88,30 +84,6 @@ const SRTP_AEAD_AES_128_GCM = 7;
  */
 export function egressSrtpPreference(): 'cm' | 'gcm' {
   return process.env.LPGW_EGRESS_SRTP === 'gcm' ? 'gcm' : 'cm';
-}
-
-/** The werift DTLS transport fields the SRTP preference sets (werift 0.24). */
-interface WeriftDtlsRole {
-  srtpProfiles: number[];
-  role: 'auto' | 'client' | 'server';
-  remoteParameters?: { role: 'auto' | 'client' | 'server' };
-}
-
-/**
- * Makes a viewer's DTLS handshake pick AES_CM_128_HMAC_SHA1_80. The DTLS server picks the profile
- * (the first of its own list the client offers), and werift, answering an actpass offer, would be
- * the client (a=setup:active) and leave the choice to the viewer, which picks GCM. So we answer
- * a=setup:passive (RFC 5763 allows either; over WHEP the viewer has our answer before ICE can
- * start, so it costs no round trip) and list CM first. Every WebRTC endpoint offers CM (RFC 8827
- * makes it mandatory to implement); one that offers only GCM still gets GCM. Runs after the offer
- * is applied, before the answer is made and before DTLS starts; werift's module-wide list, which
- * ingest peers use, is left alone.
- */
-function preferAesCm(pc: RTCPeerConnection): void {
-  for (const transport of pc.dtlsTransports as unknown as WeriftDtlsRole[]) {
-    transport.srtpProfiles = [SRTP_AES128_CM_HMAC_SHA1_80, SRTP_AEAD_AES_128_GCM];
-    if (transport.role === 'auto' && transport.remoteParameters?.role === 'auto') transport.role = 'server';
-  }
 }
 
 class SendTrack {

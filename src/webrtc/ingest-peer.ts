@@ -22,6 +22,7 @@ import {
 } from './peer-session.ts';
 import { OfferRejectedError, planOffer, rewriteOffer, type VideoCodecName } from './sdp.ts';
 import { leanReceive } from './werift-receiver.ts';
+import { preferAesCm, srtpProfileOf, useOwnSrtpDecrypt } from './werift-srtp.ts';
 
 const VIDEO_MIME: Record<VideoCodecName, string> = {
   h264: 'video/H264',
@@ -92,6 +93,7 @@ export class IngestPeer {
   readonly #log: Logger | undefined;
   readonly #nack: NackGenerator;
   #lastPacketAt: number | undefined;
+  #ownDecrypt = false;
   #plisSent = 0;
 
   private constructor(
@@ -114,6 +116,23 @@ export class IngestPeer {
     this.#nack = new NackGenerator({ ...opts.nack, send: (lost) => this.#sendNack(lost) });
     this.#tap(video, (seq) => this.#nack.onPacket(seq));
     if (audio) this.#tap(audio);
+    // Once DTLS has keyed SRTP (and again after an ICE restart, which may re-key it).
+    const ownDecrypt = (state: PeerState) => {
+      if (state !== 'connected' || ingestSrtpPreference() !== 'cm') return;
+      this.#ownDecrypt = useOwnSrtpDecrypt(this.#video.transceiver.receiver.dtlsTransport);
+    };
+    session.onStateChange(ownDecrypt);
+    ownDecrypt(session.state);
+  }
+
+  /** The SRTP profile the publisher's DTLS handshake settled on; undefined before it has. */
+  get srtpProfile(): 'AES_CM_128_HMAC_SHA1_80' | 'AEAD_AES_128_GCM' | undefined {
+    return srtpProfileOf(this.#video.transceiver.receiver.dtlsTransport);
+  }
+
+  /** Whether received RTP is decrypted by our AES-CM path (werift-srtp.ts) rather than werift's. */
+  get ownSrtpDecrypt(): boolean {
+    return this.#ownDecrypt;
   }
 
   /**
@@ -157,6 +176,7 @@ export class IngestPeer {
             const missing = tap ? leanReceive(tap.transceiver.receiver) : [];
             if (missing.length > 0) warnWeriftReceiver(opts.logger, missing);
           }
+          if (ingestSrtpPreference() === 'cm') preferAesCm(pc);
         },
       },
       opts,
@@ -335,4 +355,13 @@ function warnWeriftReceiver(log: Logger | undefined, missing: string[]): void {
   if (warnedReceiver) return;
   warnedReceiver = true;
   log?.warn({ missing }, "webrtc: werift receiver internals changed; received RTP takes werift's own path");
+}
+
+/**
+ * Which SRTP profile ingest peers ask for, from LPGW_INGEST_SRTP: `cm` (AES_CM_128_HMAC_SHA1_80,
+ * the default, decrypted without an object per packet: werift-srtp.ts) or `gcm` (werift's own
+ * preference, DTLS role and decryption; for A/B benchmarks and as an escape hatch).
+ */
+export function ingestSrtpPreference(): 'cm' | 'gcm' {
+  return process.env.LPGW_INGEST_SRTP === 'gcm' ? 'gcm' : 'cm';
 }

@@ -98,6 +98,9 @@ describe('IngestPeer', () => {
     expect(stats.video.nacksSent).toBe(0);
     expect(stats.audio.packetsReceived).toBe(audioIn.length);
     expect(ingest.lastPacketAt).toBeGreaterThan(Date.now() - 2000);
+    // The publisher was asked for AES-CM, and what it sent was decrypted by our path, not werift's.
+    expect(ingest.srtpProfile).toBe('AES_CM_128_HMAC_SHA1_80');
+    expect(ingest.ownSrtpDecrypt).toBe(true);
 
     // PLI from requestKeyframe() reaches the publisher.
     let keyframeRequests = 0;
@@ -105,6 +108,22 @@ describe('IngestPeer', () => {
     ingest.requestKeyframe();
     await waitFor(() => keyframeRequests === 1, 2000, 'PLI at publisher');
     expect(ingest.stats().video.plisSent).toBe(1);
+  });
+
+  it('LPGW_INGEST_SRTP=gcm leaves the profile, the DTLS role and the decryption to werift', async () => {
+    process.env.LPGW_INGEST_SRTP = 'gcm';
+    try {
+      const { publisher, ingest, videoIn } = await connect();
+      await publisher.send({ video: video.slice(0, 20) });
+      await waitFor(() => videoIn.length > 0, 2000, 'video');
+      expect(ingest.srtpProfile).toBe('AEAD_AES_128_GCM');
+      expect(ingest.ownSrtpDecrypt).toBe(false);
+      const sent = new Map(publisher.sent.map((p) => [p.seq, p]));
+      for (const got of videoIn)
+        expect(got.payload.equals(Buffer.from(sent.get(got.seq)?.payload ?? []))).toBe(true);
+    } finally {
+      delete process.env.LPGW_INGEST_SRTP;
+    }
   });
 
   it('negotiates and receives a high-profile (640c1f) offer', async () => {
