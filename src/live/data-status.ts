@@ -1,6 +1,6 @@
 // What a live stream's data plane reports: the ingest pipeline with its publisher peer, and the
 // output hub with its viewers. One place builds the /status fields and the totals /metrics sums.
-import type { IngestPeer } from '../webrtc/index.ts';
+import type { IngestPeer, IngestStats } from '../webrtc/index.ts';
 import type { Ingest } from './ingest.ts';
 import type { OutputHub, OutputHubStats, ViewerSummary } from './output-hub.ts';
 
@@ -29,6 +29,8 @@ export interface InputDataStatus {
     packetsRecovered: number;
     rttMs: number | null;
     keyframeRequests: number;
+    /** The publisher's SRTP profile, and who decrypted its packets (webrtc/werift-srtp.ts). */
+    srtp: IngestStats['srtp'] | null;
   } | null;
 }
 
@@ -40,7 +42,8 @@ export type OutputDataStatus = Omit<OutputHubStats, 'viewers' | 'frames'> & { vi
 
 export function inputDataStatus(ingest: Ingest, peer: IngestPeer | undefined): InputDataStatus {
   const s = ingest.stats();
-  const v = peer?.stats().video;
+  const ps = peer?.stats();
+  const v = ps?.video;
   return {
     segments: s.segments,
     framesDropped: s.framesDroppedLoss + s.framesDroppedBackpressure,
@@ -57,6 +60,7 @@ export function inputDataStatus(ingest: Ingest, peer: IngestPeer | undefined): I
           packetsRecovered: v.packetsRecovered,
           rttMs: v.nackRttMs,
           keyframeRequests: v.plisSent,
+          srtp: ps?.srtp ?? null,
         }
       : null,
   };

@@ -22,7 +22,7 @@ import {
 } from './peer-session.ts';
 import { OfferRejectedError, planOffer, rewriteOffer, type VideoCodecName } from './sdp.ts';
 import { leanReceive } from './werift-receiver.ts';
-import { preferAesCm, srtpProfileOf, useOwnSrtpDecrypt } from './werift-srtp.ts';
+import { preferAesCm, type SrtpDecryptCounts, srtpProfileOf, useOwnSrtpDecrypt } from './werift-srtp.ts';
 
 const VIDEO_MIME: Record<VideoCodecName, string> = {
   h264: 'video/H264',
@@ -64,6 +64,12 @@ export interface IngestStats {
   audio: IngestTrackStats;
   /** Date.now() of the last RTP packet of either kind. */
   lastPacketAt?: number;
+  /** The SRTP profile (null before DTLS settled it) and who decrypted the RTP packets. */
+  srtp: {
+    profile: 'AES_CM_128_HMAC_SHA1_80' | 'AEAD_AES_128_GCM' | null;
+    /** Packets decrypted by the gateway's AES-CM path / by werift (all of them when it is not on). */
+    decryptedBy: { gateway: number; werift: number } | null;
+  };
 }
 
 /** Feedback we answer for ingest video: our NackGenerator sends NACKs, requestKeyframe() sends PLI. */
@@ -93,7 +99,7 @@ export class IngestPeer {
   readonly #log: Logger | undefined;
   readonly #nack: NackGenerator;
   #lastPacketAt: number | undefined;
-  #ownDecrypt = false;
+  #decrypts: SrtpDecryptCounts | undefined;
   #plisSent = 0;
 
   private constructor(
@@ -119,7 +125,7 @@ export class IngestPeer {
     // Once DTLS has keyed SRTP (and again after an ICE restart, which may re-key it).
     const ownDecrypt = (state: PeerState) => {
       if (state !== 'connected' || ingestSrtpPreference() !== 'cm') return;
-      this.#ownDecrypt = useOwnSrtpDecrypt(this.#video.transceiver.receiver.dtlsTransport);
+      this.#decrypts = useOwnSrtpDecrypt(this.#video.transceiver.receiver.dtlsTransport) ?? this.#decrypts;
     };
     session.onStateChange(ownDecrypt);
     ownDecrypt(session.state);
@@ -132,7 +138,7 @@ export class IngestPeer {
 
   /** Whether received RTP is decrypted by our AES-CM path (werift-srtp.ts) rather than werift's. */
   get ownSrtpDecrypt(): boolean {
-    return this.#ownDecrypt;
+    return this.#decrypts !== undefined;
   }
 
   /**
@@ -278,6 +284,10 @@ export class IngestPeer {
         ? this.#trackStats(this.#audio)
         : { packetsReceived: 0, bytesReceived: 0, packetsLost: 0, nacksSent: 0 },
       lastPacketAt: this.#lastPacketAt,
+      srtp: {
+        profile: this.srtpProfile ?? null,
+        decryptedBy: this.#decrypts ? { gateway: this.#decrypts.own, werift: this.#decrypts.werift } : null,
+      },
     };
   }
 

@@ -71,16 +71,26 @@ interface WeriftSrtpSession {
   };
 }
 
-const installed = new WeakSet<object>();
+/** RTP packets decrypted since useOwnSrtpDecrypt, by whom. */
+export interface SrtpDecryptCounts {
+  /** By SrtpCmContext. */
+  own: number;
+  /** By werift (each SSRC's first packet, refused packets, odd shapes). */
+  werift: number;
+}
+
+const installed = new WeakMap<object, SrtpDecryptCounts>();
 
 /**
  * Replaces werift's RTP decryption on this transport's current SRTP session with ours when the
- * session is AES-CM. Returns whether it did (false: not yet keyed, another profile, or werift's
- * session not as expected; werift's decryption then stays).
+ * session is AES-CM. Returns the session's counts when it did (or had), undefined when not (not
+ * yet keyed, another profile, or werift's session not as expected; werift's decryption stays).
  */
-export function useOwnSrtpDecrypt(dtls: RTCDtlsTransport): boolean {
+export function useOwnSrtpDecrypt(dtls: RTCDtlsTransport): SrtpDecryptCounts | undefined {
   const session = (dtls as unknown as { srtp?: WeriftSrtpSession }).srtp;
-  if (!session || installed.has(session)) return session !== undefined && installed.has(session);
+  if (!session) return undefined;
+  const already = installed.get(session);
+  if (already) return already;
   const ctx = session.remoteContext;
   if (
     typeof session.decrypt !== 'function' ||
@@ -91,9 +101,14 @@ export function useOwnSrtpDecrypt(dtls: RTCDtlsTransport): boolean {
     !Buffer.isBuffer(ctx.srtpSessionSalt) ||
     !Buffer.isBuffer(ctx.srtpSessionAuthTag)
   )
-    return false;
-  installed.add(session);
-  const werift = session.decrypt;
+    return undefined;
+  const counts: SrtpDecryptCounts = { own: 0, werift: 0 };
+  installed.set(session, counts);
+  const weriftDecrypt = session.decrypt;
+  const werift = (packet: Buffer): Buffer => {
+    counts.werift++;
+    return weriftDecrypt(packet);
+  };
   const contexts = new Map<number, SrtpCmContext>();
   const next: RocState = { rolloverCounter: 0, lastSequenceNumber: 0 };
   session.decrypt = (packet: Buffer): Buffer => {
@@ -134,9 +149,10 @@ export function useOwnSrtpDecrypt(dtls: RTCDtlsTransport): boolean {
     state.rolloverHasProcessed = next.rolloverHasProcessed;
     state.rolloverCounter = next.rolloverCounter;
     state.lastSequenceNumber = next.lastSequenceNumber;
+    counts.own++;
     return plain;
   };
-  return true;
+  return counts;
 }
 
 /**

@@ -217,6 +217,11 @@ describe('the pages in Firefox ESR', () => {
       async () => JSON.stringify((await gw.status('ff-publish')).input),
     );
     expect(await page.$eval('#stream', (i) => (i as HTMLInputElement).readOnly)).toBe(true);
+    // Firefox was asked for AES-CM, and its packets went through the gateway's own decryption.
+    const { srtp } = (await gw.status('ff-publish')).input.rtp;
+    expect(srtp.profile).toBe('AES_CM_128_HMAC_SHA1_80');
+    expect(srtp.decryptedBy.gateway).toBeGreaterThan(100);
+    expect(srtp.decryptedBy.werift).toBeLessThan(10);
     await page.close();
   }, 90_000);
 

@@ -134,6 +134,10 @@ describe('in the browser', () => {
     expect(status.viewers).toBe(2); // the publish page's own preview and the watch page
     // Chromium's fake camera slows down on a busy machine (the suite runs two files at once).
     expect(status.input.fps).toBeGreaterThan(5);
+    // Chromium was asked for AES-CM, and its packets went through the gateway's own decryption.
+    expect(status.input.rtp.srtp.profile).toBe('AES_CM_128_HMAC_SHA1_80');
+    expect(status.input.rtp.srtp.decryptedBy.gateway).toBeGreaterThan(100);
+    expect(status.input.rtp.srtp.decryptedBy.werift).toBeLessThan(10);
 
     await publisher.click('#stop');
     await until(

@@ -98,6 +98,11 @@ describe('aiortc (per-section ICE credentials in one BUNDLE group)', () => {
       'output from the orchestrator',
       15_000,
     );
+    // aiortc (pylibsrtp) was asked for AES-CM, and its packets go through the gateway's own decryption.
+    const { srtp } = (await gw.status('py')).input.rtp;
+    expect(srtp.profile).toBe('AES_CM_128_HMAC_SHA1_80');
+    expect(srtp.decryptedBy.gateway).toBeGreaterThan(50);
+    expect(srtp.decryptedBy.werift).toBeLessThan(10);
     const viewer = await aiortc('view', gw.url('py', 'whep'), '5');
     const publisher = await publishing;
 

@@ -79,10 +79,14 @@ function packets(sender: SrtpSession): Buffer[] {
 describe("ingest SRTP decryption (AES-CM) against werift's", () => {
   it('gives the bytes werift gives, across a ROC rollover, with werift seeing only each SSRC’s first packet', () => {
     const { sender, theirs, mine, weriftCalls } = sessions(CM);
-    expect(useOwnSrtpDecrypt({ srtp: mine } as never)).toBe(true);
+    const counts = useOwnSrtpDecrypt({ srtp: mine } as never);
+    expect(counts).toEqual({ own: 0, werift: 0 });
     const sent = packets(sender);
     for (const p of sent) expect(outcome(mine, p)).toEqual(outcome(theirs, p));
     expect(weriftCalls()).toBe(2);
+    expect(counts).toEqual({ own: sent.length - 2, werift: 2 });
+    // Installing again changes nothing and gives the same counts.
+    expect(useOwnSrtpDecrypt({ srtp: mine } as never)).toBe(counts);
   });
 
   it('refuses a tampered packet as werift does (its own error) and goes on in step', () => {
@@ -122,9 +126,9 @@ describe("ingest SRTP decryption (AES-CM) against werift's", () => {
   it('leaves AES-GCM sessions to werift', () => {
     const { mine } = sessions(GCM);
     const before = mine.decrypt;
-    expect(useOwnSrtpDecrypt({ srtp: mine } as never)).toBe(false);
+    expect(useOwnSrtpDecrypt({ srtp: mine } as never)).toBeUndefined();
     expect(mine.decrypt).toBe(before);
-    expect(useOwnSrtpDecrypt({} as never)).toBe(false);
+    expect(useOwnSrtpDecrypt({} as never)).toBeUndefined();
   });
 
   it("finds the payload where werift's header parse does, or leaves the packet to werift", () => {
