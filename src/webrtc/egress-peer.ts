@@ -22,7 +22,7 @@ import {
   transceiverAt,
 } from './peer-session.ts';
 import { OfferRejectedError, pickH264ForSending, planOffer, rewriteOffer } from './sdp.ts';
-import { preferAesCm, SRTP_AEAD_AES_128_GCM, SRTP_AES128_CM_HMAC_SHA1_80 } from './werift-srtp.ts';
+import { preferAesCm, srtpProfileOf } from './werift-srtp.ts';
 
 export interface EgressPeerOptions extends PeerOptions {
   /**
@@ -206,13 +206,7 @@ export class EgressPeer {
 
   /** The SRTP profile the viewer's DTLS handshake settled on; undefined before it has. */
   get srtpProfile(): 'AES_CM_128_HMAC_SHA1_80' | 'AEAD_AES_128_GCM' | undefined {
-    const dtls = this.#video.transceiver.sender.dtlsTransport as unknown as {
-      srtp?: { localContext?: { profile: number } };
-    };
-    const profile = dtls.srtp?.localContext?.profile;
-    if (profile === SRTP_AES128_CM_HMAC_SHA1_80) return 'AES_CM_128_HMAC_SHA1_80';
-    if (profile === SRTP_AEAD_AES_128_GCM) return 'AEAD_AES_128_GCM';
-    return undefined;
+    return srtpProfileOf(this.#video.transceiver.sender.dtlsTransport);
   }
 
   /** The ICE session's entity-tag (quoted) for ETag; it changes with each ICE restart. */

@@ -136,11 +136,6 @@ export class IngestPeer {
     return srtpProfileOf(this.#video.transceiver.receiver.dtlsTransport);
   }
 
-  /** Whether received RTP is decrypted by our AES-CM path (werift-srtp.ts) rather than werift's. */
-  get ownSrtpDecrypt(): boolean {
-    return this.#decrypts !== undefined;
-  }
-
   /**
    * Answers a WHIP offer. Throws OfferRejectedError (status 400/406, see checkOffer) for an offer we
    * cannot take. The answer is complete: it waits for ICE gathering (bounded by gatherTimeoutMs).

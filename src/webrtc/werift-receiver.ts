@@ -64,6 +64,8 @@ export function leanReceive(receiver: RTCRtpReceiver): string[] {
   let decided = false;
   let ownPath = false;
   let nackOn = false;
+  /** Payload types werift treats specially (RTX, RED). */
+  let special = new Set<number>();
   const prepare = r.prepareReceive.bind(r);
   r.prepareReceive = (params) => {
     prepare(params);
@@ -75,16 +77,20 @@ export function leanReceive(receiver: RTCRtpReceiver): string[] {
       decided = true;
       ownPath = !r.twccEnabled && r.receiverTWCC === undefined;
       nackOn = Boolean(r.nackEnabled);
+      special = new Set(
+        Object.entries(r.codecs)
+          .filter(([, codec]) => codec !== undefined && SPECIAL_CODEC.test(codec.mimeType))
+          .map(([pt]) => Number(pt)),
+      );
     }
-    const codec = r.codecs[payloadType];
     // An SSRC's first packet, and anything werift treats specially or drops, goes through werift.
     const stats = r.remoteStreams[ssrc];
     if (
       !ownPath ||
       r.stopped ||
       stats === undefined ||
-      codec === undefined ||
-      SPECIAL_CODEC.test(codec.mimeType)
+      r.codecs[payloadType] === undefined ||
+      special.has(payloadType)
     ) {
       werift(packet, extensions);
       return;
